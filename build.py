@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""mxforge build front door: specs -> sources -> ninja -> one extension mxforge/_C*.so.
+
+    python build.py --set ci --target cpu            # build and install the ci set
+    python build.py --set default --target cpu,sm90 -j 8
+    python build.py --set ci --target cpu --list     # the instances it would build
+    python build.py --set ci --target cpu --dry-run  # render + plan, compile nothing
+
+The build is locked (concurrent builds wait), resumable (ninja keeps finished objects) and
+atomic (the module and its manifest are replaced by rename, never half-written).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from codegen import render as R  # noqa: E402
+from codegen.ninja_gen import write_ninja  # noqa: E402
+from codegen.spec import SpecError, load_set  # noqa: E402
+from codegen.targets import TARGETS, python_ext_suffix  # noqa: E402
+
+INSTANCES = ROOT / "instances"
+TEMPLATES = ROOT / "templates"
+BUILD = ROOT / "build"
+PACKAGE = ROOT / "mxforge"
+MANIFEST_NAME = "_C.manifest.json"
+
+
+class BuildError(Exception):
+    pass
+
+
+@contextmanager
+def build_lock() -> Iterator[None]:
+    """One build at a time per checkout: the module location is shared by all sets."""
+    BUILD.mkdir(exist_ok=True)
+    with open(BUILD / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("mxforge build: another build holds build/.lock; waiting ...", flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def parse_targets(text: str) -> list[str]:
+    targets = [t.strip() for t in text.split(",") if t.strip()]
+    for t in targets:
+        if t not in TARGETS:
+            raise BuildError(f"unknown target '{t}' (targets: {', '.join(TARGETS)})")
+    if not targets:
+        raise BuildError(f"no target given (targets: {', '.join(TARGETS)})")
+    return list(dict.fromkeys(targets))
+
+
+def check_toolchains(targets: list[str]) -> dict[str, str]:
+    versions = {}
+    for t in targets:
+        tc = TARGETS[t].toolchain()
+        if not tc.available:
+            raise BuildError(f"target {t}: {tc.missing}")
+        versions[t] = tc.version
+    return versions
+
+
+def ninja_command() -> list[str]:
+    exe = shutil.which("ninja")
+    if exe:
+        return [exe]
+    try:
+        import ninja  # noqa: F401
+    except ImportError:
+        raise BuildError("ninja not found (pip install ninja)") from None
+    return [sys.executable, "-m", "ninja"]
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
+def install_atomically(src: Path, dst: Path) -> bool:
+    """Copy src over dst by rename; False if dst already has the same bytes."""
+    if file_digest(src) == file_digest(dst):
+        return False
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dst)
+    return True
+
+
+def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
+          dry_run: bool, only: list[str], exclude: list[str]) -> int:
+    t0 = time.monotonic()
+    iset = load_set(INSTANCES, set_name, tuple(TARGETS), only, exclude)
+    chosen = [i for i in iset.instances if i.target in targets]
+    for t in targets:
+        if not any(i.target == t for i in chosen):
+            have = sorted({i.target for i in iset.instances})
+            raise BuildError(f"set '{set_name}' has no instances for target {t} "
+                             f"(it has: {', '.join(have) or 'none'})")
+    if list_only:
+        for i in chosen:
+            print(i.name)
+        print(f"# {len(chosen)} instances", file=sys.stderr)
+        return 0
+    versions = check_toolchains(targets)
+    out_dir = BUILD / set_name
+    manifest = {
+        "set": set_name, "targets": targets, "compilers": versions,
+        "instances": [i.name for i in chosen],
+        "source_hash": R.source_hash(ROOT, iset.spec_files),
+        "spec_files": [str(p.relative_to(ROOT)) for p in iset.spec_files],
+        "python_ext_suffix": python_ext_suffix(),
+    }
+    with build_lock():
+        rendered = R.render(chosen, TEMPLATES, out_dir, targets, manifest)
+        module = out_dir / f"_C{python_ext_suffix()}"
+        text = write_ninja(ROOT, out_dir, rendered.sources, module)
+        R.write_if_changed(out_dir / "build.ninja", text)
+        print(f"mxforge build: set {set_name}, targets {','.join(targets)}: {len(chosen)} "
+              f"instances, {rendered.written} sources written, {rendered.unchanged} unchanged",
+              flush=True)
+        if dry_run:
+            print(f"dry run: build file {out_dir / 'build.ninja'}; nothing compiled")
+            return 0
+        cmd = ninja_command() + ["-f", str(out_dir / "build.ninja")]
+        if jobs:
+            cmd += ["-j", str(jobs)]
+        proc = subprocess.run(cmd, cwd=ROOT)
+        if proc.returncode != 0:
+            raise BuildError(f"compilation failed (ninja exit {proc.returncode}); the failing "
+                             "instance and source line are printed above")
+        changed = install_atomically(module, PACKAGE / f"_C{python_ext_suffix()}")
+        man_tmp = out_dir / MANIFEST_NAME
+        R.write_if_changed(man_tmp, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        install_atomically(man_tmp, PACKAGE / MANIFEST_NAME)
+    dt = time.monotonic() - t0
+    size = (PACKAGE / f"_C{python_ext_suffix()}").stat().st_size
+    print(f"mxforge build: {'installed' if changed else 'up to date'} "
+          f"mxforge/_C{python_ext_suffix()} ({size / 1e6:.1f} MB) in {dt:.1f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--set", default="default", help="instance set (instances/sets/NAME.yaml)")
+    ap.add_argument("--target", default="cpu", help="comma-separated targets: " + ", ".join(TARGETS))
+    ap.add_argument("-j", "--jobs", type=int, default=None, help="parallel compile jobs")
+    ap.add_argument("--list", action="store_true", help="print the instances and exit")
+    ap.add_argument("--dry-run", action="store_true", help="render and plan, compile nothing")
+    ap.add_argument("--only", action="append", default=[], metavar="GLOB",
+                    help="keep only instances whose canonical name matches (repeatable)")
+    ap.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                    help="drop instances whose canonical name matches (repeatable)")
+    args = ap.parse_args(argv)
+    try:
+        return build(args.set, parse_targets(args.target), args.jobs, args.list, args.dry_run,
+                     args.only, args.exclude)
+    except (SpecError, BuildError, R.RenderError) as e:
+        print(f"mxforge build: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

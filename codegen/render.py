@@ -1,0 +1,140 @@
+"""Render instances to sources (Jinja, StrictUndefined) and write them only if changed.
+
+Output is a pure function of the specs, templates and csrc: the same checkout renders
+byte-identical files, and a no-op run touches no file (so ninja rebuilds nothing).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import jinja2
+
+from . import schema
+from .instance import Instance
+from .targets import TARGETS
+
+# Files whose content defines what a build produces (the manifest's source hash).
+HASHED_DIRS = ("codegen", "templates", "csrc")
+
+# C++ spellings of the schema's dtypes and enums, for templates.
+CPP = {
+    "dtype": {"bf16": "mxf::Bf16", "fp16": "mxf::Fp16", "fp32": "float", "fp8": "mxf::Fp8Mx",
+              "pk_fp4": "mxf::Fp4Mx"},
+    "activation": {"silu": "mxf::Act::kSilu", "gelu": "mxf::Act::kGelu",
+                   "swiglu_oai": "mxf::Act::kSwigluOai", "": "mxf::Act::kNone"},
+    "gate_up": {"concat": "false", "interleaved": "true", "": "false"},
+    "layout": {"plain": "mxf::LayoutPlain", "shuffled": "mxf::LayoutShuffled", "": "void"},
+}
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    data = text.encode()
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return True
+
+
+def environment(templates: Path) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.globals["cpp"] = CPP
+    return env
+
+
+def template_name(inst: Instance) -> str:
+    t = TARGETS[inst.target]
+    return f"{t.family}/{inst.op}.{t.source_ext}.j2"
+
+
+def context(inst: Instance) -> dict[str, Any]:
+    row = inst.row()
+    return {"inst": row, "symbol": f"mxf_{inst.name}", "name": inst.name,
+            "source": inst.source, "target": inst.target}
+
+
+@dataclass
+class Rendered:
+    sources: dict[str, list[Path]] = field(default_factory=dict)  # target -> sources
+    written: int = 0
+    unchanged: int = 0
+
+
+def render(instances: Iterable[Instance], templates: Path, out_dir: Path,
+           targets: Iterable[str], manifest: dict[str, Any]) -> Rendered:
+    env = environment(templates)
+    by_target: dict[str, list[Instance]] = {t: [] for t in targets}
+    for inst in instances:
+        if inst.target in by_target:
+            by_target[inst.target].append(inst)
+    result = Rendered()
+
+    def emit(path: Path, text: str) -> None:
+        if write_if_changed(path, text):
+            result.written += 1
+        else:
+            result.unchanged += 1
+
+    for target, insts in by_target.items():
+        ext = TARGETS[target].source_ext
+        srcs: list[Path] = []
+        for inst in insts:
+            try:
+                tpl = env.get_template(template_name(inst))
+            except jinja2.TemplateNotFound:
+                raise RenderError(f"{inst.name}: target {target} has no template "
+                                  f"{template_name(inst)} for op {inst.op}") from None
+            path = out_dir / target / f"{inst.name}.{ext}"
+            try:
+                emit(path, tpl.render(**context(inst)))
+            except jinja2.UndefinedError as e:
+                raise RenderError(f"{inst.name}: template {template_name(inst)}: {e}") from None
+            srcs.append(path)
+        reg = out_dir / target / f"registry_{target}.cpp"
+        emit(reg, env.get_template("registry.cpp.j2").render(
+            target=target, rows=[context(i) for i in insts]))
+        srcs.append(reg)
+        result.sources[target] = srcs
+    manifest_json = json.dumps(manifest, indent=1, sort_keys=True)
+    emit(out_dir / "module_targets.cpp", env.get_template("module_targets.cpp.j2").render(
+        targets=list(by_target), manifest_chunks=_chunks(manifest_json)))
+    return result
+
+
+class RenderError(Exception):
+    pass
+
+
+def _chunks(text: str, n: int = 2000) -> list[str]:
+    """C++ string literal pieces (raw strings have length limits on some compilers)."""
+    return [text[i:i + n] for i in range(0, len(text), n)]
+
+
+def source_hash(root: Path, spec_files: Iterable[Path]) -> str:
+    """sha256 over the specs of the set and every file that shapes generated code."""
+    h = hashlib.sha256()
+    files: list[Path] = sorted(set(spec_files))
+    for d in HASHED_DIRS:
+        files += sorted(p for p in (root / d).rglob("*")
+                        if p.is_file() and "__pycache__" not in p.parts)
+    for p in files:
+        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def schema_rows() -> list[dict[str, Any]]:
+    """The spec reference as data (README's table is made from this)."""
+    rows = []
+    for op in schema.OPS.values():
+        for f in op.fields:
+            rows.append({"op": op.name, "field": f.name, "allowed": list(f.allowed),
+                         "default": f.default, "doc": f.doc})
+    return rows

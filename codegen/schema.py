@@ -1,0 +1,157 @@
+"""The vocabulary of instance specs: ops, their fields, allowed values and constraints.
+
+Everything a spec may say is declared here once; validation, expansion, naming, the
+registry and the docs' spec reference all read these tables.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+DTYPES = ("bf16", "fp16", "fp32", "fp8", "pk_fp4")
+ACTIVATIONS = ("silu", "gelu", "swiglu_oai")
+GATE_UP = ("concat", "interleaved")
+ROUTED_WEIGHT = ("none", "stage1", "stage2")
+LAYOUTS = ("plain", "shuffled")
+BLOCK_M = (16, 32, 64, 128)
+BLOCK_N = (16, 32, 64, 128, 256)
+BLOCK_K = (32, 64, 128, 256)
+SPLIT_K = (1, 2, 4, 8)
+
+# GEMM dtype pairs (a = activation, b = weight) every GEMM op may be built for.
+GEMM_PAIRS = {
+    ("pk_fp4", "pk_fp4"): "a4w4",
+    ("bf16", "pk_fp4"): "a16w4",
+    ("fp16", "pk_fp4"): "a16w4",
+    ("fp8", "pk_fp4"): "a8w4",
+    ("fp8", "fp8"): "a8w8",
+    ("bf16", "bf16"): "a16w16",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    allowed: tuple[Any, ...]
+    default: Any = None  # None: required
+    doc: str = ""
+
+
+def _f(name: str, allowed: tuple[Any, ...], default: Any = None, doc: str = "") -> Field:
+    return Field(name, allowed, default, doc)
+
+
+A_GEMM = _f("a", ("bf16", "fp16", "fp8", "pk_fp4"), doc="activation dtype")
+B_GEMM = _f("b", ("pk_fp4", "fp8", "bf16"), doc="weight dtype")
+BM = _f("block_m", BLOCK_M, doc="rows of a sorted block (the sort's padding unit)")
+BN = _f("block_n", BLOCK_N, doc="GEMM N tile")
+BK = _f("block_k", BLOCK_K, doc="GEMM K tile (a multiple of the 32-element scale block)")
+BIAS = _f("bias", (False, True), False, "add a per-expert fp32 bias to the GEMM output")
+LAYOUT = _f("layout", LAYOUTS, "plain", "weight layout the instance reads (docs/ops.md)")
+ACT = _f("activation", ACTIVATIONS, doc="gate activation")
+GU = _f("gate_up", GATE_UP, "concat", "how gate and up rows are stored in w1")
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    doc: str
+    fields: tuple[Field, ...]
+    args_type: str
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+OPS: dict[str, OpSpec] = {
+    op.name: op
+    for op in (
+        OpSpec("mxfp4_quant", "MX block quantization (1x32 e8m0): pk_fp4 = MXFP4, fp8 = MXFP8",
+               (_f("a", ("bf16", "fp16", "fp32"), doc="input dtype"),
+                _f("out", ("pk_fp4", "fp8"), "pk_fp4", "element format")), "QuantArgs"),
+        OpSpec("mxfp4_dequant", "MX block dequantization",
+               (_f("a", ("pk_fp4", "fp8"), doc="quantized input"),
+                _f("out", ("bf16", "fp32"), doc="output dtype")), "QuantArgs"),
+        OpSpec("mx_pack", "weight/scale layout conversion between plain and `layout`",
+               (_f("layout", ("shuffled",), doc="target layout"),), "PackArgs"),
+        OpSpec("moe_sort", "MoE sorting (aiter moe_sorting semantics)", (), "SortArgs"),
+        OpSpec("fused_quant_sort", "activation quantization and MoE sorting in one launch",
+               (_f("a", ("bf16", "fp16"), doc="input dtype"),
+                _f("out", ("pk_fp4", "fp8"), "pk_fp4", "element format")),
+               "FusedQuantSortArgs"),
+        OpSpec("moe_stage1", "gate/up GEMM + activation",
+               (A_GEMM, B_GEMM, _f("out", ("bf16", "pk_fp4"), doc="intermediate dtype"),
+                BM, BN, BK, _f("split_k", SPLIT_K, 1, "K splits (never with pk_fp4 activations)"),
+                ACT, GU, BIAS, _f("routed_weight", ("none", "stage1"), "none",
+                                  "multiply by the routed weight here"), LAYOUT),
+               "MoeGemmArgs"),
+        OpSpec("moe_stage2", "down GEMM + routed-weight multiply + accumulation per token",
+               (A_GEMM, B_GEMM, _f("out", ("bf16", "fp32"), "bf16", "output dtype"),
+                BM, BN, BK, BIAS, _f("routed_weight", ("none", "stage2"), "stage2",
+                                     "multiply by the routed weight here"), LAYOUT),
+               "MoeGemmArgs"),
+        OpSpec("moe_1stage", "stage 1 and stage 2 fused in one launch (decode)",
+               (A_GEMM, B_GEMM, _f("out", ("bf16", "fp32"), "bf16", "output dtype"),
+                BM, BN, BK, ACT, GU, BIAS,
+                _f("routed_weight", ROUTED_WEIGHT, "stage2", "where the routed weight applies"),
+                LAYOUT),
+               "MoeGemmArgs"),
+    )
+}
+GEMM_OPS = ("moe_stage1", "moe_stage2", "moe_1stage")
+TARGETS_FIELD = "targets"
+GROUP_KEYS = ("id", "op", TARGETS_FIELD)  # keys of a group besides the op's fields
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A rule over one expanded combination; `check` returns an error reason or None."""
+    name: str
+    check: Callable[[dict[str, Any]], str | None]
+
+
+def _pair(c: dict[str, Any]) -> str | None:
+    if c["op"] in GEMM_OPS and (c["a"], c["b"]) not in GEMM_PAIRS:
+        pairs = ", ".join(f"{a}x{b}" for a, b in GEMM_PAIRS)
+        return f"dtype pair {c['a']}x{c['b']} is not supported (supported: {pairs})"
+    return None
+
+
+def _split_k(c: dict[str, Any]) -> str | None:
+    sk = c.get("split_k", 1)
+    if sk > 1 and c.get("a") == "pk_fp4":
+        return "split_k > 1 is invalid with pk_fp4 activations (a4w4 never takes split-K)"
+    return None
+
+
+def _layout(c: dict[str, Any]) -> str | None:
+    if c["op"] in GEMM_OPS and c["b"] != "pk_fp4" and c["layout"] != "plain":
+        return f"layout {c['layout']} exists for pk_fp4 weights only (b={c['b']})"
+    return None
+
+
+def _requant(c: dict[str, Any]) -> str | None:
+    if c["op"] == "moe_stage1" and c["out"] == "pk_fp4" and c["block_n"] < 64:
+        return "re-quantized output needs block_n >= 64 (32 output columns per scale block)"
+    return None
+
+
+CONSTRAINTS: tuple[Constraint, ...] = (
+    Constraint("dtype_pair", _pair),
+    Constraint("split_k", _split_k),
+    Constraint("layout", _layout),
+    Constraint("requant_tile", _requant),
+)
+
+# Short codes used in canonical names (every field appears, in this order).
+NAME_ORDER = ("a", "b", "out", "block_m", "block_n", "block_k", "split_k", "activation",
+              "gate_up", "routed_weight", "bias", "layout")
+
+
+def default_of(op: str, name: str) -> Any:
+    f = OPS[op].field(name)
+    return None if f is None else f.default
+

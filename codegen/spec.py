@@ -1,0 +1,285 @@
+"""Spec files: load (safe YAML with locations), validate, expand into instances.
+
+A spec file holds `groups:`; each group names an op, its targets and the op's fields, any
+of which may be a list. A group expands to the cartesian product of its lists; the
+constraints in `schema.CONSTRAINTS` prune invalid combinations (a group whose every
+combination is invalid is an error). Instance sets (`instances/sets/NAME.yaml`) name spec
+files and filter the expanded instances by canonical-name globs.
+
+Every error is a `SpecError` carrying file, line, column, field, bad value and the allowed
+values.
+"""
+from __future__ import annotations
+
+import fnmatch
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from . import schema
+from .instance import Instance
+
+
+class SpecError(Exception):
+    def __init__(self, file: str | Path, line: int, col: int, message: str) -> None:
+        self.file, self.line, self.col, self.message = str(file), line, col, message
+        super().__init__(f"{file}:{line}:{col}: {message}")
+
+
+@dataclass(frozen=True)
+class Loc:
+    file: str
+    line: int  # 1-based
+    col: int   # 1-based
+
+    def error(self, message: str) -> SpecError:
+        return SpecError(self.file, self.line, self.col, message)
+
+
+class Node:
+    """A YAML value with its location; mappings and sequences hold Nodes."""
+
+    def __init__(self, value: Any, loc: Loc) -> None:
+        self.value, self.loc = value, loc
+
+    def plain(self) -> Any:
+        if isinstance(self.value, dict):
+            return {k: v.plain() for k, v in self.value.items()}
+        if isinstance(self.value, list):
+            return [v.plain() for v in self.value]
+        return self.value
+
+
+MAX_FILE_BYTES = 1 << 20
+MAX_COMBINATIONS = 4096  # per group: a larger product is almost surely a mistake
+
+
+def load_yaml(path: Path) -> Node:
+    """Parse with yaml.SafeLoader (no arbitrary objects) and keep every value's location."""
+    text = _read_text(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise SpecError(path, line, col, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+    if root is None:
+        raise SpecError(path, 1, 1, "empty spec file")
+    return _to_node(root, str(path), yaml.SafeLoader(""))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SpecError(path, 0, 0, f"cannot read spec file: {e.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(path, 1, 1, f"spec file is {len(data)} bytes (limit {MAX_FILE_BYTES})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(path, 1, 1, f"spec file is not UTF-8 ({e.reason})") from None
+
+
+def _to_node(n: yaml.Node, file: str, ctor: yaml.SafeLoader) -> Node:
+    loc = Loc(file, n.start_mark.line + 1, n.start_mark.column + 1)
+    if isinstance(n, yaml.MappingNode):
+        out: dict[str, Node] = {}
+        for k, v in n.value:
+            key = _to_node(k, file, ctor)
+            if not isinstance(key.value, str):
+                raise key.loc.error(f"mapping keys must be strings, got {key.value!r}")
+            if key.value in out:
+                raise key.loc.error(f"duplicate key '{key.value}' "
+                                    f"(first at line {out[key.value].loc.line})")
+            out[key.value] = _to_node(v, file, ctor)
+        return Node(out, loc)
+    if isinstance(n, yaml.SequenceNode):
+        return Node([_to_node(v, file, ctor) for v in n.value], loc)
+    if n.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:bool",
+                     "tag:yaml.org,2002:null", "tag:yaml.org,2002:float"):
+        raise loc.error(f"unsupported YAML tag {n.tag}")
+    try:
+        value = ctor.construct_object(n, deep=True)
+    except yaml.YAMLError as e:
+        raise loc.error(f"invalid value: {e}") from None
+    return Node(value, loc)
+
+
+def _fmt(values: Iterable[Any]) -> str:
+    return ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+
+
+def _scalar(node: Node, field: str, allowed: tuple[Any, ...]) -> Any:
+    v = node.value
+    ok = any(type(v) is type(a) and v == a for a in allowed)
+    if not ok:
+        shown = "a list" if isinstance(v, list) else ("a mapping" if isinstance(v, dict) else repr(v))
+        raise node.loc.error(f"field '{field}': bad value {shown} (allowed: {_fmt(allowed)})")
+    return v
+
+
+def _values(node: Node, field: str, allowed: tuple[Any, ...]) -> list[Any]:
+    """A field value: a scalar or a non-empty list of distinct scalars, each allowed."""
+    items = node.value if isinstance(node.value, list) else [node]
+    if isinstance(node.value, list) and not items:
+        raise node.loc.error(f"field '{field}': empty list (allowed: {_fmt(allowed)})")
+    out: list[Any] = []
+    for item in items:
+        v = _scalar(item, field, allowed)
+        if v in out and type(v) is type(out[out.index(v)]):
+            raise item.loc.error(f"field '{field}': value {v!r} listed twice")
+        out.append(v)
+    return out
+
+
+def _identifier(node: Node, field: str) -> str:
+    v = node.value
+    if not isinstance(v, str) or not schema.IDENT.match(v):
+        raise node.loc.error(f"field '{field}': bad value {v!r} (allowed: an identifier "
+                             f"matching {schema.IDENT.pattern})")
+    return v
+
+
+def expand_group(group: Node, targets_known: tuple[str, ...]) -> list[Instance]:
+    if not isinstance(group.value, dict):
+        raise group.loc.error("a group must be a mapping with 'id', 'op', 'targets' and the "
+                              "op's fields")
+    g: dict[str, Node] = group.value
+    for key in ("id", "op", schema.TARGETS_FIELD):
+        if key not in g:
+            raise group.loc.error(f"group is missing required field '{key}'")
+    gid = _identifier(g["id"], "id")
+    op_name = _scalar(g["op"], "op", tuple(schema.OPS))
+    op = schema.OPS[op_name]
+    for key, node in g.items():
+        if key not in schema.GROUP_KEYS and op.field(key) is None:
+            allowed = list(schema.GROUP_KEYS) + [f.name for f in op.fields]
+            raise node.loc.error(f"field '{key}' does not apply to op '{op_name}' "
+                                 f"(allowed fields: {', '.join(allowed)})")
+    targets = _values(g[schema.TARGETS_FIELD], schema.TARGETS_FIELD, targets_known)
+    axes: list[tuple[str, list[Any]]] = [("target", targets)]
+    for f in op.fields:
+        if f.name in g:
+            axes.append((f.name, _values(g[f.name], f.name, f.allowed)))
+        elif f.default is None:
+            raise group.loc.error(f"group '{gid}' (op {op_name}) is missing required field "
+                                  f"'{f.name}' (allowed: {_fmt(f.allowed)})")
+        else:
+            axes.append((f.name, [f.default]))
+    total = 1
+    for _, vals in axes:
+        total *= len(vals)
+    if total > MAX_COMBINATIONS:
+        raise group.loc.error(f"group '{gid}' expands to {total} combinations "
+                              f"(limit {MAX_COMBINATIONS}); split it")
+    out: list[Instance] = []
+    reasons: list[str] = []
+    for combo in itertools.product(*(vals for _, vals in axes)):
+        params = dict(zip((name for name, _ in axes), combo))
+        params["op"] = op_name
+        reason = next((r for c in schema.CONSTRAINTS if (r := c.check(params))), None)
+        if reason is not None:
+            reasons.append(reason)
+            continue
+        out.append(Instance.create(params, group=gid, source=f"{group.loc.file}:{group.loc.line}"))
+    if not out:
+        raise group.loc.error(f"group '{gid}': every combination is invalid: {reasons[0]}")
+    return out
+
+
+def load_spec_file(path: Path, targets_known: tuple[str, ...]) -> list[Instance]:
+    root = load_yaml(path)
+    if not isinstance(root.value, dict) or set(root.value) - {"groups", "description"}:
+        extra = sorted(set(root.value) - {"groups", "description"}) if isinstance(root.value, dict) else []
+        raise root.loc.error("a spec file is a mapping with 'groups' (and optional "
+                             f"'description'){'; unknown: ' + ', '.join(extra) if extra else ''}")
+    groups = root.value.get("groups")
+    if groups is None or not isinstance(groups.value, list) or not groups.value:
+        raise root.loc.error("'groups' must be a non-empty list of instance groups")
+    seen_ids: dict[str, Loc] = {}
+    out: list[Instance] = []
+    for g in groups.value:
+        insts = expand_group(g, targets_known)
+        gid = insts[0].group
+        if gid in seen_ids:
+            raise g.loc.error(f"group id '{gid}' used twice (first at line {seen_ids[gid].line})")
+        seen_ids[gid] = g.loc
+        out.extend(insts)
+    return out
+
+
+@dataclass(frozen=True)
+class InstanceSet:
+    name: str
+    description: str
+    instances: tuple[Instance, ...]
+    spec_files: tuple[Path, ...]
+
+
+def load_set(root: Path, name: str, targets_known: tuple[str, ...],
+             only: Iterable[str] = (), exclude: Iterable[str] = ()) -> InstanceSet:
+    """Load instances/sets/NAME.yaml: `specs` (files under instances/), optional `only` /
+    `exclude` globs over canonical names; `only`/`exclude` arguments add to them."""
+    if not schema.IDENT.match(name):
+        raise SpecError("<command line>", 0, 0, f"set name {name!r} is not an identifier")
+    path = root / "sets" / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (root / "sets").glob("*.yaml"))
+        raise SpecError(path, 0, 0, f"no instance set '{name}' (sets: {', '.join(known)})")
+    node = load_yaml(path)
+    if not isinstance(node.value, dict):
+        raise node.loc.error("a set file is a mapping with 'specs', optional 'description', "
+                             "'only' and 'exclude'")
+    allowed_keys = ("description", "specs", "only", "exclude")
+    for key, v in node.value.items():
+        if key not in allowed_keys:
+            raise v.loc.error(f"unknown set field '{key}' (allowed fields: {', '.join(allowed_keys)})")
+    if "specs" not in node.value:
+        raise node.loc.error("set is missing required field 'specs'")
+    specs_node = node.value["specs"]
+    if not isinstance(specs_node.value, list) or not specs_node.value:
+        raise specs_node.loc.error("'specs' must be a non-empty list of spec files under instances/")
+
+    def globs(key: str) -> list[str]:
+        if key not in node.value:
+            return []
+        n = node.value[key]
+        items = n.value if isinstance(n.value, list) else [n]
+        for it in items:
+            if not isinstance(it.value, str) or not it.value:
+                raise it.loc.error(f"field '{key}': bad value {it.value!r} (allowed: glob strings)")
+        return [it.value for it in items]
+
+    spec_files: list[Path] = []
+    instances: dict[str, Instance] = {}
+    for sn in specs_node.value:
+        rel = sn.value
+        if not isinstance(rel, str) or rel.startswith("/") or ".." in Path(rel).parts:
+            raise sn.loc.error(f"field 'specs': bad value {rel!r} (allowed: a relative path "
+                               "of a spec file under instances/)")
+        spath = root / rel
+        if not spath.is_file():
+            raise sn.loc.error(f"field 'specs': no spec file {rel!r} under {root}")
+        spec_files.append(spath)
+        for inst in load_spec_file(spath, targets_known):
+            if inst.name in instances:
+                other = instances[inst.name]
+                raise SpecError(spath, int(inst.source.rsplit(":", 1)[1]), 1,
+                                f"duplicate instance {inst.name} (also from group "
+                                f"'{other.group}' at {other.source})")
+            instances[inst.name] = inst
+    keep_globs = globs("only") + list(only)
+    drop_globs = globs("exclude") + list(exclude)
+    chosen = [i for i in instances.values()
+              if (not keep_globs or any(fnmatch.fnmatchcase(i.name, g) for g in keep_globs))
+              and not any(fnmatch.fnmatchcase(i.name, g) for g in drop_globs)]
+    if not chosen:
+        raise node.loc.error(f"set '{name}' selects no instance (only={keep_globs}, "
+                             f"exclude={drop_globs})")
+    desc = node.value.get("description")
+    return InstanceSet(name, str(desc.value) if desc else "", tuple(sorted(chosen, key=lambda i: i.name)),
+                       tuple(spec_files))

@@ -1,0 +1,43 @@
+// Registry types: every compiled instance is one row; the generated registry_<target>.cpp
+// of each target defines its table, and the module exposes them all.
+#pragma once
+#include <stdint.h>
+
+namespace mxf {
+
+// Result of a launch: ok, or a message that the runtime raises as an exception.
+struct Status {
+  int code = 0;  // 0 = ok
+  const char* message = "";
+  static Status ok() { return Status{}; }
+  static Status error(const char* m) { return Status{1, m}; }
+};
+
+using LaunchFn = Status (*)(const void* args);
+
+struct InstanceInfo {
+  const char* name;  // canonical name (encodes every field below)
+  const char* target;
+  const char* op;
+  const char* args_type;  // QuantArgs, PackArgs, SortArgs, FusedQuantSortArgs, MoeGemmArgs
+  const char* a;
+  const char* b;
+  const char* out;
+  int block_m, block_n, block_k, split_k;
+  const char* activation;
+  const char* gate_up;
+  const char* routed_weight;
+  int bias;
+  const char* layout;
+  LaunchFn launch;
+};
+
+struct TargetRegistry {
+  const char* target;
+  const InstanceInfo* instances;
+  int count;
+  // Is the target usable in this process (e.g. a GPU present)? Null message if yes.
+  const char* (*availability)();
+};
+
+}  // namespace mxf

@@ -53,6 +53,7 @@ class Node:
         return self.value
 
 
+_SAFE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null", "float", "map", "seq")}
 MAX_FILE_BYTES = 1 << 20
 MAX_COMBINATIONS = 4096  # per group: a larger product is almost surely a mistake
 
@@ -86,6 +87,9 @@ def _read_text(path: Path) -> str:
 
 def _to_node(n: yaml.Node, file: str, ctor: yaml.SafeLoader) -> Node:
     loc = Loc(file, n.start_mark.line + 1, n.start_mark.column + 1)
+    if n.tag not in _SAFE_TAGS:
+        raise loc.error(f"unsupported YAML tag {n.tag} (specs hold plain mappings, lists "
+                        "and scalars)")
     if isinstance(n, yaml.MappingNode):
         out: dict[str, Node] = {}
         for k, v in n.value:
@@ -99,9 +103,6 @@ def _to_node(n: yaml.Node, file: str, ctor: yaml.SafeLoader) -> Node:
         return Node(out, loc)
     if isinstance(n, yaml.SequenceNode):
         return Node([_to_node(v, file, ctor) for v in n.value], loc)
-    if n.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:bool",
-                     "tag:yaml.org,2002:null", "tag:yaml.org,2002:float"):
-        raise loc.error(f"unsupported YAML tag {n.tag}")
     try:
         value = ctor.construct_object(n, deep=True)
     except yaml.YAMLError as e:

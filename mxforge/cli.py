@@ -1,0 +1,121 @@
+"""The `mxforge` command line: list, explain, check, demo."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import _loader
+from .errors import MxforgeError
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .dispatch import describe_instances, instances
+    rows = instances(op=args.op, a=args.a, b=args.b, target=args.target)
+    print(describe_instances(rows))
+    print(f"{len(rows)} instances")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .dispatch import Key, Shape, select
+    from .models import preset
+    if args.model:
+        m = preset(args.model)
+        stage1 = args.op in ("moe_stage1", "moe_1stage")
+        N, K = (2 * m.I, m.H) if stage1 else (m.H, m.I)
+        E, topk = m.E, m.topk
+        activation = args.activation or (m.activation if stage1 else "")
+        gate_up = args.gate_up or (m.gate_up if stage1 else "")
+        bias = m.bias if args.bias is None else args.bias
+    else:
+        N, K, E, topk = args.N, args.K, args.E, args.topk
+        activation, gate_up = args.activation or "", args.gate_up or ""
+        bias = bool(args.bias)
+    rw = args.routed_weight or {"moe_stage1": "none", "moe_stage2": "stage2",
+                                "moe_1stage": "stage2"}.get(args.op, "")
+    key = Key(args.target, args.op, a=args.a or "", b=args.b or "", out=args.out or "",
+              activation=activation, gate_up=gate_up, routed_weight=rw, bias=bias,
+              layout=args.layout or "")
+    for T in args.T:
+        print(select(key, Shape(T=T, N=N, K=K, E=E, topk=topk)).explain())
+        print()
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import os
+    sys.path.insert(0, str(_loader.CHECKOUT))
+    ok = True
+    try:
+        from codegen.targets import TARGETS
+        for name, t in TARGETS.items():
+            tc = t.toolchain()
+            print(f"compiler {name:6s}: {tc.version if tc.available else 'MISSING: ' + tc.missing}")
+    except ImportError:
+        print("compilers: no codegen/ beside the package (installed without a checkout)")
+    finally:
+        sys.path.pop(0)
+    try:
+        import torch
+        gpu = (f"{torch.cuda.get_device_name(0)} (sm_{''.join(map(str, torch.cuda.get_device_capability(0)))})"
+               if torch.cuda.is_available() else "none")
+    except ImportError:
+        gpu = "unknown (torch not installed)"
+    print(f"gpu: {gpu}")
+    try:
+        m = _loader.manifest()
+    except MxforgeError as e:
+        print(f"module: {e}")
+        return 1
+    mod = _loader.module()
+    print(f"module: set '{m['set']}', targets {m['targets']}, {len(m['instances'])} instances "
+          f"({os.path.basename(mod.__file__ or '')})")
+    for t in m["targets"]:
+        why = mod.availability(t)
+        print(f"target {t}: {'runs here' if why is None else 'cannot run here: ' + why}")
+    if len(mod.instances()) != len(m["instances"]):
+        print("module: table and manifest disagree (torn install?)")
+        ok = False
+    stale = _loader.stale_reason()
+    print(f"module: {'STALE: ' + stale if stale else 'matches this checkout'}")
+    return 0 if ok and not stale else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(args.model, args.T, args.E)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mxforge", description="mxforge: MXFP4 MoE kernels")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("list", help="the compiled instances")
+    for f in ("op", "a", "b", "target"):
+        p.add_argument(f"--{f}")
+    p.set_defaults(fn=_cmd_list)
+    p = sub.add_parser("explain", help="the dispatch decision for a shape")
+    p.add_argument("--op", required=True)
+    p.add_argument("--target", default="cpu")
+    for f in ("a", "b", "out", "activation", "gate-up", "routed-weight", "layout", "model"):
+        p.add_argument(f"--{f}")
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--T", type=int, nargs="+", default=[1, 64, 1024])
+    for f, d in (("N", 0), ("K", 0), ("E", 1), ("topk", 1)):
+        p.add_argument(f"--{f}", type=int, default=d)
+    p.set_defaults(fn=_cmd_explain)
+    p = sub.add_parser("check", help="compilers, GPU, module/manifest consistency")
+    p.set_defaults(fn=_cmd_check)
+    p = sub.add_parser("demo", help="a small fused_moe run against the torch reference")
+    p.add_argument("--model", default="minimax-m2.1-tp8")
+    p.add_argument("--T", type=int, default=4)
+    p.add_argument("--E", type=int, default=None, help="fewer experts than the preset")
+    p.set_defaults(fn=_cmd_demo)
+    args = ap.parse_args(argv)
+    if args.cmd == "explain":
+        args.gate_up, args.routed_weight = getattr(args, "gate_up"), getattr(args, "routed_weight")
+    try:
+        return args.fn(args)
+    except (MxforgeError, KeyError) as e:
+        print(f"mxforge {args.cmd}: error: {e}", file=sys.stderr)
+        return 2

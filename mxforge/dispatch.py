@@ -1,0 +1,312 @@
+"""Instance selection: tuned table -> heuristic -> NoInstanceError.
+
+A request is a typed `Key` (target, op, dtype pair, output dtype, epilogue flags, weight
+layout) plus a problem `Shape`. Only instances whose every key field matches exactly are
+candidates, so a pk_fp4 activation can only ever reach an instance built for pk_fp4
+activations. Among the candidates:
+
+1. the tuned table (CSV, see `TUNED_COLUMNS`) picks one for this shape if it has a row;
+2. otherwise the heuristic (`heuristic_rank`) ranks them;
+3. no candidate at all raises NoInstanceError naming the key and the nearest instances.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import _loader
+from .errors import NoInstanceError
+
+KEY_FIELDS = ("target", "op", "a", "b", "out", "activation", "gate_up", "routed_weight",
+              "bias", "layout")
+TUNED_COLUMNS = KEY_FIELDS + ("N", "K", "E", "topk", "T_max", "instance")
+TUNED_DIR = Path(__file__).resolve().parent / "tuned"
+# Hopper has 132 SMs; the CPU target never splits K (threads already cover N tiles).
+GPU_PARALLELISM = 132
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One row of the compiled table."""
+    index: int
+    name: str
+    target: str
+    op: str
+    args_type: str
+    a: str
+    b: str
+    out: str
+    block_m: int
+    block_n: int
+    block_k: int
+    split_k: int
+    activation: str
+    gate_up: str
+    routed_weight: str
+    bias: bool
+    layout: str
+
+    def key(self) -> "Key":
+        return Key(**{f: getattr(self, f) for f in KEY_FIELDS})
+
+
+@dataclass(frozen=True)
+class Key:
+    """What an op needs from an instance; '' for fields the op does not have."""
+    target: str
+    op: str
+    a: str = ""
+    b: str = ""
+    out: str = ""
+    activation: str = ""
+    gate_up: str = ""
+    routed_weight: str = ""
+    bias: bool = False
+    layout: str = ""
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self).items() if v not in ("", None))
+
+
+@dataclass(frozen=True)
+class Shape:
+    T: int = 0      # tokens
+    N: int = 0      # GEMM N (stage 1: 2I, stage 2: H)
+    K: int = 0      # GEMM K (stage 1: H, stage 2: I)
+    E: int = 0      # experts
+    topk: int = 1
+
+
+@dataclass
+class Decision:
+    instance: Instance
+    source: str  # "tuned", "heuristic" or "named"
+    key: Key
+    shape: Shape
+    ranked: list[tuple[Instance, str]] = field(default_factory=list)  # (candidate, why)
+    notes: list[str] = field(default_factory=list)
+
+    def explain(self) -> str:
+        lines = [f"request: {self.key.describe()}",
+                 f"shape:   T={self.shape.T} N={self.shape.N} K={self.shape.K} "
+                 f"E={self.shape.E} topk={self.shape.topk}"]
+        lines += [f"note:    {n}" for n in self.notes]
+        lines.append(f"chosen:  {self.instance.name}  (by {self.source})")
+        for inst, why in self.ranked[:6]:
+            mark = "*" if inst is self.instance else " "
+            lines.append(f"  {mark} {inst.name}: {why}")
+        if len(self.ranked) > 6:
+            lines.append(f"    ... {len(self.ranked) - 6} more candidates")
+        return "\n".join(lines)
+
+
+@functools.cache
+def table() -> tuple[Instance, ...]:
+    rows = _loader.module().instances()
+    return tuple(Instance(index=i, **{k: r[k] for k in r}) for i, r in enumerate(rows))
+
+
+def instances(**filters: Any) -> list[Instance]:
+    """Compiled instances, filtered by exact field values (e.g. op='moe_stage1', a='pk_fp4')."""
+    names = {f.name for f in fields(Instance)}
+    bad = set(filters) - names
+    if bad:
+        raise TypeError(f"unknown instance fields {sorted(bad)} (fields: {sorted(names)})")
+    return [i for i in table() if all(getattr(i, k) == v for k, v in filters.items() if v is not None)]
+
+
+def by_name(name: str) -> Instance:
+    for inst in table():
+        if inst.name == name:
+            return inst
+    raise NoInstanceError(f"no compiled instance named {name!r}; "
+                          f"{len(table())} compiled (mxforge.instances())")
+
+
+def _distance(inst: Instance, key: Key) -> int:
+    return sum(getattr(inst, f) != getattr(key, f) for f in KEY_FIELDS)
+
+
+def nearest(key: Key, n: int = 5) -> list[Instance]:
+    same_op = [i for i in table() if i.op == key.op] or list(table())
+    return sorted(same_op, key=lambda i: (_distance(i, key), i.name))[:n]
+
+
+def no_instance(key: Key, shape: Shape | None = None) -> NoInstanceError:
+    near = nearest(key)
+    lines = [f"no compiled instance for {key.describe()}"]
+    if shape is not None:
+        lines[0] += f" (T={shape.T}, N={shape.N}, K={shape.K})"
+    if near:
+        lines.append("nearest compiled instances (differing fields in brackets):")
+        for i in near:
+            diff = [f"{f}={getattr(i, f)}" for f in KEY_FIELDS if getattr(i, f) != getattr(key, f)]
+            lines.append(f"  {i.name} [{', '.join(diff)}]")
+    m = _loader.manifest()
+    lines.append(f"module built from set '{m.get('set')}' for targets {m.get('targets')}; add an "
+                 "instance to a spec in instances/ and rebuild (README: adding an instance)")
+    return NoInstanceError("\n".join(lines))
+
+
+# ---- tuned table ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TunedRow:
+    key: Key
+    N: int
+    K: int
+    E: int
+    topk: int
+    T_max: int
+    instance: str
+
+
+def tuned_paths() -> list[Path]:
+    """$MXFORGE_TUNED (os.pathsep-separated files) first, then mxforge/tuned/*.csv."""
+    env = [Path(p) for p in os.environ.get("MXFORGE_TUNED", "").split(os.pathsep) if p]
+    return env + sorted(TUNED_DIR.glob("*.csv"))
+
+
+@functools.cache
+def _load_tuned(path: Path, mtime_ns: int) -> tuple[TunedRow, ...]:
+    """Parse one tuned CSV; a malformed file is ignored with a warning naming it."""
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or tuple(reader.fieldnames) != TUNED_COLUMNS:
+                raise ValueError(f"header must be {','.join(TUNED_COLUMNS)}, "
+                                 f"got {','.join(reader.fieldnames or [])}")
+            rows = []
+            for lineno, r in enumerate(reader, start=2):
+                try:
+                    key = Key(**{f: (r[f] == "1") if f == "bias" else r[f] for f in KEY_FIELDS})
+                    rows.append(TunedRow(key, int(r["N"]), int(r["K"]), int(r["E"]),
+                                         int(r["topk"]), int(r["T_max"]), r["instance"]))
+                except (TypeError, ValueError, KeyError) as e:
+                    raise ValueError(f"line {lineno}: {e}") from None
+            return tuple(rows)
+    except (OSError, ValueError, csv.Error, UnicodeDecodeError) as e:
+        warnings.warn(f"mxforge: ignoring tuned table {path}: {e}", RuntimeWarning, stacklevel=3)
+        return ()
+
+
+def tuned_rows() -> list[TunedRow]:
+    out: list[TunedRow] = []
+    for p in tuned_paths():
+        try:
+            mtime = p.stat().st_mtime_ns
+        except OSError as e:
+            warnings.warn(f"mxforge: ignoring tuned table {p}: {e.strerror}", RuntimeWarning,
+                          stacklevel=2)
+            continue
+        out.extend(_load_tuned(p, mtime))
+    return out
+
+
+def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[Instance | None, str]:
+    rows = [r for r in tuned_rows() if r.key == key and (r.N, r.K, r.E, r.topk) ==
+            (shape.N, shape.K, shape.E, shape.topk) and r.T_max >= shape.T]
+    if not rows:
+        return None, "no tuned row for this key and shape"
+    row = min(rows, key=lambda r: r.T_max)
+    by = {c.name: c for c in candidates}
+    if row.instance not in by:
+        warnings.warn(f"mxforge: tuned row names {row.instance}, which this module does not "
+                      "have for this key; using the heuristic", RuntimeWarning, stacklevel=3)
+        return None, f"tuned instance {row.instance} not compiled"
+    return by[row.instance], f"tuned for T <= {row.T_max}"
+
+
+# ---- heuristic --------------------------------------------------------------------------
+
+def rows_per_expert(shape: Shape) -> float:
+    routes = shape.T * shape.topk
+    active = max(1, min(shape.E or 1, routes))
+    return routes / active
+
+
+def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
+    """Sort key (smaller is better) and a one-line reason.
+
+    - block_m: the smallest compiled block_m that holds the average rows per active expert
+      (T*topk / min(E, T*topk)); if none is that large, the largest. Small blocks waste
+      less padding at decode, large blocks reuse each weight tile across more rows.
+    - split_k (GPU stage 1 only; 1 elsewhere): K splits only while the grid is smaller than
+      the GPU (blocks x N tiles < 132 SMs) and each split keeps >= 2 K tiles.
+    - then the largest block_n, then the largest block_k (fewer, fuller tiles).
+    """
+    rpe = rows_per_expert(shape)
+    fits = inst.block_m >= rpe
+    bm_cost = (0, inst.block_m) if fits else (1, -inst.block_m)
+    want_split = 1
+    if inst.target != "cpu" and inst.op == "moe_stage1" and shape.N and inst.block_n:
+        blocks = max(1, min(shape.E or 1, shape.T * shape.topk))
+        tiles = blocks * -(-shape.N // inst.block_n)
+        k_tiles = -(-shape.K // inst.block_k) if inst.block_k else 1
+        while tiles * want_split * 2 <= GPU_PARALLELISM and k_tiles >= 4 * want_split:
+            want_split *= 2
+    sk_cost = abs(inst.split_k - want_split)
+    why = (f"block_m {inst.block_m} {'holds' if fits else 'is below'} {rpe:.1f} rows/expert; "
+           f"split_k {inst.split_k} (wanted {want_split}); block_n {inst.block_n}, "
+           f"block_k {inst.block_k}")
+    return (bm_cost, sk_cost, -inst.block_n, -inst.block_k, inst.name), why
+
+
+def candidates(key: Key) -> list[Instance]:
+    """Every compiled instance whose key matches exactly."""
+    return [i for i in table() if i.key() == key]
+
+
+def select(key: Key, shape: Shape, instance: str | None = None, block_m: int | None = None,
+           allowed_block_m: Iterable[int] | None = None) -> Decision:
+    """Choose the instance for `key` at `shape` (or check a named one against the key).
+
+    `block_m` pins the sort's block size (a GEMM must use the block_m its input was sorted
+    with); `allowed_block_m` restricts the choice (a pipeline's stages must agree)."""
+    allowed = set(allowed_block_m) if allowed_block_m is not None else None
+    if block_m is not None:
+        allowed = {block_m} if allowed is None else allowed & {block_m}
+    all_candidates = candidates(key)
+    candidates_ = [c for c in all_candidates if allowed is None or c.block_m in allowed]
+    if instance is not None:
+        inst = by_name(instance)
+        if inst.key() != key:
+            diff = [f"{f}: instance has {getattr(inst, f)!r}, request needs {getattr(key, f)!r}"
+                    for f in KEY_FIELDS if getattr(inst, f) != getattr(key, f)]
+            raise NoInstanceError(f"instance {instance} does not serve this request: " + "; ".join(diff))
+        if allowed is not None and inst.block_m not in allowed:
+            raise NoInstanceError(f"instance {instance} has block_m {inst.block_m}; this call "
+                                  f"needs block_m in {sorted(allowed)}")
+        return Decision(inst, "named", key, shape, [(inst, "named by the caller")])
+    if not candidates_:
+        if all_candidates and allowed is not None:
+            raise NoInstanceError(
+                f"no compiled instance for {key.describe()} with block_m in {sorted(allowed)}; "
+                f"compiled block_m: {sorted({c.block_m for c in all_candidates})}")
+        raise no_instance(key, shape)
+    ranked = sorted(((c, *heuristic_rank(c, shape)) for c in candidates_), key=lambda t: t[1])
+    ranked_pairs = [(c, why) for c, _, why in ranked]
+    chosen, note = tuned_choice(key, shape, candidates_)
+    if chosen is not None:
+        return Decision(chosen, "tuned", key, shape, ranked_pairs, [note])
+    return Decision(ranked[0][0], "heuristic", key, shape, ranked_pairs, [note])
+
+
+def clear_caches() -> None:
+    table.cache_clear()
+    _load_tuned.cache_clear()
+
+
+def describe_instances(rows: Iterable[Instance]) -> str:
+    cols = ("name", "op", "a", "b", "out", "block_m", "block_n", "block_k", "split_k",
+            "activation", "layout")
+    rows = list(rows)
+    widths = {c: max([len(c)] + [len(str(getattr(r, c))) for r in rows]) for c in cols}
+    head = "  ".join(c.ljust(widths[c]) for c in cols)
+    body = ["  ".join(str(getattr(r, c)).ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join([head] + body)

@@ -1,0 +1,714 @@
+"""The ops: validate tensors, select an instance, allocate outputs, launch.
+
+Every op takes torch tensors (CPU tensors run the `cpu` target, CUDA tensors on a Hopper GPU
+the `sm90` target), checks dtype, shape, device, contiguity and index ranges, and raises
+`InputError` naming the argument and what was expected. Quantized operands travel as
+`MXTensor` (activations) and `MoeWeight` (weights): they carry their dtype and layout, so a
+pk_fp4 activation can only reach a pk_fp4-activation instance and a weight packed for one
+layout can only reach instances built for that layout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Union
+
+import torch
+
+from . import _loader
+from .dispatch import Decision, Instance, Key, Shape, candidates, no_instance, select
+from .errors import InputError, NoInstanceError, TargetUnavailableError
+
+ROUNDING_MODES = ("round_up", "floor", "ceil", "even")
+MX_DTYPES = ("pk_fp4", "fp8")
+TORCH_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+OUT_TORCH = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+TOKEN_LIMIT = 1 << 24  # sorted rows encode the token in 24 bits
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def round_up(a: int, b: int) -> int:
+    return cdiv(a, b) * b
+
+
+# ---- typed operands ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MXTensor:
+    """MX-quantized rows: `data` uint8 [M, Kp/2] (pk_fp4) or [M, Kp] (fp8 e4m3 bytes),
+    `scales` uint8 e8m0 [M, Kp/32], logical length K (Kp = round_up(K, 32))."""
+    data: torch.Tensor
+    scales: torch.Tensor
+    dtype: str
+    K: int
+
+    def __post_init__(self) -> None:
+        if self.dtype not in MX_DTYPES:
+            raise InputError(f"MXTensor dtype {self.dtype!r} (allowed: {', '.join(MX_DTYPES)})")
+        kp = round_up(self.K, 32)
+        width = kp // 2 if self.dtype == "pk_fp4" else kp
+        check("MXTensor.data", self.data, dtypes=(torch.uint8,), shape=(None, width))
+        check("MXTensor.scales", self.scales, dtypes=(torch.uint8,),
+              shape=(self.data.shape[0], kp // 32), device=self.data.device)
+
+    @property
+    def rows(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+
+@dataclass(frozen=True)
+class MoeWeight:
+    """One GEMM's expert weights [E, N, K] packed for `layout`.
+
+    pk_fp4/fp8: `data` uint8 and `scales` uint8 as the layout places them (docs/ops.md);
+    bf16: `data` bf16 [E, N, K], no scales. `bias` fp32 [E, N] or None. `gate_up` says how
+    w1 stores gate and up rows (None for w2)."""
+    data: torch.Tensor
+    scales: torch.Tensor | None
+    dtype: str
+    layout: str
+    E: int
+    N: int
+    K: int
+    bias: torch.Tensor | None = None
+    gate_up: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+
+Activation = Union[torch.Tensor, MXTensor]
+
+
+class SortResult(NamedTuple):
+    sorted_ids: torch.Tensor
+    sorted_weights: torch.Tensor
+    sorted_expert_ids: torch.Tensor
+    num_valid_ids: torch.Tensor
+    T: int
+    topk: int
+    E: int
+    block_m: int
+
+
+# ---- validation -------------------------------------------------------------------------
+
+def check(name: str, t: Any, *, dtypes: tuple[torch.dtype, ...] | None = None,
+          shape: tuple[int | None, ...] | None = None, device: torch.device | None = None,
+          contiguous: bool = True) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if dtypes is not None and t.dtype not in dtypes:
+        raise InputError(f"{name}: dtype {t.dtype}, expected {' or '.join(map(str, dtypes))}")
+    if shape is not None:
+        ok = t.dim() == len(shape) and all(s is None or s == d for s, d in zip(shape, t.shape))
+        if not ok:
+            want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+            raise InputError(f"{name}: shape {list(t.shape)}, expected {want}")
+    if device is not None and t.device != device:
+        raise InputError(f"{name}: on {t.device}, expected {device} (all operands on one device)")
+    if contiguous and not t.is_contiguous():
+        raise InputError(f"{name}: not contiguous (strides {t.stride()}); call .contiguous()")
+    return t
+
+
+def check_rows(name: str, t: torch.Tensor) -> None:
+    """2-D activations may have a row stride, but elements of a row must be adjacent."""
+    if t.dim() != 2:
+        raise InputError(f"{name}: expected a 2-D tensor [rows, K], got shape {list(t.shape)}")
+    if t.shape[1] > 1 and t.stride(1) != 1:
+        raise InputError(f"{name}: the last dimension must be contiguous (strides {t.stride()})")
+
+
+def target_of(device: torch.device) -> str:
+    if device.type == "cpu":
+        return "cpu"
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if major == 9:
+            return "sm90"
+        raise TargetUnavailableError(f"{device} is sm_{major}{minor}; mxforge has GPU code for "
+                                     "sm90 (Hopper) only")
+    raise TargetUnavailableError(f"tensors on {device}: no mxforge target runs there "
+                                 "(cpu tensors use the cpu target, Hopper CUDA tensors sm90)")
+
+
+def stream_of(device: torch.device) -> int:
+    return torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+
+
+def capturing(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def rounding_index(rounding: str) -> int:
+    if rounding not in ROUNDING_MODES:
+        raise InputError(f"rounding {rounding!r} (allowed: {', '.join(ROUNDING_MODES)})")
+    return ROUNDING_MODES.index(rounding)
+
+
+def dtype_of(a: Activation) -> str:
+    if isinstance(a, MXTensor):
+        return a.dtype
+    if isinstance(a, torch.Tensor):
+        if a.dtype in TORCH_DTYPES:
+            return TORCH_DTYPES[a.dtype]
+        raise InputError(f"activation dtype {a.dtype}: pass bf16/fp16 tensors, or an MXTensor "
+                         "from mxforge.quantize for pk_fp4/fp8 (raw uint8 is ambiguous)")
+    raise InputError(f"activation: expected a torch.Tensor or MXTensor, got {type(a).__name__}")
+
+
+def _launch(decision: Decision | Instance, args: Any) -> None:
+    inst = decision.instance if isinstance(decision, Decision) else decision
+    why = _loader.module().availability(inst.target)
+    if why is not None:
+        raise TargetUnavailableError(f"{inst.name}: target {inst.target} cannot run here: {why}")
+    _loader.module().launch(inst.index, args)
+
+
+# ---- quantization -----------------------------------------------------------------------
+
+def _quant_args(C: Any, rows: int, K: int, device: torch.device) -> Any:
+    args = C.QuantArgs()
+    args.M, args.K, args.stream = rows, K, stream_of(device)
+    return args
+
+
+def quantize(x: torch.Tensor, dtype: str = "pk_fp4", rounding: str = "round_up",
+             instance: str | None = None) -> MXTensor:
+    """MX-quantize rows of x [M, K] (bf16/fp16/fp32) with 1x32 e8m0 scales."""
+    check_rows("x", x)
+    if dtype not in MX_DTYPES:
+        raise InputError(f"dtype {dtype!r} (allowed: {', '.join(MX_DTYPES)})")
+    M, K = x.shape
+    key = Key(target_of(x.device), "mxfp4_quant", a=dtype_of(x), out=dtype)
+    d = select(key, Shape(T=M, K=K), instance)
+    kp = round_up(K, 32)
+    q = torch.empty(M, kp // 2 if dtype == "pk_fp4" else kp, dtype=torch.uint8, device=x.device)
+    s = torch.empty(M, kp // 32, dtype=torch.uint8, device=x.device)
+    C = _loader.module()
+    args = _quant_args(C, M, K, x.device)
+    args.x, args.x_stride = x.data_ptr(), x.stride(0) if M > 1 else K
+    args.q, args.q_stride, args.scales, args.scale_stride = q.data_ptr(), q.shape[1], s.data_ptr(), s.shape[1]
+    args.rounding = rounding_index(rounding)
+    if M:
+        _launch(d, args)
+    return MXTensor(q, s, dtype, K)
+
+
+def dequantize(q: MXTensor, dtype: torch.dtype = torch.bfloat16,
+               instance: str | None = None) -> torch.Tensor:
+    """The inverse of quantize: [M, K] in bf16 or fp32."""
+    if not isinstance(q, MXTensor):
+        raise InputError(f"q: expected an MXTensor, got {type(q).__name__}")
+    out_name = {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype)
+    if out_name is None:
+        raise InputError(f"dequantize dtype {dtype} (allowed: torch.bfloat16, torch.float32)")
+    key = Key(target_of(q.device), "mxfp4_dequant", a=q.dtype, out=out_name)
+    d = select(key, Shape(T=q.rows, K=q.K), instance)
+    y = torch.empty(q.rows, q.K, dtype=dtype, device=q.device)
+    C = _loader.module()
+    args = _quant_args(C, q.rows, q.K, q.device)
+    args.y, args.x_stride = y.data_ptr(), q.K
+    args.q, args.q_stride = q.data.data_ptr(), q.data.shape[1]
+    args.scales, args.scale_stride = q.scales.data_ptr(), q.scales.shape[1]
+    if q.rows:
+        _launch(d, args)
+    return y
+
+
+# ---- weights ----------------------------------------------------------------------------
+
+def layout_sizes(layout: str, N: int, K: int) -> tuple[int, int]:
+    """Bytes per expert of (weights, scales) in a layout (csrc/mxforge/layout.h)."""
+    kp = round_up(K, 32)
+    if layout == "plain":
+        return N * kp // 2, N * kp // 32
+    if layout == "shuffled":
+        np_, kq = round_up(N, 32), round_up(kp, 256)
+        return np_ * kq // 2, np_ * kq // 32
+    raise InputError(f"layout {layout!r} (allowed: plain, shuffled)")
+
+
+def _pack(src_w: torch.Tensor | None, src_s: torch.Tensor, E: int, N: int, K: int,
+          layout: str, direction: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    device = src_s.device
+    wb, sb = layout_sizes(layout, N, K)
+    pwb, psb = layout_sizes("plain", N, K)
+    dst_wb, dst_sb = (wb, sb) if direction == 0 else (pwb, psb)
+    dst_w = torch.empty(E, dst_wb, dtype=torch.uint8, device=device) if src_w is not None else None
+    dst_s = torch.empty(E, dst_sb, dtype=torch.uint8, device=device)
+    d = select(Key(target_of(device), "mx_pack", layout=layout), Shape(N=N, K=K, E=E), None)
+    C = _loader.module()
+    args = C.PackArgs()
+    args.src_w = src_w.data_ptr() if src_w is not None else 0
+    args.dst_w = dst_w.data_ptr() if dst_w is not None else 0
+    args.src_s, args.dst_s = src_s.data_ptr(), dst_s.data_ptr()
+    args.E, args.N, args.K, args.direction, args.stream = E, N, K, direction, stream_of(device)
+    if E and N:
+        _launch(d, args)
+    return dst_w, dst_s
+
+
+def shuffle_scales(s: torch.Tensor) -> torch.Tensor:
+    """e8m0 scales [R, C] -> aiter-shuffled [round_up(R, 32) * round_up(C, 8)] (flat)."""
+    check("scales", s, dtypes=(torch.uint8,), shape=(None, None))
+    R, C = s.shape
+    _, out = _pack(None, s, 1, R, C * 32, "shuffled", 0)
+    return out.view(-1)
+
+
+def unshuffle_scales(s: torch.Tensor, R: int, C: int) -> torch.Tensor:
+    """The inverse of shuffle_scales: [R, C]."""
+    check("scales", s, dtypes=(torch.uint8,))
+    _, out = _pack(None, s.reshape(1, -1), 1, R, C * 32, "shuffled", 1)
+    return out.view(R, C)
+
+
+def mx_weight(q: torch.Tensor, scales: torch.Tensor, K: int, layout: str = "plain",
+              dtype: str = "pk_fp4", bias: torch.Tensor | None = None,
+              gate_up: str | None = None) -> MoeWeight:
+    """Pack already-quantized weights (q [E, N, Kp/2] or fp8 [E, N, Kp], scales
+    [E, N, Kp/32], plain row-major, e.g. from an MXFP4 checkpoint) for `layout`."""
+    if dtype not in MX_DTYPES:
+        raise InputError(f"weight dtype {dtype!r} (allowed: {', '.join(MX_DTYPES)}, or "
+                         "dense_weight() for bf16)")
+    kp = round_up(K, 32)
+    check("q", q, dtypes=(torch.uint8,), shape=(None, None, kp // 2 if dtype == "pk_fp4" else kp))
+    E, N = q.shape[:2]
+    check("scales", scales, dtypes=(torch.uint8,), shape=(E, N, kp // 32), device=q.device)
+    if layout != "plain" and dtype != "pk_fp4":
+        raise InputError(f"layout {layout} exists for pk_fp4 weights only")
+    if layout == "plain":
+        w, s = q, scales
+    else:
+        w, s = _pack(q.reshape(E, -1), scales.reshape(E, -1), E, N, K, layout, 0)
+    return MoeWeight(w, s, dtype, layout, E, N, K, _bias(bias, E, N, q.device), gate_up)
+
+
+def _bias(bias: torch.Tensor | None, E: int, N: int, device: torch.device) -> torch.Tensor | None:
+    if bias is None:
+        return None
+    check("bias", bias, dtypes=(torch.float32, torch.bfloat16, torch.float16), shape=(E, N),
+          device=device, contiguous=False)
+    return bias.to(torch.float32).contiguous()
+
+
+def pack_weight(w: torch.Tensor, dtype: str = "pk_fp4", layout: str = "plain",
+                rounding: str = "round_up", bias: torch.Tensor | None = None,
+                gate_up: str | None = None) -> MoeWeight:
+    """Quantize dense expert weights w [E, N, K] to `dtype` and pack them for `layout`."""
+    check("w", w, dtypes=tuple(TORCH_DTYPES), shape=(None, None, None))
+    if gate_up not in (None, "concat", "interleaved"):
+        raise InputError(f"gate_up {gate_up!r} (allowed: concat, interleaved, None for w2)")
+    E, N, K = w.shape
+    if dtype == "bf16":
+        if layout != "plain":
+            raise InputError(f"layout {layout} exists for pk_fp4 weights only")
+        return MoeWeight(w.to(torch.bfloat16).contiguous(), None, "bf16", "plain", E, N, K,
+                         _bias(bias, E, N, w.device), gate_up)
+    q = quantize(w.reshape(E * N, K), dtype, rounding)
+    return mx_weight(q.data.view(E, N, -1), q.scales.view(E, N, -1), K, layout, dtype, bias, gate_up)
+
+
+def unpack_weight(w: MoeWeight) -> tuple[torch.Tensor, torch.Tensor]:
+    """MX weights back to plain (q [E, N, Kp/2], scales [E, N, Kp/32])."""
+    if w.scales is None:
+        raise InputError("unpack_weight: dense weights have no MX packing")
+    kp = round_up(w.K, 32)
+    if w.layout == "plain":
+        return w.data, w.scales
+    q, s = _pack(w.data, w.scales, w.E, w.N, w.K, w.layout, 1)
+    assert q is not None
+    return q.view(w.E, w.N, kp // 2), s.view(w.E, w.N, kp // 32)
+
+
+# ---- sorting ----------------------------------------------------------------------------
+
+def sort_capacity(T: int, topk: int, E: int, block_m: int) -> int:
+    return T * topk + E * block_m - topk
+
+
+def sort_workspace_bytes(target: str, T: int, topk: int, E: int) -> int:
+    """Scratch of the GPU sorter: per-expert counters and offsets (csrc/mxforge/gpu/sort.cuh)."""
+    return 0 if target == "cpu" else 4 * (2 * E + 2)
+
+
+def _check_routing(topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int,
+                   expert_mask: torch.Tensor | None, validate: bool) -> tuple[int, int]:
+    check("topk_ids", topk_ids, dtypes=(torch.int32,), shape=(None, None))
+    T, k = topk_ids.shape
+    check("topk_weights", topk_weights, dtypes=(torch.float32,), shape=(T, k), device=topk_ids.device)
+    if not 1 <= k <= 64:
+        raise InputError(f"topk_ids: top-k {k} outside [1, 64]")
+    if T >= TOKEN_LIMIT:
+        raise InputError(f"topk_ids: {T} tokens; sorted rows encode tokens in 24 bits (< {TOKEN_LIMIT})")
+    if E < 1:
+        raise InputError(f"E = {E}: need at least one expert")
+    if expert_mask is not None:
+        check("expert_mask", expert_mask, dtypes=(torch.int32,), shape=(E,), device=topk_ids.device)
+    if validate and T and not capturing(topk_ids.device):
+        lo, hi = int(topk_ids.min()), int(topk_ids.max())
+        if lo < 0 or hi >= E:
+            bad = lo if lo < 0 else hi
+            raise InputError(f"topk_ids: expert id {bad} outside [0, {E}) "
+                             f"(pass validate=False to drop such routes instead)")
+    return T, k
+
+
+def _sort_args(C: Any, topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int, block_m: int,
+               expert_mask: torch.Tensor | None, zero_buf: torch.Tensor | None) -> tuple[Any, SortResult, torch.Tensor]:
+    T, k = topk_ids.shape
+    device = topk_ids.device
+    P = sort_capacity(T, k, E, block_m)
+    res = SortResult(torch.empty(P, dtype=torch.int32, device=device),
+                     torch.empty(P, dtype=torch.float32, device=device),
+                     torch.empty(cdiv(P, block_m), dtype=torch.int32, device=device),
+                     torch.empty(2, dtype=torch.int32, device=device), T, k, E, block_m)
+    ws = torch.empty(max(1, sort_workspace_bytes(target_of(device), T, k, E)), dtype=torch.uint8,
+                     device=device)
+    a = C.SortArgs()
+    a.topk_ids, a.topk_weights = topk_ids.data_ptr(), topk_weights.data_ptr()
+    a.expert_mask = expert_mask.data_ptr() if expert_mask is not None else 0
+    a.sorted_ids, a.sorted_weights = res.sorted_ids.data_ptr(), res.sorted_weights.data_ptr()
+    a.sorted_expert_ids, a.num_valid_ids = res.sorted_expert_ids.data_ptr(), res.num_valid_ids.data_ptr()
+    if zero_buf is not None:
+        check("zero_buf", zero_buf, device=device)
+        a.zero_buf, a.zero_bytes = zero_buf.data_ptr(), zero_buf.numel() * zero_buf.element_size()
+    a.workspace, a.workspace_bytes = ws.data_ptr(), ws.numel()
+    a.T, a.topk, a.E, a.block_m, a.stream = T, k, E, block_m, stream_of(device)
+    return a, res, ws
+
+
+def _check_block_m(block_m: int) -> None:
+    if block_m not in (16, 32, 64, 128):
+        raise InputError(f"block_m {block_m} (allowed: 16, 32, 64, 128)")
+
+
+def moe_sort(topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int, block_m: int,
+             expert_mask: torch.Tensor | None = None, zero_buf: torch.Tensor | None = None,
+             validate: bool = True) -> SortResult:
+    """aiter moe_sorting semantics (docs/ops.md); optionally zeroes `zero_buf`."""
+    _check_block_m(block_m)
+    T, k = _check_routing(topk_ids, topk_weights, E, expert_mask, validate)
+    d = select(Key(target_of(topk_ids.device), "moe_sort"), Shape(T=T, E=E, topk=k), None)
+    C = _loader.module()
+    args, res, _ws = _sort_args(C, topk_ids, topk_weights, E, block_m, expert_mask, zero_buf)
+    _launch(d, args)
+    return res
+
+
+def fused_quant_sort(x: Activation, topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int,
+                     block_m: int, dtype: str = "pk_fp4", rounding: str = "round_up",
+                     expert_mask: torch.Tensor | None = None, zero_buf: torch.Tensor | None = None,
+                     validate: bool = True, instance: str | None = None) -> tuple[MXTensor, SortResult]:
+    """Quantize x and sort the routes in one entry (byte-identical to quantize + moe_sort).
+    A pre-quantized MXTensor x takes the sort-only path."""
+    _check_block_m(block_m)
+    T, k = _check_routing(topk_ids, topk_weights, E, expert_mask, validate)
+    C = _loader.module()
+    if isinstance(x, MXTensor):
+        if x.rows != T:
+            raise InputError(f"x: {x.rows} rows, topk_ids has {T}")
+        q, a_name, key_out = x, "bf16", x.dtype
+    else:
+        check_rows("x", x)
+        if x.shape[0] != T:
+            raise InputError(f"x: {x.shape[0]} rows, topk_ids has {T}")
+        if x.device != topk_ids.device:
+            raise InputError(f"x: on {x.device}, topk_ids on {topk_ids.device}")
+        if dtype not in MX_DTYPES:
+            raise InputError(f"dtype {dtype!r} (allowed: {', '.join(MX_DTYPES)})")
+        K = x.shape[1]
+        kp = round_up(K, 32)
+        q = MXTensor(torch.empty(T, kp // 2 if dtype == "pk_fp4" else kp, dtype=torch.uint8,
+                                 device=x.device),
+                     torch.empty(T, kp // 32, dtype=torch.uint8, device=x.device), dtype, K)
+        a_name, key_out = dtype_of(x), dtype
+    key = Key(target_of(topk_ids.device), "fused_quant_sort", a=a_name, out=key_out)
+    d = select(key, Shape(T=T, E=E, topk=k, K=q.K), instance)
+    sargs, res, _ws = _sort_args(C, topk_ids, topk_weights, E, block_m, expert_mask, zero_buf)
+    qargs = _quant_args(C, T, q.K, topk_ids.device)
+    if not isinstance(x, MXTensor):
+        qargs.x, qargs.x_stride = x.data_ptr(), x.stride(0) if T > 1 else q.K
+    qargs.q, qargs.q_stride = q.data.data_ptr(), q.data.shape[1]
+    qargs.scales, qargs.scale_stride = q.scales.data_ptr(), q.scales.shape[1]
+    qargs.rounding = rounding_index(rounding)
+    args = C.FusedQuantSortArgs()
+    args.quant, args.sort = qargs, sargs
+    _launch(d, args)
+    return q, res
+
+
+# ---- GEMM stages ------------------------------------------------------------------------
+
+def _gemm_key(target: str, op: str, a: Activation, w: MoeWeight, out: str, activation: str = "",
+              routed_weight: str = "", bias: bool = False) -> Key:
+    if not isinstance(w, MoeWeight):
+        raise InputError(f"weights: expected a MoeWeight (mxforge.pack_weight / mx_weight), "
+                         f"got {type(w).__name__}")
+    return Key(target, op, a=dtype_of(a), b=w.dtype, out=out, activation=activation,
+               gate_up=(w.gate_up or "concat") if op != "moe_stage2" else "",
+               routed_weight=routed_weight, bias=bias, layout=w.layout)
+
+
+def _check_sort(sort: SortResult, device: torch.device, block_m: int) -> None:
+    if not isinstance(sort, SortResult):
+        raise InputError(f"sort: expected a SortResult from moe_sort, got {type(sort).__name__}")
+    if sort.sorted_ids.device != device:
+        raise InputError(f"sort: on {sort.sorted_ids.device}, operands on {device}")
+    if sort.block_m != block_m:
+        raise InputError(f"sort: sorted with block_m {sort.block_m}, but the selected instance "
+                         f"has block_m {block_m}; sort with block_m={block_m}")
+
+
+def _a_operand(args: Any, a: Activation, rows: int, K: int, name: str) -> None:
+    if isinstance(a, MXTensor):
+        if a.rows != rows or a.K != K:
+            raise InputError(f"{name}: MXTensor [{a.rows} rows, K={a.K}], expected [{rows}, K={K}]")
+        args.a, args.a_stride = a.data.data_ptr(), a.data.shape[1]
+        args.a_scales, args.a_scale_stride = a.scales.data_ptr(), a.scales.shape[1]
+    else:
+        check_rows(name, a)
+        if tuple(a.shape) != (rows, K):
+            raise InputError(f"{name}: shape {list(a.shape)}, expected [{rows}, {K}]")
+        args.a, args.a_stride = a.data_ptr(), a.stride(0) if rows > 1 else K
+
+
+def _weights(args: Any, w: MoeWeight, second: bool = False) -> None:
+    data = w.data.data_ptr()
+    scales = w.scales.data_ptr() if w.scales is not None else 0
+    bias = w.bias.data_ptr() if w.bias is not None else 0
+    if second:
+        args.b2, args.b2_scales, args.bias2 = data, scales, bias
+    else:
+        args.b, args.b_scales, args.bias = data, scales, bias
+
+
+def _sorted(args: Any, sort: SortResult) -> None:
+    args.sorted_ids, args.sorted_weights = sort.sorted_ids.data_ptr(), sort.sorted_weights.data_ptr()
+    args.sorted_expert_ids, args.num_valid_ids = (sort.sorted_expert_ids.data_ptr(),
+                                                  sort.num_valid_ids.data_ptr())
+    args.T, args.topk, args.E = sort.T, sort.topk, sort.E
+    args.max_blocks = sort.sorted_expert_ids.numel()
+
+
+def stage1_workspace_bytes(inst: Instance, rows: int, N: int) -> int:
+    """split_k > 1: fp32 partial sums; the cpu target keeps one slab per split (summed in a
+    fixed order), GPUs accumulate atomically into one."""
+    if inst.split_k <= 1:
+        return 0
+    slabs = inst.split_k if inst.target == "cpu" else 1
+    return slabs * rows * N * 4
+
+
+def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str = "silu",
+               out_dtype: str = "bf16", routed_weight: str = "none", rounding: str = "round_up",
+               instance: str | None = None) -> Activation:
+    """Gate/up GEMM + activation: [T*topk, I] bf16, or an MXTensor when out_dtype='pk_fp4'."""
+    device = w1.device if isinstance(w1, MoeWeight) else None
+    key = _gemm_key(target_of(w1.device) if device else "", "moe_stage1", a, w1, out_dtype,
+                    activation, routed_weight, w1.bias is not None)
+    if w1.N % 2:
+        raise InputError(f"w1: N = {w1.N} must be even (gate and up)")
+    I = w1.N // 2
+    shape = Shape(T=sort.T, N=w1.N, K=w1.K, E=w1.E, topk=sort.topk)
+    d = select(key, shape, instance, block_m=sort.block_m)
+    _check_sort(sort, w1.device, d.instance.block_m)
+    if sort.E != w1.E:
+        raise InputError(f"sort: E = {sort.E}, w1 has {w1.E} experts")
+    C = _loader.module()
+    args = C.MoeGemmArgs()
+    _a_operand(args, a, sort.T, w1.K, "a")
+    _weights(args, w1)
+    _sorted(args, sort)
+    rows = sort.T * sort.topk
+    if out_dtype == "pk_fp4":
+        ip = round_up(I, 32)
+        out: Activation = MXTensor(torch.empty(rows, ip // 2, dtype=torch.uint8, device=device),
+                                   torch.empty(rows, ip // 32, dtype=torch.uint8, device=device),
+                                   "pk_fp4", I)
+        args.out, args.out_stride = out.data.data_ptr(), ip // 2
+        args.out_scales, args.out_scale_stride = out.scales.data_ptr(), ip // 32
+    else:
+        out = torch.empty(rows, I, dtype=OUT_TORCH[out_dtype], device=device)
+        args.out, args.out_stride = out.data_ptr(), I
+    ws = torch.empty(max(1, stage1_workspace_bytes(d.instance, rows, w1.N)), dtype=torch.uint8,
+                     device=device)
+    args.workspace, args.workspace_bytes = ws.data_ptr(), ws.numel()
+    args.N, args.K, args.rounding, args.stream = w1.N, w1.K, rounding_index(rounding), stream_of(device)
+    if rows:
+        _launch(d, args)
+    return out
+
+
+def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Tensor | None = None,
+               out_dtype: str = "bf16", routed_weight: str = "stage2",
+               instance: str | None = None) -> torch.Tensor:
+    """Down GEMM + routed-weight multiply + accumulation: returns out [T, H] (+=)."""
+    device = w2.device if isinstance(w2, MoeWeight) else None
+    key = _gemm_key(target_of(w2.device) if device else "", "moe_stage2", inter, w2, out_dtype,
+                    "", routed_weight, w2.bias is not None)
+    shape = Shape(T=sort.T, N=w2.N, K=w2.K, E=w2.E, topk=sort.topk)
+    d = select(key, shape, instance, block_m=sort.block_m)
+    _check_sort(sort, w2.device, d.instance.block_m)
+    if sort.E != w2.E:
+        raise InputError(f"sort: E = {sort.E}, w2 has {w2.E} experts")
+    if out is None:
+        out = torch.zeros(sort.T, w2.N, dtype=OUT_TORCH[out_dtype], device=device)
+    check("out", out, dtypes=(OUT_TORCH[out_dtype],), shape=(sort.T, w2.N), device=device)
+    C = _loader.module()
+    args = C.MoeGemmArgs()
+    _a_operand(args, inter, sort.T * sort.topk, w2.K, "inter")
+    _weights(args, w2)
+    _sorted(args, sort)
+    args.out, args.out_stride = out.data_ptr(), w2.N
+    args.N, args.K, args.stream = w2.N, w2.K, stream_of(device)
+    if sort.T:
+        _launch(d, args)
+    return out
+
+
+def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
+               activation: str = "silu", out: torch.Tensor | None = None, out_dtype: str = "bf16",
+               routed_weight: str = "stage2", instance: str | None = None) -> torch.Tensor:
+    """Stage 1 (bf16 intermediate) and stage 2 in one launch: returns out [T, H] (+=)."""
+    if not isinstance(w2, MoeWeight):
+        raise InputError(f"w2: expected a MoeWeight, got {type(w2).__name__}")
+    if (w2.dtype, w2.layout) != (w1.dtype, w1.layout) or (w1.bias is None) != (w2.bias is None):
+        raise InputError(f"w1 ({w1.dtype}, {w1.layout}, bias={w1.bias is not None}) and w2 "
+                         f"({w2.dtype}, {w2.layout}, bias={w2.bias is not None}) must match "
+                         "for the one-stage kernel")
+    key = _gemm_key(target_of(w1.device), "moe_1stage", a, w1, out_dtype, activation,
+                    routed_weight, w1.bias is not None)
+    if w2.K * 2 != w1.N or w2.E != w1.E:
+        raise InputError(f"w2 [{w2.E}, {w2.N}, {w2.K}] does not follow w1 [{w1.E}, {w1.N}, "
+                         f"{w1.K}] (need w2.K = w1.N / 2, same E)")
+    shape = Shape(T=sort.T, N=w1.N, K=w1.K, E=w1.E, topk=sort.topk)
+    d = select(key, shape, instance, block_m=sort.block_m)
+    _check_sort(sort, w1.device, d.instance.block_m)
+    device = w1.device
+    if out is None:
+        out = torch.zeros(sort.T, w2.N, dtype=OUT_TORCH[out_dtype], device=device)
+    check("out", out, dtypes=(OUT_TORCH[out_dtype],), shape=(sort.T, w2.N), device=device)
+    C = _loader.module()
+    args = C.MoeGemmArgs()
+    _a_operand(args, a, sort.T, w1.K, "a")
+    _weights(args, w1)
+    _weights(args, w2, second=True)
+    _sorted(args, sort)
+    args.out, args.out_stride = out.data_ptr(), w2.N
+    args.N, args.K, args.N2, args.stream = w1.N, w1.K, w2.N, stream_of(device)
+    if sort.T:
+        _launch(d, args)
+    return out
+
+
+# ---- the whole layer --------------------------------------------------------------------
+
+def _common_block_m(keys: list[Key], shape: Shape) -> int:
+    """The block_m every stage of a pipeline has, chosen by the first stage's ranking."""
+    sets = []
+    for k in keys:
+        bms = {i.block_m for i in candidates(k)}
+        if not bms:
+            raise no_instance(k, shape)
+        sets.append(bms)
+    common = set.intersection(*sets)
+    if not common:
+        raise NoInstanceError("no block_m is compiled for every stage of this pipeline: " +
+                              "; ".join(f"{k.op} has {sorted(s)}" for k, s in zip(keys, sets)))
+    return select(keys[0], shape, allowed_block_m=common).instance.block_m
+
+
+def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch.Tensor,
+              topk_ids: torch.Tensor, activation: str = "silu", a_dtype: str = "pk_fp4",
+              stage2_input: str = "bf16", routed_weight: str = "stage2",
+              rounding: str = "round_up", path: str = "auto",
+              expert_mask: torch.Tensor | None = None, impl: str = "kernel",
+              validate: bool = True) -> torch.Tensor:
+    """The whole MoE layer: x [T, H] bf16 -> [T, H] bf16.
+
+    a_dtype: activation dtype of stage 1 (pk_fp4 = a4w4, fp8 = a8w4, bf16 = a16w4).
+    stage2_input: bf16 (skip-inter-quant: stage 1 writes bf16, stage 2 runs a16w4) or
+    pk_fp4 (stage 1 re-quantizes, stage 2 runs a4w4). routed_weight: stage1 or stage2.
+    path: auto | two_stage | one_stage. impl="torch" runs mxforge.reference (by name only).
+    """
+    if impl == "torch":
+        from . import reference
+        return reference.fused_moe_packed(x, w1, w2, topk_weights, topk_ids, activation=activation,
+                                          a_dtype=a_dtype, stage2_input=stage2_input,
+                                          routed_weight=routed_weight, rounding=rounding,
+                                          expert_mask=expert_mask)
+    if impl != "kernel":
+        raise InputError(f"impl {impl!r} (allowed: kernel, torch)")
+    check_rows("x", x)
+    check("x", x, dtypes=(torch.bfloat16, torch.float16), contiguous=False)
+    for name, w in (("w1", w1), ("w2", w2)):
+        if not isinstance(w, MoeWeight):
+            raise InputError(f"{name}: expected a MoeWeight, got {type(w).__name__}")
+    T, H = x.shape
+    if (w1.K, w2.N) != (H, H) or w2.K * 2 != w1.N or w1.E != w2.E:
+        raise InputError(f"weights do not fit x [T, {H}]: w1 [{w1.E}, {w1.N}, {w1.K}] must be "
+                         f"[E, 2I, {H}] and w2 [{w2.E}, {w2.N}, {w2.K}] must be [E, {H}, I]")
+    if a_dtype not in ("pk_fp4", "fp8", "bf16", "fp16"):
+        raise InputError(f"a_dtype {a_dtype!r} (allowed: pk_fp4, fp8, bf16, fp16)")
+    if stage2_input not in ("bf16", "pk_fp4"):
+        raise InputError(f"stage2_input {stage2_input!r} (allowed: bf16, pk_fp4)")
+    if routed_weight not in ("stage1", "stage2"):
+        raise InputError(f"routed_weight {routed_weight!r} (allowed: stage1, stage2)")
+    if path not in ("auto", "two_stage", "one_stage"):
+        raise InputError(f"path {path!r} (allowed: auto, two_stage, one_stage)")
+    target = target_of(x.device)
+    E = w1.E
+    T_, k = _check_routing(topk_ids, topk_weights, E, expert_mask, validate)
+    if T_ != T:
+        raise InputError(f"topk_ids: {T_} rows, x has {T}")
+    a_name = TORCH_DTYPES[x.dtype] if a_dtype in ("bf16", "fp16") else a_dtype
+    if a_dtype in ("bf16", "fp16") and a_name != a_dtype:
+        raise InputError(f"a_dtype {a_dtype} but x is {x.dtype}")
+    bias = w1.bias is not None
+    if bias != (w2.bias is not None):
+        raise InputError("w1 and w2 must both have biases or neither")
+    s1_shape = Shape(T=T, N=w1.N, K=w1.K, E=E, topk=k)
+    gu = w1.gate_up or "concat"
+
+    def key(op: str, a: str, b: MoeWeight, out: str, act: str, rw: str) -> Key:
+        return Key(target, op, a=a, b=b.dtype, out=out, activation=act,
+                   gate_up="" if op == "moe_stage2" else gu, routed_weight=rw, bias=bias,
+                   layout=b.layout)
+
+    one_key = key("moe_1stage", a_name, w1, "bf16", activation, routed_weight)
+    use_one = path == "one_stage" or (
+        path == "auto" and T * k <= 64 and candidates(one_key)
+        and stage2_input == "bf16")
+    out = torch.empty(T, H, dtype=torch.bfloat16, device=x.device)
+    if use_one:
+        block_m = _common_block_m([one_key], s1_shape)
+    else:
+        k1 = key("moe_stage1", a_name, w1, stage2_input, activation,
+                 "stage1" if routed_weight == "stage1" else "none")
+        k2 = key("moe_stage2", stage2_input, w2, "bf16", "",
+                 "stage2" if routed_weight == "stage2" else "none")
+        block_m = _common_block_m([k1, k2], s1_shape)
+    if a_dtype in MX_DTYPES:
+        a, sort = fused_quant_sort(x, topk_ids, topk_weights, E, block_m, a_dtype, rounding,
+                                   expert_mask, zero_buf=out, validate=False)
+    else:
+        a = x
+        sort = moe_sort(topk_ids, topk_weights, E, block_m, expert_mask, zero_buf=out,
+                        validate=False)
+    if use_one:
+        return moe_1stage(a, w1, w2, sort, activation, out=out, routed_weight=routed_weight)
+    inter = moe_stage1(a, w1, sort, activation, stage2_input,
+                       "stage1" if routed_weight == "stage1" else "none", rounding)
+    return moe_stage2(inter, w2, sort, out=out,
+                      routed_weight="stage2" if routed_weight == "stage2" else "none")
+

@@ -1,0 +1,227 @@
+"""Spec validation, expansion, naming and rendering (pure codegen, no torch, no module)."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from codegen import schema
+from codegen.render import render, source_hash
+from codegen.spec import SpecError, load_set, load_spec_file
+from codegen.targets import TARGETS
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_NAMES = tuple(TARGETS)
+
+GOOD_GROUP = """\
+groups:
+  - id: g
+    op: moe_stage1
+    a: pk_fp4
+    b: pk_fp4
+    out: bf16
+    block_m: [16, 32]
+    block_n: 64
+    block_k: 128
+    activation: silu
+    targets: [cpu]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def error_of(tmp_path: Path, text: str) -> SpecError:
+    with pytest.raises(SpecError) as ei:
+        load_spec_file(write(tmp_path, text), TARGET_NAMES)
+    return ei.value
+
+
+def test_good_group_expands_cartesian(tmp_path: Path) -> None:
+    insts = load_spec_file(write(tmp_path, GOOD_GROUP), TARGET_NAMES)
+    assert [i.name for i in insts] == [
+        "cpu_moe_stage1_pk_fp4xpk_fp4_obf16_m16_n64_k128_sk1_silu_concat_rwnone_nobias_plain",
+        "cpu_moe_stage1_pk_fp4xpk_fp4_obf16_m32_n64_k128_sk1_silu_concat_rwnone_nobias_plain",
+    ]
+    assert insts[0].source.endswith("spec.yaml:2")
+
+
+@pytest.mark.parametrize("bad, field, value, line, col", [
+    ("block_m: [16, 32]", "block_m", "48", 7, 19),
+    ("a: pk_fp4", "a", "'int4'", 4, 8),
+    ("activation: silu", "activation", "'relu'", 10, 17),
+])
+def test_bad_value_names_file_line_column_field_and_allowed(tmp_path: Path, bad: str, field: str,
+                                                           value: str, line: int, col: int) -> None:
+    text = GOOD_GROUP.replace(bad, {"block_m": "block_m: [16, 48]", "a": "a: int4",
+                                    "activation": "activation: relu"}[field])
+    e = error_of(tmp_path, text)
+    allowed = schema.OPS["moe_stage1"].field(field).allowed  # type: ignore[union-attr]
+    assert (e.line, e.col) == (line, col)
+    assert f"field '{field}'" in e.message and value in e.message
+    assert "allowed: " + ", ".join(map(str, allowed)) in e.message
+    assert str(e).startswith(f"{tmp_path / 'spec.yaml'}:{line}:{col}:")
+
+
+def test_unknown_field_lists_allowed_fields(tmp_path: Path) -> None:
+    e = error_of(tmp_path, GOOD_GROUP + "    tile_q: 3\n")
+    assert "field 'tile_q' does not apply to op 'moe_stage1'" in e.message
+    assert "block_m" in e.message and e.line == 12
+
+
+def test_field_not_applicable_to_op(tmp_path: Path) -> None:
+    e = error_of(tmp_path, """\
+        groups:
+          - id: s
+            op: moe_sort
+            block_m: 32
+            targets: [cpu]
+        """)
+    assert "field 'block_m' does not apply to op 'moe_sort'" in e.message and e.line == 4
+
+
+def test_missing_required_field(tmp_path: Path) -> None:
+    e = error_of(tmp_path, GOOD_GROUP.replace("    activation: silu\n", ""))
+    assert "missing required field 'activation'" in e.message
+    assert "allowed: silu, gelu, swiglu_oai" in e.message
+
+
+def test_split_k_with_fp4_activations_is_invalid(tmp_path: Path) -> None:
+    e = error_of(tmp_path, GOOD_GROUP.replace("block_k: 128", "block_k: 128\n    split_k: 2"))
+    assert "split_k > 1 is invalid with pk_fp4 activations" in e.message
+
+
+def test_lists_prune_invalid_combinations(tmp_path: Path) -> None:
+    text = GOOD_GROUP.replace("a: pk_fp4", "a: [pk_fp4, bf16]").replace(
+        "block_k: 128", "block_k: 128\n    split_k: [1, 2]")
+    names = [i.name for i in load_spec_file(write(tmp_path, text), TARGET_NAMES)]
+    assert not any("pk_fp4xpk_fp4" in n and "_sk2_" in n for n in names)
+    assert any("bf16xpk_fp4" in n and "_sk2_" in n for n in names)
+    assert len(names) == 2 * 3  # block_m x (fp4 sk1, bf16 sk1, bf16 sk2)
+
+
+def test_unsupported_dtype_pair(tmp_path: Path) -> None:
+    e = error_of(tmp_path, GOOD_GROUP.replace("b: pk_fp4", "b: bf16"))
+    assert "dtype pair pk_fp4xbf16 is not supported" in e.message and "a4w4" not in e.message
+
+
+def test_bad_target(tmp_path: Path) -> None:
+    e = error_of(tmp_path, GOOD_GROUP.replace("targets: [cpu]", "targets: [cpu, sm80]"))
+    assert "field 'targets'" in e.message and "'sm80'" in e.message
+    assert "allowed: " + ", ".join(TARGET_NAMES) in e.message
+
+
+@pytest.mark.parametrize("hostile", ['"x; rm -rf /"', '"a\\"b"', '"g\\nid"', "'1abc'", "'a b'"])
+def test_group_id_must_be_identifier(tmp_path: Path, hostile: str) -> None:
+    e = error_of(tmp_path, GOOD_GROUP.replace("id: g", f"id: {hostile}"))
+    assert "field 'id'" in e.message and "identifier" in e.message or "invalid YAML" in e.message
+
+
+def test_duplicate_key_and_duplicate_group(tmp_path: Path) -> None:
+    e = error_of(tmp_path, GOOD_GROUP + "    block_n: 128\n")
+    assert "duplicate key 'block_n'" in e.message and "first at line 8" in e.message
+    body = GOOD_GROUP.split("groups:\n", 1)[1]
+    e = error_of(tmp_path, GOOD_GROUP + body)
+    assert "group id 'g' used twice" in e.message
+
+
+def test_duplicate_value_in_list(tmp_path: Path) -> None:
+    e = error_of(tmp_path, GOOD_GROUP.replace("[16, 32]", "[16, 16]"))
+    assert "value 16 listed twice" in e.message
+
+
+def test_wrong_types(tmp_path: Path) -> None:
+    e = error_of(tmp_path, GOOD_GROUP.replace("block_n: 64", "block_n: '64'"))
+    assert "field 'block_n': bad value '64'" in e.message
+    e = error_of(tmp_path, GOOD_GROUP.replace("block_n: 64", "block_n: {a: 1}"))
+    assert "bad value a mapping" in e.message
+    e = error_of(tmp_path, "groups: 3\n")
+    assert "'groups' must be a non-empty list" in e.message
+
+
+def test_bool_is_not_int(tmp_path: Path) -> None:
+    e = error_of(tmp_path, GOOD_GROUP.replace("block_n: 64", "block_n: true"))
+    assert "field 'block_n': bad value True" in e.message
+
+
+def test_invalid_yaml_and_unsafe_tags(tmp_path: Path) -> None:
+    e = error_of(tmp_path, "groups: [\n")
+    assert "invalid YAML" in e.message
+    e = error_of(tmp_path, "groups:\n  - !!python/object:os.system {}\n")
+    assert "unsupported YAML tag" in e.message or "invalid" in e.message
+
+
+def test_huge_product_rejected(tmp_path: Path) -> None:
+    text = GOOD_GROUP.replace("block_n: 64", "block_n: [16, 32, 64, 128, 256]").replace(
+        "block_k: 128", "block_k: [32, 64, 128, 256]").replace(
+        "activation: silu", "activation: [silu, gelu, swiglu_oai]\n    gate_up: [concat, interleaved]\n"
+        "    bias: [false, true]\n    out: [bf16, pk_fp4]").replace("    out: bf16\n", "").replace(
+        "a: pk_fp4", "a: [pk_fp4, bf16, fp16, fp8]").replace(
+        "block_m: [16, 32]", "block_m: [16, 32, 64, 128]").replace(
+        "targets: [cpu]", "targets: [cpu, sm90]\n    split_k: [1, 2, 4, 8]\n    layout: [plain, shuffled]")
+    e = error_of(tmp_path, text)
+    assert "combinations (limit" in e.message
+
+
+def test_empty_and_non_utf8_files(tmp_path: Path) -> None:
+    e = error_of(tmp_path, "")
+    assert "empty spec file" in e.message
+    p = tmp_path / "bin.yaml"
+    p.write_bytes(b"\xff\xfe groups")
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec_file(p, TARGET_NAMES)
+
+
+def test_set_errors(tmp_path: Path) -> None:
+    (tmp_path / "sets").mkdir()
+    write(tmp_path, GOOD_GROUP, "a.yaml")
+    write(tmp_path / "sets", "specs: [a.yaml]\nbogus: 1\n", "s1.yaml")
+    with pytest.raises(SpecError, match="unknown set field 'bogus'"):
+        load_set(tmp_path, "s1", TARGET_NAMES)
+    write(tmp_path / "sets", "specs: [../etc/passwd]\n", "s2.yaml")
+    with pytest.raises(SpecError, match="relative path"):
+        load_set(tmp_path, "s2", TARGET_NAMES)
+    write(tmp_path / "sets", "specs: [a.yaml, a.yaml]\n", "s3.yaml")
+    with pytest.raises(SpecError, match="duplicate instance"):
+        load_set(tmp_path, "s3", TARGET_NAMES)
+    write(tmp_path / "sets", "specs: [a.yaml]\nonly: ['*sm90*']\n", "s4.yaml")
+    with pytest.raises(SpecError, match="selects no instance"):
+        load_set(tmp_path, "s4", TARGET_NAMES)
+    with pytest.raises(SpecError, match="no instance set 'nope'"):
+        load_set(tmp_path, "nope", TARGET_NAMES)
+
+
+def test_set_filters(tmp_path: Path) -> None:
+    (tmp_path / "sets").mkdir()
+    write(tmp_path, GOOD_GROUP, "a.yaml")
+    write(tmp_path / "sets", "specs: [a.yaml]\n", "s.yaml")
+    s = load_set(tmp_path, "s", TARGET_NAMES, exclude=["*_m16_*"])
+    assert [i.get("block_m") for i in s.instances] == [32]
+
+
+def test_repo_sets_load_and_names_are_identifiers() -> None:
+    for path in sorted((ROOT / "instances" / "sets").glob("*.yaml")):
+        s = load_set(ROOT / "instances", path.stem, TARGET_NAMES)
+        assert s.instances
+        for i in s.instances:
+            assert schema.IDENT.match(i.name[:64]) and i.name.replace("_", "").isalnum()
+            assert i.target in i.name and i.op in i.name
+
+
+def test_rendering_is_deterministic(tmp_path: Path) -> None:
+    s = load_set(ROOT / "instances", "ci", TARGET_NAMES)
+    manifest = {"set": "ci", "source_hash": source_hash(ROOT, s.spec_files)}
+    r1 = render(s.instances, ROOT / "templates", tmp_path / "a", ["cpu"], manifest)
+    r2 = render(s.instances, ROOT / "templates", tmp_path / "b", ["cpu"], manifest)
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b and len(files_a) == len(s.instances) + 2
+    for f in files_a:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    # a second render into the same folder writes nothing
+    r3 = render(s.instances, ROOT / "templates", tmp_path / "a", ["cpu"], manifest)
+    assert r1.written == r2.written == len(files_a) and r3.written == 0

@@ -106,9 +106,9 @@ def install_atomically(src: Path, dst: Path) -> bool:
 
 
 def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
-          dry_run: bool, only: list[str], exclude: list[str]) -> int:
+          dry_run: bool, only: list[str], exclude: list[str], specs: Path = INSTANCES) -> int:
     t0 = time.monotonic()
-    iset = load_set(INSTANCES, set_name, tuple(TARGETS), only, exclude)
+    iset = load_set(specs, set_name, tuple(TARGETS), only, exclude)
     chosen = [i for i in iset.instances if i.target in targets]
     for t in targets:
         if not any(i.target == t for i in chosen):
@@ -126,7 +126,7 @@ def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
         "set": set_name, "targets": targets, "compilers": versions,
         "instances": [i.name for i in chosen],
         "source_hash": R.source_hash(ROOT, iset.spec_files),
-        "spec_files": [str(p.relative_to(ROOT)) for p in iset.spec_files],
+        "spec_files": [os.path.relpath(p, ROOT) for p in iset.spec_files],
         "python_ext_suffix": python_ext_suffix(),
     }
     with build_lock():
@@ -169,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep only instances whose canonical name matches (repeatable)")
     ap.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                     help="drop instances whose canonical name matches (repeatable)")
+    ap.add_argument("--specs", type=Path, default=INSTANCES,
+                    help="folder of spec files with sets/ (default: instances/)")
     args = ap.parse_args(argv)
     try:
         return build(args.set, parse_targets(args.target), args.jobs, args.list, args.dry_run,
-                     args.only, args.exclude)
+                     args.only, args.exclude, args.specs.resolve())
     except (SpecError, BuildError, R.RenderError) as e:
         print(f"mxforge build: error: {e}", file=sys.stderr)
         return 2

@@ -25,6 +25,23 @@ OUT_TORCH = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float3
 TOKEN_LIMIT = 1 << 24  # sorted rows encode the token in 24 bits
 
 
+_POISON = False
+
+
+def poison_outputs(enabled: bool) -> None:
+    """Fill every output the ops allocate with 0xFF bytes (NaN for floats, NaN scales) before
+    launching, so a test sees any element a kernel failed to write. Off by default."""
+    global _POISON
+    _POISON = enabled
+
+
+def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    t = torch.empty(*shape, dtype=dtype, device=device)
+    if _POISON and t.numel():
+        t.view(torch.uint8).fill_(0xFF)
+    return t
+
+
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -191,8 +208,8 @@ def quantize(x: torch.Tensor, dtype: str = "pk_fp4", rounding: str = "round_up",
     key = Key(target_of(x.device), "mxfp4_quant", a=dtype_of(x), out=dtype)
     d = select(key, Shape(T=M, K=K), instance)
     kp = round_up(K, 32)
-    q = torch.empty(M, kp // 2 if dtype == "pk_fp4" else kp, dtype=torch.uint8, device=x.device)
-    s = torch.empty(M, kp // 32, dtype=torch.uint8, device=x.device)
+    q = _empty(M, kp // 2 if dtype == "pk_fp4" else kp, dtype=torch.uint8, device=x.device)
+    s = _empty(M, kp // 32, dtype=torch.uint8, device=x.device)
     C = _loader.module()
     args = _quant_args(C, M, K, x.device)
     args.x, args.x_stride = x.data_ptr(), x.stride(0) if M > 1 else K
@@ -213,7 +230,7 @@ def dequantize(q: MXTensor, dtype: torch.dtype = torch.bfloat16,
         raise InputError(f"dequantize dtype {dtype} (allowed: torch.bfloat16, torch.float32)")
     key = Key(target_of(q.device), "mxfp4_dequant", a=q.dtype, out=out_name)
     d = select(key, Shape(T=q.rows, K=q.K), instance)
-    y = torch.empty(q.rows, q.K, dtype=dtype, device=q.device)
+    y = _empty(q.rows, q.K, dtype=dtype, device=q.device)
     C = _loader.module()
     args = _quant_args(C, q.rows, q.K, q.device)
     args.y, args.x_stride = y.data_ptr(), q.K
@@ -243,8 +260,8 @@ def _pack(src_w: torch.Tensor | None, src_s: torch.Tensor, E: int, N: int, K: in
     wb, sb = layout_sizes(layout, N, K)
     pwb, psb = layout_sizes("plain", N, K)
     dst_wb, dst_sb = (wb, sb) if direction == 0 else (pwb, psb)
-    dst_w = torch.empty(E, dst_wb, dtype=torch.uint8, device=device) if src_w is not None else None
-    dst_s = torch.empty(E, dst_sb, dtype=torch.uint8, device=device)
+    dst_w = _empty(E, dst_wb, dtype=torch.uint8, device=device) if src_w is not None else None
+    dst_s = _empty(E, dst_sb, dtype=torch.uint8, device=device)
     d = select(Key(target_of(device), "mx_pack", layout=layout), Shape(N=N, K=K, E=E), None)
     C = _loader.module()
     args = C.PackArgs()
@@ -330,6 +347,17 @@ def unpack_weight(w: MoeWeight) -> tuple[torch.Tensor, torch.Tensor]:
     return q.view(w.E, w.N, kp // 2), s.view(w.E, w.N, kp // 32)
 
 
+def reference_weight(w: MoeWeight) -> Any:
+    """The torch reference's view of packed weights (mxforge.reference.WeightRef), unpacked
+    by the reference's own torch code, not by a kernel."""
+    from . import reference
+    if w.scales is None:
+        return reference.WeightRef.from_dense(w.data)
+    if w.layout == "plain":
+        return reference.WeightRef.mx(w.data, w.scales, w.K, "e2m1" if w.dtype == "pk_fp4" else "e4m3")
+    return reference.WeightRef.from_packed(w.data, w.scales, w.N, w.K, w.layout)
+
+
 # ---- sorting ----------------------------------------------------------------------------
 
 def sort_capacity(T: int, topk: int, E: int, block_m: int) -> int:
@@ -368,11 +396,11 @@ def _sort_args(C: Any, topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: in
     T, k = topk_ids.shape
     device = topk_ids.device
     P = sort_capacity(T, k, E, block_m)
-    res = SortResult(torch.empty(P, dtype=torch.int32, device=device),
-                     torch.empty(P, dtype=torch.float32, device=device),
-                     torch.empty(cdiv(P, block_m), dtype=torch.int32, device=device),
-                     torch.empty(2, dtype=torch.int32, device=device), T, k, E, block_m)
-    ws = torch.empty(max(1, sort_workspace_bytes(target_of(device), T, k, E)), dtype=torch.uint8,
+    res = SortResult(_empty(P, dtype=torch.int32, device=device),
+                     _empty(P, dtype=torch.float32, device=device),
+                     _empty(cdiv(P, block_m), dtype=torch.int32, device=device),
+                     _empty(2, dtype=torch.int32, device=device), T, k, E, block_m)
+    ws = _empty(max(1, sort_workspace_bytes(target_of(device), T, k, E)), dtype=torch.uint8,
                      device=device)
     a = C.SortArgs()
     a.topk_ids, a.topk_weights = topk_ids.data_ptr(), topk_weights.data_ptr()
@@ -428,9 +456,9 @@ def fused_quant_sort(x: Activation, topk_ids: torch.Tensor, topk_weights: torch.
             raise InputError(f"dtype {dtype!r} (allowed: {', '.join(MX_DTYPES)})")
         K = x.shape[1]
         kp = round_up(K, 32)
-        q = MXTensor(torch.empty(T, kp // 2 if dtype == "pk_fp4" else kp, dtype=torch.uint8,
+        q = MXTensor(_empty(T, kp // 2 if dtype == "pk_fp4" else kp, dtype=torch.uint8,
                                  device=x.device),
-                     torch.empty(T, kp // 32, dtype=torch.uint8, device=x.device), dtype, K)
+                     _empty(T, kp // 32, dtype=torch.uint8, device=x.device), dtype, K)
         a_name, key_out = dtype_of(x), dtype
     key = Key(target_of(topk_ids.device), "fused_quant_sort", a=a_name, out=key_out)
     d = select(key, Shape(T=T, E=E, topk=k, K=q.K), instance)
@@ -532,15 +560,15 @@ def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str =
     rows = sort.T * sort.topk
     if out_dtype == "pk_fp4":
         ip = round_up(I, 32)
-        out: Activation = MXTensor(torch.empty(rows, ip // 2, dtype=torch.uint8, device=device),
-                                   torch.empty(rows, ip // 32, dtype=torch.uint8, device=device),
+        out: Activation = MXTensor(_empty(rows, ip // 2, dtype=torch.uint8, device=device),
+                                   _empty(rows, ip // 32, dtype=torch.uint8, device=device),
                                    "pk_fp4", I)
         args.out, args.out_stride = out.data.data_ptr(), ip // 2
         args.out_scales, args.out_scale_stride = out.scales.data_ptr(), ip // 32
     else:
-        out = torch.empty(rows, I, dtype=OUT_TORCH[out_dtype], device=device)
+        out = _empty(rows, I, dtype=OUT_TORCH[out_dtype], device=device)
         args.out, args.out_stride = out.data_ptr(), I
-    ws = torch.empty(max(1, stage1_workspace_bytes(d.instance, rows, w1.N)), dtype=torch.uint8,
+    ws = _empty(max(1, stage1_workspace_bytes(d.instance, rows, w1.N)), dtype=torch.uint8,
                      device=device)
     args.workspace, args.workspace_bytes = ws.data_ptr(), ws.numel()
     args.N, args.K, args.rounding, args.stream = w1.N, w1.K, rounding_index(rounding), stream_of(device)
@@ -643,10 +671,11 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     """
     if impl == "torch":
         from . import reference
-        return reference.fused_moe_packed(x, w1, w2, topk_weights, topk_ids, activation=activation,
-                                          a_dtype=a_dtype, stage2_input=stage2_input,
-                                          routed_weight=routed_weight, rounding=rounding,
-                                          expert_mask=expert_mask)
+        return reference.fused_moe(x, reference_weight(w1), reference_weight(w2), topk_weights,
+                                   topk_ids, activation=activation, gate_up=w1.gate_up or "concat",
+                                   bias1=w1.bias, bias2=w2.bias, a_dtype=a_dtype,
+                                   stage2_input=stage2_input, routed_weight=routed_weight,
+                                   rounding=rounding, expert_mask=expert_mask)
     if impl != "kernel":
         raise InputError(f"impl {impl!r} (allowed: kernel, torch)")
     check_rows("x", x)
@@ -689,7 +718,7 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     use_one = path == "one_stage" or (
         path == "auto" and T * k <= 64 and candidates(one_key)
         and stage2_input == "bf16")
-    out = torch.empty(T, H, dtype=torch.bfloat16, device=x.device)
+    out = _empty(T, H, dtype=torch.bfloat16, device=x.device)
     if use_one:
         block_m = _common_block_m([one_key], s1_shape)
     else:

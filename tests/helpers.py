@@ -1,0 +1,128 @@
+"""Data makers and comparisons shared by the CPU and GPU op tests.
+
+Tolerances (why they are what they are):
+- Quantization, dequantization, packing and sorting are exact: bytes must match the
+  reference (both follow docs/ops.md with the same fp32 operations).
+- GEMM outputs in bf16: kernels and reference both accumulate exact products in fp32; only
+  the summation order differs (~1e-6 relative), then each rounds to bf16 (relative step
+  2^-8). Against the unrounded fp32 reference the error is bf16 rounding alone:
+  rel. L2 <= 2^-8 = 3.9e-3 (BF16_TOL).
+- Stage 2 accumulates the topk routes of a token into a bf16 output, rounding after each
+  of up to 8 additions: rel. L2 <= 8 * 2^-9 = 1.6e-2 worst case, ~3e-3 typical
+  (ACCUM_TOL = 1.6e-2).
+- Re-quantized (pk_fp4) outputs: a summation-order difference can move a value across an
+  e2m1 rounding boundary, flipping one code by one step; we require >= 99% identical codes,
+  identical scales for >= 99% of blocks, and no element off by more than one step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import mxforge
+from mxforge import reference as ref
+from mxforge.models import MoeShape
+
+BF16_TOL = 2.0 ** -8
+ACCUM_TOL = 8 * 2.0 ** -9
+
+
+def rel_l2(out: torch.Tensor, expected: torch.Tensor) -> float:
+    out, expected = out.double().cpu(), expected.double().cpu()
+    assert out.shape == expected.shape, (out.shape, expected.shape)
+    assert not torch.isnan(out).any(), "NaN in output (unwritten poisoned element?)"
+    return float((out - expected).norm() / expected.norm().clamp_min(1e-30))
+
+
+def random_mx(E: int, N: int, K: int, g: torch.Generator, elem: str = "e2m1",
+              scale_lo: int = 119, scale_hi: int = 127) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random MX codes (every code equally likely; padding past K zero) and scales near 1:
+    valid checkpoint-like data without quantizing billions of floats."""
+    kp = -(-K // 32) * 32
+    if elem == "e2m1":
+        codes = torch.randint(0, 16, (E, N, kp), generator=g, dtype=torch.uint8, device=g.device)
+        codes[..., K:] = 0
+        q = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    else:
+        q = torch.randint(0, 256, (E, N, kp), generator=g, dtype=torch.uint8, device=g.device)
+        q = torch.where((q & 0x7F) == 0x7F, q ^ 1, q)  # no NaN codes
+        q[..., K:] = 0
+    s = torch.randint(scale_lo, scale_hi + 1, (E, N, kp // 32), generator=g, dtype=torch.uint8,
+                      device=g.device)
+    return q.contiguous(), s
+
+
+@dataclass
+class Layer:
+    """A random MoE layer at a model shape: plain reference weights and packed ones."""
+    shape: MoeShape
+    E: int
+    x: torch.Tensor
+    topk_ids: torch.Tensor
+    topk_weights: torch.Tensor
+    w1: mxforge.MoeWeight
+    w2: mxforge.MoeWeight
+    r1: ref.WeightRef
+    r2: ref.WeightRef
+    b1: torch.Tensor | None
+    b2: torch.Tensor | None
+
+
+def routing(T: int, E: int, k: int, g: torch.Generator, skew: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
+    """topk_ids [T, k] int32 (distinct experts per token) and normalized weights, on g's
+    device. skew="one_expert": every token routes to expert E-1 (in slot 0)."""
+    scores = torch.rand(T, E, generator=g, device=g.device)
+    if skew == "one_expert":
+        scores[:, E - 1] = 2.0
+    ids = scores.topk(k, dim=-1).indices
+    w = torch.rand(T, k, generator=g, device=g.device) + 0.05
+    w = w / w.sum(-1, keepdim=True)
+    return ids.to(torch.int32), w.float()
+
+
+def make_layer(shape: MoeShape, T: int, g: torch.Generator, device: torch.device,
+               layout: str = "plain", w_dtype: str = "pk_fp4", E: int | None = None,
+               skew: str = "random") -> Layer:
+    E = E or shape.E
+    H, I, k = shape.H, shape.I, shape.topk
+    dev = g.device
+    x = (torch.randn(T, H, generator=g, device=dev) * 2).to(torch.bfloat16)
+    ids, tw = routing(T, E, k, g, skew)
+    b1 = torch.randn(E, 2 * I, generator=g, device=dev) * 0.5 if shape.bias else None
+    b2 = torch.randn(E, H, generator=g, device=dev) * 0.5 if shape.bias else None
+    if w_dtype == "bf16":
+        d1 = (torch.randn(E, 2 * I, H, generator=g, device=dev) / H ** 0.5).to(torch.bfloat16)
+        d2 = (torch.randn(E, H, I, generator=g, device=dev) / I ** 0.5).to(torch.bfloat16)
+        w1 = mxforge.MoeWeight(d1.to(device), None, "bf16", "plain", E, 2 * I, H,
+                               b1.to(device) if b1 is not None else None, shape.gate_up)
+        w2 = mxforge.MoeWeight(d2.to(device), None, "bf16", "plain", E, H, I,
+                               b2.to(device) if b2 is not None else None)
+        r1, r2 = ref.WeightRef.from_dense(d1), ref.WeightRef.from_dense(d2)
+    else:
+        elem = "e2m1" if w_dtype == "pk_fp4" else "e4m3"
+        q1, s1 = random_mx(E, 2 * I, H, g, elem)
+        q2, s2 = random_mx(E, H, I, g, elem)
+        s1, s2 = s1 - (3 if elem == "e2m1" else 8), s2 - (4 if elem == "e2m1" else 9)
+        w1 = mxforge.mx_weight(q1.to(device), s1.to(device), H, layout, w_dtype,
+                               b1.to(device) if b1 is not None else None, shape.gate_up)
+        w2 = mxforge.mx_weight(q2.to(device), s2.to(device), I, layout, w_dtype,
+                               b2.to(device) if b2 is not None else None)
+        r1, r2 = ref.WeightRef.mx(q1, s1, H, elem), ref.WeightRef.mx(q2, s2, I, elem)
+    return Layer(shape, E, x.to(device), ids.to(device), tw.to(device), w1, w2, r1, r2, b1, b2)
+
+
+def assert_requant_close(q: mxforge.MXTensor, expected: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+    """q (kernel, re-quantized) against the fp32 values it should encode."""
+    want_q, want_s = ref.quantize_mx(expected.float().cpu(), "round_up", "e2m1")
+    got_q, got_s = q.data.cpu(), q.scales.cpu()
+    if rows is not None:
+        got_q, got_s, want_q, want_s = got_q[rows], got_s[rows], want_q[rows], want_s[rows]
+    same_scale = (got_s == want_s).float().mean().item()
+    assert same_scale >= 0.99, f"only {same_scale:.4f} of scales match"
+    got = ref.dequantize_mx(got_q, got_s, q.K)
+    want = ref.dequantize_mx(want_q, want_s, q.K)
+    codes_equal = (got == want).float().mean().item()
+    assert codes_equal >= 0.99, f"only {codes_equal:.4f} of elements match"
+    step = ref.e8m0_decode(want_s).repeat_interleave(32, dim=1)[:, :q.K] * 2.0
+    assert ((got - want).abs() <= step + 1e-30).all(), "an element is off by more than one step"

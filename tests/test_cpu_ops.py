@@ -1,0 +1,203 @@
+"""Every cpu instance against the torch reference, at the model shapes, plus edge cases."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mxforge
+from mxforge import reference as ref
+from mxforge.dispatch import instances
+
+from .helpers import make_layer, random_mx, routing
+from .op_checks import CHECKS, MX_ELEM, check_fused_moe
+from mxforge.models import PRESETS
+
+CPU = torch.device("cpu")
+GEMMS = [i for i in instances(target="cpu") if i.op in CHECKS]
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs():
+    mxforge.ops.poison_outputs(True)
+    yield
+    mxforge.ops.poison_outputs(False)
+
+
+# ---- quantization ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("inst", instances(target="cpu", op="mxfp4_quant"), ids=lambda i: i.name)
+@pytest.mark.parametrize("K", [32, 100, 192, 384, 2880])
+def test_quant_bit_exact(inst, K, rng):
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[inst.a]
+    x = torch.randn(7, K, generator=rng) * torch.logspace(-6, 6, 7).unsqueeze(1)
+    x[1, 3] = 0.0
+    x[2] = 0.0                                   # an all-zero row
+    x[3, 5] = float("nan")                       # NaN poisons its block only
+    x[4, K - 1] = float("inf")
+    x = x.to(dt)
+    for mode in mxforge.ROUNDING_MODES:
+        q = mxforge.quantize(x, inst.out, rounding=mode, instance=inst.name)
+        want_q, want_s = ref.quantize_mx(x, mode, MX_ELEM[inst.out])
+        assert torch.equal(q.scales, want_s), f"scales differ ({mode})"
+        assert torch.equal(q.data, want_q), f"codes differ ({mode})"
+        assert q.scales[3, 5 // 32] == 0xFF and q.scales[4, (K - 1) // 32] == 0xFF
+
+
+@pytest.mark.parametrize("inst", instances(target="cpu", op="mxfp4_dequant"), ids=lambda i: i.name)
+@pytest.mark.parametrize("K", [64, 90, 192, 2880])
+def test_dequant_exact(inst, K, rng):
+    q, s = random_mx(1, 9, K, rng, MX_ELEM[inst.a], scale_lo=100, scale_hi=150)
+    s[0, 2, 0] = 0xFF
+    mx = mxforge.MXTensor(q[0], s[0], inst.a, K)
+    out_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[inst.out]
+    y = mxforge.dequantize(mx, out_dtype, instance=inst.name)
+    want = ref.dequantize_mx(q[0], s[0], K, MX_ELEM[inst.a], torch.float32).to(out_dtype)
+    assert torch.equal(y.isnan(), want.isnan()) and y.isnan()[2, :32].all()
+    assert torch.equal(torch.nan_to_num(y), torch.nan_to_num(want))
+
+
+# ---- packing -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("N, K", [(384, 3072), (3072, 192), (5760, 2880), (50, 100)])
+def test_pack_matches_reference_and_inverts(N, K, rng):
+    E = 3
+    q, s = random_mx(E, N, K, rng)
+    w = mxforge.mx_weight(q, s, K, "shuffled")
+    want_w, want_s = ref.pack_weights(q, s, K, "shuffled")
+    assert torch.equal(w.data, want_w) and torch.equal(w.scales, want_s)
+    q2, s2 = mxforge.unpack_weight(w)
+    assert torch.equal(q2, q) and torch.equal(s2, s)
+
+
+@pytest.mark.parametrize("R, C", [(32, 8), (192, 6), (384, 12), (2880, 90), (7, 3)])
+def test_shuffle_scales(R, C, rng):
+    s = torch.randint(0, 255, (R, C), generator=rng, dtype=torch.uint8)
+    sh = mxforge.shuffle_scales(s)
+    assert torch.equal(sh, ref.shuffle_scales(s).reshape(-1))
+    assert torch.equal(mxforge.unshuffle_scales(sh, R, C), s)
+
+
+# ---- sorting -------------------------------------------------------------------------------
+
+def assert_sort_equal(got: mxforge.SortResult, want: tuple) -> None:
+    for name, g, w in zip(("sorted_ids", "sorted_weights", "sorted_expert_ids", "num_valid_ids"),
+                          got[:4], want):
+        assert torch.equal(g.cpu(), w), f"{name} differs"
+
+
+@pytest.mark.parametrize("T, E, k, block_m", [(0, 8, 2, 16), (1, 256, 8, 16), (3, 256, 8, 32),
+                                              (64, 128, 4, 64), (513, 32, 4, 128), (200, 7, 3, 16)])
+@pytest.mark.parametrize("skew", ["random", "one_expert"])
+def test_sort_matches_reference(T, E, k, block_m, skew, rng):
+    ids, w = routing(T, E, k, rng, skew)
+    got = mxforge.moe_sort(ids, w, E, block_m)
+    assert_sort_equal(got, ref.moe_sort(ids, w, E, block_m))
+    nv = int(got.num_valid_ids[0])
+    assert nv % block_m == 0 and int(got.num_valid_ids[1]) == T
+
+
+def test_sort_expert_mask_and_zero_buf(rng):
+    T, E, k = 33, 16, 4
+    ids, w = routing(T, E, k, rng)
+    mask = (torch.arange(E) % 3 != 0).to(torch.int32)
+    buf = torch.full((T, 64), 7.0)
+    got = mxforge.moe_sort(ids, w, E, 32, expert_mask=mask, zero_buf=buf)
+    assert_sort_equal(got, ref.moe_sort(ids, w, E, 32, mask))
+    assert (buf == 0).all()
+    used = got.sorted_expert_ids[: int(got.num_valid_ids[0]) // 32]
+    assert not (used % 3 == 0).any()
+
+
+def test_sort_rejects_out_of_range_ids(rng):
+    ids, w = routing(4, 8, 2, rng)
+    ids[2, 1] = 8
+    with pytest.raises(mxforge.InputError, match=r"expert id 8 outside \[0, 8\)"):
+        mxforge.moe_sort(ids, w, 8, 16)
+    got = mxforge.moe_sort(ids, w, 8, 16, validate=False)  # dropped, as the reference does
+    assert_sort_equal(got, ref.moe_sort(ids, w, 8, 16))
+
+
+@pytest.mark.parametrize("inst", instances(target="cpu", op="fused_quant_sort"), ids=lambda i: i.name)
+@pytest.mark.parametrize("T", [1, 5, 130])
+def test_fused_quant_sort_is_byte_identical(inst, T, rng):
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[inst.a]
+    x = (torch.randn(T, 3072, generator=rng) * 3).to(dt)
+    ids, w = routing(T, 256, 8, rng)
+    q, s = mxforge.fused_quant_sort(x, ids, w, 256, 32, inst.out, instance=inst.name)
+    q_ref = mxforge.quantize(x, inst.out)
+    s_ref = mxforge.moe_sort(ids, w, 256, 32)
+    assert torch.equal(q.data, q_ref.data) and torch.equal(q.scales, q_ref.scales)
+    assert_sort_equal(s, tuple(t.cpu() for t in s_ref[:4]))
+    q2, s2 = mxforge.fused_quant_sort(q_ref, ids, w, 256, 32)  # pre-quantized: sort only
+    assert q2 is q_ref
+    assert_sort_equal(s2, tuple(t.cpu() for t in s_ref[:4]))
+
+
+# ---- GEMM stages: every instance --------------------------------------------------------
+
+@pytest.mark.parametrize("inst", GEMMS, ids=lambda i: i.name)
+def test_gemm_instance(inst, rng):
+    which = sum(map(ord, inst.name))  # spread instances over TP=8 (K/32=6) and TP=4 (12)
+    CHECKS[inst.op](inst, 3, rng, CPU, which)
+
+
+@pytest.mark.parametrize("op", ["moe_stage1", "moe_stage2"])
+@pytest.mark.parametrize("skew, T", [("one_expert", 40), ("random", 1)])
+def test_gemm_skewed_and_single_token(op, skew, T, rng):
+    inst = next(i for i in GEMMS if i.op == op and i.a == "pk_fp4" and i.block_m == 32
+                and i.layout == "plain" and not i.bias and i.out == "bf16")
+    CHECKS[op](inst, T, rng, CPU, 0, skew)
+
+
+# ---- the whole layer --------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "minimax-m2.1-tp4", "gpt-oss-120b"])
+@pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "bf16"), ("pk_fp4", "pk_fp4"),
+                                                    ("bf16", "bf16")])
+def test_fused_moe_model_shapes(model, a_dtype, stage2_input, rng):
+    check_fused_moe(model, 4, a_dtype, stage2_input, "two_stage", rng, CPU)
+
+
+@pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "gpt-oss-120b"])
+def test_fused_moe_one_stage(model, rng):
+    check_fused_moe(model, 2, "pk_fp4", "bf16", "one_stage", rng, CPU)
+
+
+@pytest.mark.parametrize("T", [0, 1])
+def test_fused_moe_tiny_batches(T, rng):
+    y = check_fused_moe("minimax-m2.1-tp8", T, "pk_fp4", "bf16", "auto", rng, CPU)
+    assert y.shape == (T, 3072)
+
+
+def test_fused_moe_all_tokens_one_expert_and_empty_experts(rng):
+    # 24 tokens over 16 experts with k=8, every token on expert 15: most experts get no rows
+    check_fused_moe("minimax-m2.1-tp8", 24, "pk_fp4", "bf16", "two_stage", rng, CPU,
+                    skew="one_expert", E=16)
+
+
+def test_fused_moe_shuffled_layout(rng):
+    check_fused_moe("minimax-m2.1-tp8", 3, "pk_fp4", "bf16", "two_stage", rng, CPU,
+                    layout="shuffled", E=32)
+
+
+def test_fused_moe_nan_row_stays_in_its_row(rng):
+    shape = PRESETS["minimax-m2.1-tp8"]
+    L = make_layer(shape, 4, rng, CPU, E=16)
+    L.x[1, 10] = float("nan")
+    y = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids)
+    want = ref.fused_moe(L.x, L.r1, L.r2, L.topk_weights, L.topk_ids, out_dtype=torch.float32,
+                         stage2_input="bf16")
+    assert y[1].isnan().all() and want[1].isnan().all()
+    ok = torch.tensor([0, 2, 3])
+    assert not y[ok].isnan().any()
+    assert float((y[ok].double() - want[ok].double()).norm() / want[ok].double().norm()) < 1.6e-2
+
+
+def test_torch_path_only_by_name(rng):
+    shape = PRESETS["minimax-m2.1-tp8"]
+    L = make_layer(shape, 2, rng, CPU, E=8)
+    y_k = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids)
+    y_t = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, impl="torch")
+    assert float((y_k.double() - y_t.double()).norm() / y_t.double().norm()) < 1.6e-2
+    with pytest.raises(mxforge.InputError, match="impl 'auto'"):
+        mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, impl="auto")

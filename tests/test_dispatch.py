@@ -1,0 +1,189 @@
+"""Dispatch: tuned table, heuristic, NoInstanceError, typed routing; registry and manifest."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import mxforge
+from mxforge import _loader, dispatch
+from mxforge.dispatch import Key, Shape, select
+
+ROOT = Path(__file__).resolve().parents[1]
+A4W4_S1 = Key("cpu", "moe_stage1", a="pk_fp4", b="pk_fp4", out="bf16", activation="silu",
+              gate_up="concat", routed_weight="none", bias=False, layout="plain")
+TP8_S1 = Shape(T=1, N=384, K=3072, E=256, topk=8)
+
+
+@pytest.fixture
+def tuned_file(tmp_path, monkeypatch):
+    path = tmp_path / "tuned.csv"
+    monkeypatch.setenv("MXFORGE_TUNED", str(path))
+    dispatch.clear_caches()
+    yield path
+    dispatch.clear_caches()
+
+
+def write_tuned(path: Path, rows: list[dict]) -> None:
+    lines = [",".join(dispatch.TUNED_COLUMNS)]
+    for r in rows:
+        lines.append(",".join(str(int(r[c]) if isinstance(r[c], bool) else r[c])
+                              for c in dispatch.TUNED_COLUMNS))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def tuned_row(key: Key, shape: Shape, T_max: int, instance: str) -> dict:
+    d = {f: getattr(key, f) for f in dispatch.KEY_FIELDS}
+    d.update(N=shape.N, K=shape.K, E=shape.E, topk=shape.topk, T_max=T_max, instance=instance)
+    return d
+
+
+def test_table_rows_have_every_field():
+    rows = mxforge.instances()
+    assert rows and len(rows) == len(_loader.manifest()["instances"])
+    for r in rows:
+        assert set(r) >= {"name", "target", "op", "a", "b", "out", "block_m", "block_n", "block_k",
+                          "split_k", "activation", "gate_up", "routed_weight", "bias", "layout",
+                          "skip_inter_quant"}
+    assert {r["name"] for r in rows} == set(_loader.manifest()["instances"])
+
+
+def test_manifest_matches_checkout():
+    m = mxforge.manifest()
+    assert m["set"] and "cpu" in m["targets"] and m["compilers"]["cpu"]
+    assert len(m["source_hash"]) == 64
+    assert _loader.stale_reason() is None
+    beside = json.loads((ROOT / "mxforge" / "_C.manifest.json").read_text())
+    assert beside == m
+
+
+def test_heuristic_block_m_follows_rows_per_expert():
+    small = select(A4W4_S1, TP8_S1)
+    big = select(A4W4_S1, Shape(T=8192, N=384, K=3072, E=256, topk=8))
+    bms = sorted({i.block_m for i in dispatch.candidates(A4W4_S1)})
+    assert small.source == "heuristic" and small.instance.block_m == bms[0]
+    assert big.instance.block_m == bms[-1]
+    assert "block_m" in small.explain() and small.instance.name in small.explain()
+
+
+def test_tuned_table_hit_and_t_ranges(tuned_file):
+    cands = dispatch.candidates(A4W4_S1)
+    largest = max(cands, key=lambda i: i.block_m)
+    smallest = min(cands, key=lambda i: i.block_m)
+    write_tuned(tuned_file, [tuned_row(A4W4_S1, TP8_S1, 4, largest.name),
+                             tuned_row(A4W4_S1, TP8_S1, 1 << 30, smallest.name)])
+    d = select(A4W4_S1, TP8_S1)
+    assert d.source == "tuned" and d.instance.name == largest.name
+    d = select(A4W4_S1, Shape(T=100, N=384, K=3072, E=256, topk=8))
+    assert d.source == "tuned" and d.instance.name == smallest.name
+    # another shape has no row: heuristic
+    assert select(A4W4_S1, Shape(T=1, N=768, K=3072, E=256, topk=8)).source == "heuristic"
+
+
+def test_tuned_row_for_missing_instance_warns_and_falls_to_heuristic(tuned_file):
+    write_tuned(tuned_file, [tuned_row(A4W4_S1, TP8_S1, 64, "cpu_not_an_instance")])
+    with pytest.warns(RuntimeWarning, match="cpu_not_an_instance"):
+        d = select(A4W4_S1, TP8_S1)
+    assert d.source == "heuristic"
+
+
+@pytest.mark.parametrize("text", ["", "garbage\n1,2\n", "target,op\ncpu,moe_stage1\n",
+                                  ",".join(dispatch.TUNED_COLUMNS) + "\n" + "x," * 15 + "notint\n"])
+def test_malformed_tuned_table_is_ignored_with_warning(tuned_file, text):
+    tuned_file.write_text(text)
+    with pytest.warns(RuntimeWarning, match=str(tuned_file)):
+        d = select(A4W4_S1, TP8_S1)
+    assert d.source == "heuristic"
+
+
+def test_no_instance_error_names_key_and_nearest():
+    key = Key("cpu", "moe_stage1", a="pk_fp4", b="pk_fp4", out="bf16", activation="gelu",
+              gate_up="concat", routed_weight="none", bias=False, layout="plain")
+    with pytest.raises(mxforge.NoInstanceError) as ei:
+        select(key, TP8_S1)
+    msg = str(ei.value)
+    assert "activation=gelu" in msg and "a=pk_fp4" in msg
+    assert "nearest compiled instances" in msg and "[activation=silu]" in msg
+
+
+def test_fp4_activations_never_reach_other_pipelines():
+    """For every compiled GEMM key, selection returns an instance with that exact a dtype,
+    and asking for a4w4 where only other activation dtypes exist raises."""
+    for inst in dispatch.table():
+        if inst.op.startswith("moe_") and inst.op != "moe_sort":
+            d = select(inst.key(), Shape(T=7, N=384, K=3072, E=256, topk=8))
+            assert d.instance.a == inst.a and d.instance.b == inst.b
+    gemm_keys = {i.key() for i in dispatch.table() if i.op == "moe_stage1"}
+    no_fp4 = next(k for k in gemm_keys if k.a == "bf16" and
+                  all(j.a != "pk_fp4" or j.key() != Key(**{**k.__dict__, "a": "pk_fp4"})
+                      for j in dispatch.table()))
+    with pytest.raises(mxforge.NoInstanceError):
+        select(Key(**{**no_fp4.__dict__, "a": "pk_fp4"}), TP8_S1)
+
+
+def test_named_instance_must_match_key():
+    bf16 = next(i for i in dispatch.table() if i.op == "moe_stage1" and i.a == "bf16")
+    with pytest.raises(mxforge.NoInstanceError, match="does not serve this request"):
+        select(A4W4_S1, TP8_S1, instance=bf16.name)
+
+
+def test_raw_uint8_activation_is_rejected():
+    with pytest.raises(mxforge.InputError, match="raw uint8 is ambiguous"):
+        mxforge.ops.dtype_of(torch.zeros(2, 16, dtype=torch.uint8))
+
+
+def test_split_k_never_with_fp4_activations():
+    assert not [i for i in dispatch.table() if i.a == "pk_fp4" and i.split_k > 1]
+
+
+def test_explain_cli():
+    out = subprocess.run([sys.executable, "-m", "mxforge", "explain", "--op", "moe_stage1",
+                          "--a", "pk_fp4", "--b", "pk_fp4", "--out", "bf16", "--model",
+                          "minimax-m2.1-tp8", "--T", "1", "4096"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("chosen:") == 2 and "by heuristic" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "mxforge", "explain", "--op", "moe_stage1",
+                          "--a", "pk_fp4", "--b", "pk_fp4", "--out", "bf16", "--activation",
+                          "gelu", "--model", "minimax-m2.1-tp8", "--T", "1"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "no compiled instance" in bad.stderr
+
+
+def test_noop_rebuild_is_fast_and_touches_nothing():
+    m = mxforge.manifest()
+    module = Path(_loader.module().__file__)
+    before = module.stat().st_mtime_ns
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "build.py", "--set", m["set"], "--target",
+                          ",".join(m["targets"])], capture_output=True, text=True, cwd=ROOT)
+    dt = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    assert " 0 sources written" in out.stdout and "up to date" in out.stdout
+    assert module.stat().st_mtime_ns == before
+    assert dt < 2.0, f"no-op rebuild took {dt:.2f} s"
+
+
+def test_bad_spec_fails_build_with_location(tmp_path):
+    out = subprocess.run([sys.executable, "build.py", "--set", "no_such_set"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "no instance set 'no_such_set'" in out.stderr
+    out = subprocess.run([sys.executable, "build.py", "--set", "ci", "--target", "tpu"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "unknown target 'tpu'" in out.stderr
+
+
+def test_bad_spec_file_prints_located_error(tmp_path):
+    (tmp_path / "sets").mkdir()
+    (tmp_path / "bad.yaml").write_text("groups:\n  - id: g\n    op: moe_sort\n    targets: [cpu, xpu]\n")
+    (tmp_path / "sets" / "s.yaml").write_text("specs: [bad.yaml]\n")
+    out = subprocess.run([sys.executable, "build.py", "--specs", str(tmp_path), "--set", "s",
+                          "--list"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2
+    assert f"{tmp_path / 'bad.yaml'}:4:" in out.stderr
+    assert "field 'targets'" in out.stderr and "'xpu'" in out.stderr and "allowed: cpu" in out.stderr

@@ -1,0 +1,152 @@
+"""sm90 instances against the torch reference on a Hopper GPU (scripts/gpu-check).
+
+Skipped cleanly where there is no Hopper GPU or the module has no sm90 code. The reference
+runs on the GPU too (fp32, TF32 off), so every token count up to 8192 stays affordable.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+import mxforge
+from mxforge import _loader
+from mxforge import reference as ref
+from mxforge.dispatch import instances
+
+from .helpers import random_mx, routing
+from .op_checks import CHECKS, MX_ELEM, check_fused_moe
+
+pytestmark = pytest.mark.gpu
+
+
+def _gpu_reason() -> str | None:
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    if torch.cuda.get_device_capability()[0] != 9:
+        return f"device is sm_{''.join(map(str, torch.cuda.get_device_capability()))}, not Hopper"
+    try:
+        targets = _loader.manifest()["targets"]
+    except mxforge.MxforgeError as e:
+        return str(e)
+    return None if "sm90" in targets else f"module built for {targets}, not sm90"
+
+
+REASON = _gpu_reason()
+if REASON:
+    pytest.skip(f"sm90 tests: {REASON}", allow_module_level=True)
+
+GPU = torch.device("cuda")
+TOKENS = [1, 2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
+if os.environ.get("MXFORGE_GPU_TOKENS"):
+    TOKENS = [int(t) for t in os.environ["MXFORGE_GPU_TOKENS"].split(",")]
+GEMMS = [i for i in instances(target="sm90") if i.op in CHECKS]
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs():
+    mxforge.ops.poison_outputs(True)
+    yield
+    mxforge.ops.poison_outputs(False)
+
+
+@pytest.fixture
+def grng():
+    seed = int.from_bytes(os.urandom(4), "little")
+    g = torch.Generator(device=GPU).manual_seed(seed)
+    return g
+
+
+@pytest.mark.parametrize("inst", instances(target="sm90", op="mxfp4_quant"), ids=lambda i: i.name)
+def test_quant(inst, grng):
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[inst.a]
+    for K in (32, 100, 192, 384, 2880, 3072):
+        x = (torch.randn(67, K, generator=grng, device=GPU) *
+             torch.logspace(-5, 5, 67, device=GPU).unsqueeze(1))
+        x[3, 5], x[4, K - 1], x[5] = float("nan"), float("inf"), 0.0
+        x = x.to(dt)
+        for mode in mxforge.ROUNDING_MODES:
+            q = mxforge.quantize(x, inst.out, mode, instance=inst.name)
+            wq, ws = ref.quantize_mx(x.cpu(), mode, MX_ELEM[inst.out])
+            assert torch.equal(q.scales.cpu(), ws) and torch.equal(q.data.cpu(), wq), (K, mode)
+
+
+@pytest.mark.parametrize("inst", instances(target="sm90", op="mxfp4_dequant"), ids=lambda i: i.name)
+def test_dequant(inst, grng):
+    q, s = random_mx(1, 33, 2880, grng, MX_ELEM[inst.a], 100, 150)
+    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[inst.out]
+    y = mxforge.dequantize(mxforge.MXTensor(q[0], s[0], inst.a, 2880), dt, instance=inst.name)
+    want = ref.dequantize_mx(q[0].cpu(), s[0].cpu(), 2880, MX_ELEM[inst.a]).to(dt)
+    assert torch.equal(y.cpu(), want)
+
+
+def test_pack_and_shuffle(grng):
+    for N, K in ((384, 3072), (3072, 192), (5760, 2880)):
+        q, s = random_mx(2, N, K, grng)
+        w = mxforge.mx_weight(q, s, K, "shuffled")
+        wq, ws = ref.pack_weights(q.cpu(), s.cpu(), K, "shuffled")
+        assert torch.equal(w.data.cpu(), wq) and torch.equal(w.scales.cpu(), ws)
+        q2, s2 = mxforge.unpack_weight(w)
+        assert torch.equal(q2, q) and torch.equal(s2, s)
+    sc = torch.randint(0, 255, (2880, 90), dtype=torch.uint8, device=GPU, generator=grng)
+    assert torch.equal(mxforge.shuffle_scales(sc).cpu(), ref.shuffle_scales(sc.cpu()).reshape(-1))
+
+
+@pytest.mark.parametrize("E, k", [(256, 8), (128, 4)])
+@pytest.mark.parametrize("block_m", [16, 32, 64, 128])
+def test_sort_matches_cpu_reference(E, k, block_m, grng):
+    for T in [0] + TOKENS:
+        for skew in ("random", "one_expert"):
+            ids, w = routing(T, E, k, grng, skew)
+            got = mxforge.moe_sort(ids, w, E, block_m)
+            want = ref.moe_sort(ids.cpu(), w.cpu(), E, block_m)
+            for g_, w_ in zip(got[:4], want):
+                assert torch.equal(g_.cpu(), w_), (T, skew)
+
+
+@pytest.mark.parametrize("inst", instances(target="sm90", op="fused_quant_sort"), ids=lambda i: i.name)
+def test_fused_quant_sort_byte_identical(inst, grng):
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[inst.a]
+    for T in TOKENS:
+        x = (torch.randn(T, 3072, generator=grng, device=GPU) * 3).to(dt)
+        ids, w = routing(T, 256, 8, grng)
+        q, s = mxforge.fused_quant_sort(x, ids, w, 256, 32, inst.out, instance=inst.name)
+        q_ref, s_ref = mxforge.quantize(x, inst.out), mxforge.moe_sort(ids, w, 256, 32)
+        assert torch.equal(q.data, q_ref.data) and torch.equal(q.scales, q_ref.scales), T
+        for a, b in zip(s[:4], s_ref[:4]):
+            assert torch.equal(a, b), T
+
+
+@pytest.mark.parametrize("inst", GEMMS, ids=lambda i: i.name)
+def test_gemm_instance_all_token_counts(inst, grng):
+    for T in TOKENS:
+        CHECKS[inst.op](inst, T, grng, GPU, which=T)
+    CHECKS[inst.op](inst, 256, grng, GPU, which=0, skew="one_expert")
+
+
+@pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "minimax-m2.1-tp4", "gpt-oss-120b"])
+@pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "bf16"), ("pk_fp4", "pk_fp4"),
+                                                    ("bf16", "bf16"), ("fp8", "bf16")])
+def test_fused_moe(model, a_dtype, stage2_input, grng):
+    for T in TOKENS:
+        check_fused_moe(model, T, a_dtype, stage2_input, "auto", grng, GPU)
+
+
+def test_fused_moe_cuda_graph(grng):
+    from .helpers import make_layer
+    from mxforge.models import PRESETS
+    L = make_layer(PRESETS["minimax-m2.1-tp8"], 16, grng, GPU)
+    eager = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids)  # warm-up
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids)
+    graph.replay()
+    torch.cuda.synchronize()
+    err = float((y.double() - eager.double()).norm() / eager.double().norm())
+    assert err < 1e-2  # bf16 atomics accumulate in another order

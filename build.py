@@ -105,6 +105,47 @@ def install_atomically(src: Path, dst: Path) -> bool:
     return True
 
 
+def ninja_log_size(out_dir: Path) -> int:
+    log = out_dir / ".ninja_log"
+    return log.stat().st_size if log.exists() else 0
+
+
+def summarize(out_dir: Path, targets: list[str], log_offset: int) -> None:
+    """Per-target compile time and the slowest units of this run: the lines ninja appended
+    to its log (start/end in ms, output path) since `log_offset`."""
+    log = out_dir / ".ninja_log"
+    if not log.exists():
+        return
+    with open(log, "rb") as fh:
+        fh.seek(log_offset)
+        lines = fh.read().decode(errors="replace").splitlines()
+    ran: dict[str, float] = {}
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) >= 4 and parts[0].isdigit():
+            ran[parts[3]] = (int(parts[1]) - int(parts[0])) / 1000
+    if not ran:
+        return
+    per_target = {t: sum(v for o, v in ran.items() if f"/obj/{t}/" in o) for t in targets}
+    print("mxforge build: compile time " + ", ".join(f"{t} {v:.1f} s" for t, v in per_target.items())
+          + f" (sum over {len(ran)} units)")
+    for o, v in sorted(ran.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"  {v:6.1f} s  {Path(o).name}")
+
+
+def ci_matrix(specs: Path = INSTANCES) -> list[dict[str, str]]:
+    """The CI matrix: one cell per (instance set, target) that the set has instances for.
+    `runs` says what a runner without accelerators can do with the cell."""
+    cells = []
+    for path in sorted((specs / "sets").glob("*.yaml")):
+        iset = load_set(specs, path.stem, tuple(TARGETS))
+        for t in sorted({i.target for i in iset.instances}):
+            cells.append({"set": path.stem, "target": t,
+                          "runs": "tests" if t == "cpu" else "compile",
+                          "instances": str(sum(i.target == t for i in iset.instances))})
+    return cells
+
+
 def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
           dry_run: bool, only: list[str], exclude: list[str], specs: Path = INSTANCES) -> int:
     t0 = time.monotonic()
@@ -143,6 +184,7 @@ def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
         cmd = ninja_command() + ["-f", str(out_dir / "build.ninja")]
         if jobs:
             cmd += ["-j", str(jobs)]
+        log_offset = ninja_log_size(out_dir)
         proc = subprocess.run(cmd, cwd=ROOT)
         if proc.returncode != 0:
             raise BuildError(f"compilation failed (ninja exit {proc.returncode}); the failing "
@@ -151,6 +193,7 @@ def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
         man_tmp = out_dir / MANIFEST_NAME
         R.write_if_changed(man_tmp, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         install_atomically(man_tmp, PACKAGE / MANIFEST_NAME)
+    summarize(out_dir, targets, log_offset)
     dt = time.monotonic() - t0
     size = (PACKAGE / f"_C{python_ext_suffix()}").stat().st_size
     print(f"mxforge build: {'installed' if changed else 'up to date'} "
@@ -169,10 +212,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep only instances whose canonical name matches (repeatable)")
     ap.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                     help="drop instances whose canonical name matches (repeatable)")
+    ap.add_argument("--ci-matrix", action="store_true",
+                    help="print the CI matrix (instance set x target) as JSON and exit")
     ap.add_argument("--specs", type=Path, default=INSTANCES,
                     help="folder of spec files with sets/ (default: instances/)")
     args = ap.parse_args(argv)
     try:
+        if args.ci_matrix:
+            print(json.dumps({"include": ci_matrix(args.specs.resolve())}))
+            return 0
         return build(args.set, parse_targets(args.target), args.jobs, args.list, args.dry_run,
                      args.only, args.exclude, args.specs.resolve())
     except (SpecError, BuildError, R.RenderError) as e:

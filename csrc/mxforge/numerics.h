@@ -157,9 +157,9 @@ MXF_HD uint8_t f32_to_e4m3(float x) {
   if (is_nan(x)) return 0x7f;
   uint32_t u = f32_bits(x);
   uint8_t sign = uint8_t((u >> 24) & 0x80u);
-  float a = x < 0.0f ? -x : x;
+  uint32_t ua = u & 0x7fffffffu;  // |x| by bits: `x < 0 ? -x : x` keeps -0.0's sign bit
+  float a = bits_f32(ua);
   if (a >= 448.0f) return uint8_t(sign | 0x7e);
-  uint32_t ua = f32_bits(a);
   int e = int(ua >> 23) - 127;
   if (e < -6) {  // subnormal e4m3: units of 2^-9
     float q = a * 512.0f;  // exact

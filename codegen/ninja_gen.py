@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ninja import ninja_syntax
 
-from .targets import TARGETS, cuda_home, host_cxx, nvcc
+from .targets import TARGETS, cuda_home, cudart_static_dir, host_cxx, nvcc
 
 CXX_STD = "-std=c++17"
 # No fast-math anywhere: the MX scale rules depend on correctly rounded division.
@@ -54,8 +54,7 @@ def write_ninja(root: Path, build_dir: Path, sources: dict[str, list[Path]],
     if "sm90" in sources:
         w.variable("nvcc", shlex.join(nvcc().command))
         w.variable("nvflags", " ".join(NVCC_FLAGS + [inc]))
-        home = cuda_home()
-        ldflags += [f"-L{home / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+        ldflags += [f"-L{cudart_static_dir(cuda_home())}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
     w.variable("ldflags", " ".join(ldflags))
     w.newline()
     w.rule("cxx", "$launcher $cxx $cflags $extra -MD -MF $out.d -c $in -o $out",

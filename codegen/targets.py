@@ -56,25 +56,49 @@ def host_cxx() -> Toolchain:
     return Toolchain((cxx,), _version([cxx]))
 
 
+def _is_cuda_home(p: Path) -> bool:
+    return (p / "bin" / "nvcc").is_file() and (p / "include" / "cuda_runtime.h").is_file()
+
+
+def _nvcc_wrapper_target(nvcc: Path) -> Path | None:
+    """/usr/local/bin/nvcc is often a shell wrapper (`exec /usr/local/cuda-X/bin/nvcc`):
+    find the toolkit it execs."""
+    try:
+        if nvcc.stat().st_size > 64 * 1024:  # a real compiler binary, not a wrapper script
+            return None
+        for tok in nvcc.read_text(errors="ignore").split():
+            if tok.endswith("/bin/nvcc") and _is_cuda_home(Path(tok).parent.parent):
+                return Path(tok).parent.parent
+    except OSError:
+        pass
+    return None
+
+
 def cuda_home() -> Path | None:
+    """The CUDA toolkit: $CUDA_HOME / $CUDA_PATH, else the one behind `nvcc` on PATH, else
+    the newest /usr/local/cuda*. A candidate must have bin/nvcc and include/cuda_runtime.h."""
     for env in ("CUDA_HOME", "CUDA_PATH"):
         if os.environ.get(env):
             return Path(os.environ[env])
-    nvcc = shutil.which("nvcc")
-    if nvcc:
-        real = Path(nvcc).resolve()
-        # /usr/local/bin/nvcc may be a wrapper script: look inside for the real path.
-        if real.parent.name != "bin" or not (real.parent.parent / "include").exists():
-            try:
-                for tok in real.read_text(errors="ignore").split():
-                    if tok.endswith("/bin/nvcc") and Path(tok).exists():
-                        return Path(tok).parent.parent
-            except OSError:
-                pass
-        return real.parent.parent
+    exe = shutil.which("nvcc")
+    if exe:
+        real = Path(exe).resolve()
+        if _is_cuda_home(real.parent.parent):
+            return real.parent.parent
+        wrapped = _nvcc_wrapper_target(real)
+        if wrapped:
+            return wrapped
     for cand in sorted(Path("/usr/local").glob("cuda*"), reverse=True):
-        if (cand / "bin" / "nvcc").exists():
+        if _is_cuda_home(cand):
             return cand
+    return None
+
+
+def cudart_static_dir(home: Path) -> Path | None:
+    """The folder holding libcudart_static.a (lib64 on most installs, lib on some)."""
+    for sub in ("lib64", "lib", "targets/x86_64-linux/lib"):
+        if (home / sub / "libcudart_static.a").exists():
+            return home / sub
     return None
 
 
@@ -84,9 +108,8 @@ def nvcc() -> Toolchain:
     exe = home / "bin" / "nvcc" if home else None
     if exe is None or not exe.exists():
         return Toolchain((), "", "nvcc not found (set CUDA_HOME or put nvcc on PATH)")
-    if not (home / "lib64" / "libcudart_static.a").exists() and \
-            not (home / "lib" / "libcudart_static.a").exists():
-        return Toolchain((), "", f"{home} has no libcudart_static.a")
+    if cudart_static_dir(home) is None:
+        return Toolchain((), "", f"{home} has no libcudart_static.a (lib64/ or lib/)")
     return Toolchain((str(exe),), _version([str(exe)]))
 
 

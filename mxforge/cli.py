@@ -82,6 +82,52 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok and not stale else 1
 
 
+PIPELINES = (("a4w4 -> bf16 inter", "pk_fp4", "bf16"), ("a4w4 -> fp4 inter", "pk_fp4", "pk_fp4"),
+             ("a16w4", "bf16", "bf16"), ("a8w4 -> bf16 inter", "fp8", "bf16"))
+
+
+def coverage_rows(target: str, max_T: int = 8192) -> list[tuple[str, str, str]]:
+    """(preset, pipeline, what serves T = 1..max_T) for the compiled table."""
+    from .dispatch import Key, candidates
+    from .models import PRESETS
+    rows = []
+    for name, m in PRESETS.items():
+        for label, a, s2 in PIPELINES:
+            def key(op: str, a_: str, out: str, act: str, gu: str, rw: str) -> Key:
+                return Key(target, op, a=a_, b="pk_fp4", out=out, activation=act, gate_up=gu,
+                           routed_weight=rw, bias=m.bias, layout="plain")
+            k1 = key("moe_stage1", a, s2, m.activation, m.gate_up, "none")
+            k2 = key("moe_stage2", s2, "bf16", "", "", "stage2")
+            k0 = key("moe_1stage", a, "bf16", m.activation, m.gate_up, "stage2")
+            prep = [Key(target, "fused_quant_sort", a="bf16", out=a)] if a in ("pk_fp4", "fp8") \
+                else [Key(target, "moe_sort")]
+            missing = [k for k in [k1, k2] + prep if not candidates(k)]
+            common = {i.block_m for i in candidates(k1)} & {i.block_m for i in candidates(k2)}
+            one = bool(candidates(k0)) and s2 == "bf16"
+            if missing or not common:
+                what = "NONE: missing " + "; ".join(k.describe() for k in missing) if missing \
+                    else "NONE: stage 1 and stage 2 share no block_m"
+                if one and not [k for k in prep if not candidates(k)]:
+                    what += f"; one-stage serves T <= {64 // m.topk}"
+            else:
+                what = f"T = 1..{max_T} (two-stage, block_m {sorted(common)})"
+                if one:
+                    what += f"; one-stage for T <= {64 // m.topk}"
+            rows.append((name, label, what))
+    return rows
+
+
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    targets = [args.target] if args.target else _loader.manifest()["targets"]
+    gaps = 0
+    for t in targets:
+        print(f"target {t}:")
+        for name, label, what in coverage_rows(t):
+            gaps += what.startswith("NONE")
+            print(f"  {name:18s} {label:20s} {what}")
+    return 1 if gaps and args.strict else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(args.model, args.T, args.E)
@@ -106,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(fn=_cmd_explain)
     p = sub.add_parser("check", help="compilers, GPU, module/manifest consistency")
     p.set_defaults(fn=_cmd_check)
+    p = sub.add_parser("coverage", help="token ranges per model preset and dtype pair")
+    p.add_argument("--target")
+    p.add_argument("--strict", action="store_true", help="exit 1 if anything is uncovered")
+    p.set_defaults(fn=_cmd_coverage)
     p = sub.add_parser("demo", help="a small fused_moe run against the torch reference")
     p.add_argument("--model", default="minimax-m2.1-tp8")
     p.add_argument("--T", type=int, default=4)

@@ -13,12 +13,12 @@ sys.path.insert(0, str(ROOT))
 
 @pytest.fixture
 def rng():
-    """A torch generator with a fresh seed per test (printed on failure for replay)."""
+    """A torch generator with a fresh seed per test. The seed is printed (pytest shows
+    captured output on failure) and is `g.initial_seed()`, for replay."""
     import torch
     seed = int.from_bytes(os.urandom(4), "little")
-    g = torch.Generator().manual_seed(seed)
-    g.seed_value = seed  # type: ignore[attr-defined]
-    return g
+    print(f"rng seed {seed}")
+    return torch.Generator().manual_seed(seed)
 
 
 def pytest_report_header(config):  # noqa: D103

@@ -1,0 +1,275 @@
+// A CPU stand-in for the device layer, for testing the GPU kernels' logic where there is
+// no GPU (this machine, CI). NOT a production backend: it is slow (one OS thread per GPU
+// thread, CTAs one after another) and its MMA atom reads its tiles straight from "shared
+// memory" instead of going through ldmatrix / mma.sync register fragments (those two are
+// checked separately, by simulating the PTX fragment rules).
+//
+// Use: compile a GPU translation unit as C++ with
+//     g++ -std=c++17 -DMXF_EMULATE -include mxforge/gpu/emulate.h -x c++ unit.cu
+// Every kernel then runs on the host through the same tile layer, epilogues, sort and
+// quantization code and the same host launchers (grids, plans, argument checks) as on
+// the GPU; kernels that diverge around a warp or CTA collective deadlock here, which is
+// a bug on the GPU too.
+#pragma once
+#if !defined(MXF_EMULATE) || defined(__CUDACC__) || defined(__HIP__)
+#error "emulate.h is the host test backend: compile with -DMXF_EMULATE, without nvcc/hip"
+#endif
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "mxforge/numerics.h"
+#include "mxforge/registry.h"
+#include "mxforge/types.h"
+
+#define MXF_DEV inline
+#define MXF_KERNEL
+#define MXF_LAUNCH_BOUNDS(threads)
+#define MXF_LAUNCH_BOUNDS_MIN(threads, ctas)
+#define __shared__ static  // one CTA runs at a time: function statics are its shared memory
+#define MXF_DYNAMIC_SMEM(name) unsigned char* name = ::mxf::emu::dynamic_smem()
+#define MXF_HOST_LAUNCH 1
+
+struct dim3 {
+  unsigned x, y, z;
+  dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+namespace mxf {
+namespace emu {
+
+class Barrier {
+ public:
+  explicit Barrier(int n) : n_(n) {}
+  void wait() {
+    std::unique_lock<std::mutex> lock(m_);
+    const unsigned gen = gen_;
+    if (++count_ == n_) {
+      count_ = 0;
+      ++gen_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lock, [&] { return gen_ != gen; });
+    }
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  int n_, count_ = 0;
+  unsigned gen_ = 0;
+};
+
+struct Cta {
+  dim3 grid, block, index;
+  std::unique_ptr<Barrier> cta_barrier;
+  std::vector<std::unique_ptr<Barrier>> warp_barriers;
+  std::vector<uint64_t> slots;  // one per thread, for warp collectives
+  std::vector<unsigned char> smem;
+};
+inline Cta& cta() {
+  static Cta c;
+  return c;
+}
+inline int& tid() {
+  static thread_local int t = 0;
+  return t;
+}
+inline unsigned char* dynamic_smem() { return cta().smem.data(); }
+inline std::mutex& atomic_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+}  // namespace emu
+
+namespace dev {
+
+constexpr int kWarpSize = 32;
+using LaneMask = uint32_t;
+
+inline int thread_x() { return emu::tid(); }
+inline int block_x() { return int(emu::cta().index.x); }
+inline int block_y() { return int(emu::cta().index.y); }
+inline int block_z() { return int(emu::cta().index.z); }
+inline int block_dim_x() { return int(emu::cta().block.x); }
+inline int grid_dim_x() { return int(emu::cta().grid.x); }
+inline int grid_dim_y() { return int(emu::cta().grid.y); }
+inline int grid_dim_z() { return int(emu::cta().grid.z); }
+inline int lane_id() { return thread_x() % kWarpSize; }
+inline int warp_id() { return thread_x() / kWarpSize; }
+
+inline void sync_threads() { emu::cta().cta_barrier->wait(); }
+inline void sync_warp() { emu::cta().warp_barriers[warp_id()]->wait(); }
+
+// Warp collectives: publish, meet, read, meet (so the slots can be reused).
+template <class F>
+inline uint64_t exchange(uint64_t mine, F&& combine) {
+  emu::Cta& c = emu::cta();
+  const int w0 = warp_id() * kWarpSize;
+  c.slots[thread_x()] = mine;
+  sync_warp();
+  const uint64_t r = combine(&c.slots[w0]);
+  sync_warp();
+  return r;
+}
+inline LaneMask ballot(bool p) {
+  return LaneMask(exchange(p, [](const uint64_t* s) {
+    uint64_t m = 0;
+    for (int l = 0; l < kWarpSize; ++l) m |= (s[l] ? 1ull : 0ull) << l;
+    return m;
+  }));
+}
+inline uint32_t shfl_u32(uint32_t v, int src) {
+  return uint32_t(exchange(v, [&](const uint64_t* s) { return s[src & (kWarpSize - 1)]; }));
+}
+inline int shfl(int v, int src) { return int(shfl_u32(uint32_t(v), src)); }
+inline int shfl_xor(int v, int m) { return shfl(v, lane_id() ^ m); }
+inline uint32_t shfl_xor(uint32_t v, int m) { return shfl_u32(v, lane_id() ^ m); }
+inline float shfl_xor(float v, int m) { return bits_f32(shfl_u32(f32_bits(v), lane_id() ^ m)); }
+inline int shfl_up(int v, int d) { return shfl(v, lane_id() >= d ? lane_id() - d : lane_id()); }
+inline int shfl_down(int v, int d) { return shfl(v, lane_id() + d < kWarpSize ? lane_id() + d : lane_id()); }
+inline float shfl_down(float v, int d) {
+  return bits_f32(shfl_u32(f32_bits(v), lane_id() + d < kWarpSize ? lane_id() + d : lane_id()));
+}
+inline int popc(LaneMask m) { return __builtin_popcount(m); }
+inline int lowest_lane(LaneMask m) { return __builtin_ctz(m); }
+inline LaneMask lanes_below() { return (1u << lane_id()) - 1u; }
+
+struct alignas(16) Vec16 {
+  uint32_t x, y, z, w;
+};
+inline Vec16 zero16() { return Vec16{0u, 0u, 0u, 0u}; }
+inline Vec16 ld16(const void* p) {
+  if (reinterpret_cast<uintptr_t>(p) & 15u) { fprintf(stderr, "emulate: misaligned ld16\n"); abort(); }
+  Vec16 v;
+  memcpy(&v, p, 16);
+  return v;
+}
+inline Vec16 ld16_ro(const void* p) { return ld16(p); }
+inline void st16(void* p, const Vec16& v) {
+  if (reinterpret_cast<uintptr_t>(p) & 15u) { fprintf(stderr, "emulate: misaligned st16\n"); abort(); }
+  memcpy(p, &v, 16);
+}
+
+inline void atomic_add(float* p, float v) {
+  std::lock_guard<std::mutex> g(emu::atomic_mutex());
+  *p += v;
+}
+inline void atomic_add(int* p, int v) {
+  std::lock_guard<std::mutex> g(emu::atomic_mutex());
+  *p += v;
+}
+inline void atomic_add_bf16(uint16_t* p, uint16_t v) {
+  std::lock_guard<std::mutex> g(emu::atomic_mutex());
+  *p = f32_to_bf16(bf16_to_f32(*p) + bf16_to_f32(v));
+}
+inline void atomic_add_bf16x2(uint16_t* p, uint32_t packed) {
+  if (reinterpret_cast<uintptr_t>(p) & 3u) { fprintf(stderr, "emulate: misaligned bf16x2\n"); abort(); }
+  atomic_add_bf16(p, uint16_t(packed));
+  atomic_add_bf16(p + 1, uint16_t(packed >> 16));
+}
+
+inline uint32_t pack_bf16x2(float lo, float hi) {
+  return uint32_t(f32_to_bf16(lo)) | (uint32_t(f32_to_bf16(hi)) << 16);
+}
+inline uint32_t pack_f16x2(float lo, float hi) {
+  return uint32_t(f32_to_f16(lo)) | (uint32_t(f32_to_f16(hi)) << 16);
+}
+template <class InT>
+inline uint32_t pack2(float lo, float hi);
+template <>
+inline uint32_t pack2<Bf16>(float lo, float hi) { return pack_bf16x2(lo, hi); }
+template <>
+inline uint32_t pack2<Fp16>(float lo, float hi) { return pack_f16x2(lo, hi); }
+
+// The emulated atom: C[16x8] += A[16x16] * B[8x16]^T in fp32, reading the tiles at mma
+// time; the accumulator layout is sm90's, so the staging code is exercised as on the GPU.
+struct Emu {};
+using Sm90 = Emu;  // rendered sm90 sources compile unchanged against the emulator
+template <class Arch, class InT>
+struct MmaAtom;
+template <class InT>
+struct MmaAtom<Emu, InT> {
+  static constexpr int kM = 16, kN = 8, kK = 16, kAccRegs = 4;
+  struct FragA { const uint16_t* p; int ld; };
+  struct FragB { const uint16_t* p; int ld; };
+  using FragC = float[4];
+  static int acc_row(int lane, int i) { return (lane >> 2) + ((i >> 1) << 3); }
+  static int acc_col(int lane, int i) { return ((lane & 3) << 1) + (i & 1); }
+  static void load_a(FragA& a, const uint16_t* t, int ld, int) { a = FragA{t, ld}; }
+  static void load_b(FragB& b, const uint16_t* t, int ld, int) { b = FragB{t, ld}; }
+  static void load_b2(FragB& b0, FragB& b1, const uint16_t* t, int ld, int) {
+    b0 = FragB{t, ld};
+    b1 = FragB{t + 8 * ld, ld};
+  }
+  static void mma(FragC& c, const FragA& a, const FragB& b) {
+    const int lane = lane_id();
+    for (int i = 0; i < 4; ++i) {
+      const int r = acc_row(lane, i), n = acc_col(lane, i);
+      float s = c[i];
+      for (int k = 0; k < kK; ++k) s += InT::to_f32(a.p[r * a.ld + k]) * InT::to_f32(b.p[n * b.ld + k]);
+      c[i] = s;
+    }
+  }
+};
+
+// ---- host side ---------------------------------------------------------------------------
+using Stream = void*;
+inline Stream stream_of(int64_t) { return nullptr; }
+inline char* status_buffer() {
+  static thread_local char buf[512];
+  return buf;
+}
+template <class... A>
+inline Status errorf(const char* fmt, A... a) {
+  snprintf(status_buffer(), 512, fmt, a...);
+  return Status::error(status_buffer());
+}
+inline Status memset_async(void* p, int64_t bytes, Stream, const char*) {
+  if (bytes > 0) memset(p, 0, size_t(bytes));
+  return Status::ok();
+}
+
+// Runs the grid: CTA after CTA, by one team of blockDim.x threads (a barrier between CTAs
+// keeps them apart: the shared statics of one CTA are the next one's).
+template <class... P, class... A>
+inline Status launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream,
+                     const char*, A&&... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::ok();
+  if (smem > 232448) return errorf("needs %zu bytes of shared memory per block", smem);
+  emu::Cta& c = emu::cta();
+  c.grid = grid;
+  c.block = block;
+  c.smem.assign(smem + 16, 0xA5);  // garbage, like real shared memory
+  c.slots.assign(block.x, 0);
+  c.cta_barrier.reset(new emu::Barrier(int(block.x)));
+  c.warp_barriers.clear();
+  for (unsigned w = 0; w < (block.x + kWarpSize - 1) / kWarpSize; ++w)
+    c.warp_barriers.emplace_back(new emu::Barrier(kWarpSize));
+  std::vector<std::thread> team;
+  team.reserve(block.x);
+  for (unsigned t = 0; t < block.x; ++t)
+    team.emplace_back([&, t] {
+      emu::tid() = int(t);
+      for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+          for (unsigned x = 0; x < grid.x; ++x) {
+            if (t == 0) c.index = dim3(x, y, z);
+            c.cta_barrier->wait();
+            kernel(args...);
+            c.cta_barrier->wait();
+          }
+    });
+  for (auto& th : team) th.join();
+  return Status::ok();
+}
+
+}  // namespace dev
+}  // namespace mxf

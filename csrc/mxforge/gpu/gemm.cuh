@@ -1,0 +1,316 @@
+// The GEMM tile layer: a CTA computes a BM x BN tile of C = A * B^T over a K range.
+//
+//   * Loaders (portable) bring a BM x BK tile of A and a BN x BK tile of B from global
+//     memory into registers (16-byte chunks, one k-tile ahead of the MMAs), then
+//     dequantize them EXACTLY into the 16-bit MMA input type in shared memory: an MX
+//     element (e2m1 / e4m3) times its e8m0 scale is a short-mantissa value times a power
+//     of two, exact in bf16 over the whole fp32 exponent range (the scale is folded into
+//     the value, so the MMA needs no scale operand). Rows are addressed through handles
+//     in shared memory (sorted-token gathers for A, weight rows for B: gate/up pairs or
+//     plain rows) and through a row policy (GatherRows, LayoutRows<Layout>), so the weight
+//     layout is read through Layout::w_off / s_off only. Out-of-range rows and K past the
+//     operand's end are zero-filled, which is how M, N and K tails are handled.
+//   * The warp MMA (per arch, through dev::MmaAtom) runs m16n8k16 atoms over a warp tile
+//     and stops at the last k16 step that holds data (K tails cost no MMA work).
+//   * The accumulators leave through a fp32 staging tile in shared memory
+//     [BM][BN + 8], where the (portable) epilogues find any (row, column) they need.
+//
+// Shared memory (dynamic): A tile BM x (BK + 8) and B tile BN x (BK + 8) 16-bit elements
+// (the 16-byte row padding makes ldmatrix conflict-free), reused by the fp32 staging
+// tile after the main loop: max(2 (BM + BN)(BK + 8), 4 BM (BN + 8)) bytes.
+#pragma once
+#include <stdint.h>
+
+#include "mxforge/gpu/common.cuh"
+#include "mxforge/gpu/mx.cuh"
+#include "mxforge/layout.h"
+
+namespace mxf {
+namespace gpu {
+
+// ---- tile configuration -----------------------------------------------------------------
+template <class Arch, int BM_, int BN_, int BK_>
+struct GemmTile {
+  using Arch_ = Arch;
+  static constexpr int BM = BM_, BN = BN_, BK = BK_;
+  using AtomShape = dev::MmaAtom<Arch, Bf16>;  // the arch's atom (Fp16's has the same shape)
+  static constexpr int kAtomM = AtomShape::kM, kAtomN = AtomShape::kN, kAtomK = AtomShape::kK;
+  static_assert(BM % 16 == 0 && BN % 16 == 0 && BK % 32 == 0, "tile sizes");
+  // Warps: 4 across N (fewer for narrow tiles, each warp at least one atom wide), 2 across
+  // M from BM = 64 on. 128 or 256 threads with 32-lane warps.
+  static constexpr int kWarpsN = BN / kAtomN >= 4 ? 4 : BN / kAtomN;
+  static constexpr int kWarpsM = BM >= 64 ? 2 : 1;
+  static constexpr int kThreads = kWarpsM * kWarpsN * dev::kWarpSize;
+  static constexpr int WM = BM / kWarpsM, WN = BN / kWarpsN;  // warp tile
+  static constexpr int MI = WM / kAtomM, NI = WN / kAtomN;    // atoms per warp tile
+  static_assert(WM % kAtomM == 0 && WN % kAtomN == 0 && BK % kAtomK == 0, "atoms tile the warp");
+  static constexpr int kLdA = BK + 8, kLdB = BK + 8;          // 16-bit elements per smem row
+  static constexpr int kLdC = BN + 8;                         // fp32 staging pitch
+  static constexpr int kSmemA = BM * kLdA * 2, kSmemB = BN * kLdB * 2;
+  static constexpr int kSmemMain = kSmemA + kSmemB;
+  static constexpr int kSmemC = BM * kLdC * 4;
+  static constexpr int kSmem = kSmemMain > kSmemC ? kSmemMain : kSmemC;
+};
+
+// ---- row policies: where the bytes of operand row `r` live ------------------------------
+// A plain matrix of rows `pitch` bytes apart, MX scales `spitch` bytes apart.
+struct GatherRows {
+  const uint8_t* base;
+  int64_t pitch;
+  const uint8_t* sbase;
+  int64_t spitch;
+  MXF_DEV const uint8_t* data(int64_t r, int64_t kbyte) const { return base + r * pitch + kbyte; }
+  MXF_DEV uint8_t scale(int64_t r, int64_t c) const { return sbase[r * spitch + c]; }
+  MXF_DEV bool vec_ok() const { return aligned16(base) && pitch % 16 == 0; }
+};
+// One expert's packed MXFP4 weight [N, K] in `Layout` (layout.h).
+template <class Layout>
+struct LayoutRows {
+  const uint8_t* w;
+  const uint8_t* s;
+  int64_t N, K;
+  MXF_DEV const uint8_t* data(int64_t n, int64_t kb) const { return w + Layout::w_off(n, kb, N, K); }
+  MXF_DEV uint8_t scale(int64_t n, int64_t c) const { return s[Layout::s_off(n, c, N, K)]; }
+  // 16 bytes at kb % 16 == 0 are contiguous in every layout (see pack.cuh).
+  MXF_DEV bool vec_ok() const { return aligned16(w); }
+};
+
+// ---- loaders ------------------------------------------------------------------------------
+// Element traits of an operand dtype as the loader sees it.
+template <class T>
+struct Operand {  // 16-bit float (Bf16, Fp16): 8 elements per 16-byte chunk, no scales
+  static constexpr bool kMx = false;
+  static constexpr int kChunkElems = 8;
+  MXF_DEV static int64_t kbyte(int64_t k) { return 2 * k; }
+};
+template <>
+struct Operand<Fp4Mx> {
+  static constexpr bool kMx = true;
+  using Elem = E2m1;
+  static constexpr int kChunkElems = 32;  // one scale block
+  MXF_DEV static int64_t kbyte(int64_t k) { return k / 2; }
+};
+template <>
+struct Operand<Fp8Mx> {
+  static constexpr bool kMx = true;
+  using Elem = E4m3;
+  static constexpr int kChunkElems = 16;  // half a scale block
+  MXF_DEV static int64_t kbyte(int64_t k) { return k; }
+};
+
+// Dequantize one 16-byte MX chunk (32 e2m1 or 16 e4m3 elements, one scale) into InT
+// pairs at `dst` (16-byte aligned).
+template <class Elem, class InT>
+MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* dst) {
+  const float sc = e8m0_to_f32(s);
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+  if constexpr (IsSame<Elem, E2m1>::value) {
+    // byte j of the chunk = elements 2j (low nibble) and 2j + 1: one output pair
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {  // 8 pairs (16 bytes of output) per source word pair
+      uint32_t o[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t b = w[q] >> (8 * j);
+        o[j] = dev::pack2<InT>(MxDecode<E2m1>::decode(b & 15u) * sc,
+                               MxDecode<E2m1>::decode((b >> 4) & 15u) * sc);
+      }
+      dev::st16(dst + 8 * q, dev::Vec16{o[0], o[1], o[2], o[3]});
+    }
+  } else {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {  // 16 elements = 2 x 8
+      uint32_t o[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t two = w[2 * h + j / 2] >> (16 * (j % 2));
+        o[j] = dev::pack2<InT>(MxDecode<E4m3>::decode(two & 255u) * sc,
+                               MxDecode<E4m3>::decode((two >> 8) & 255u) * sc);
+      }
+      dev::st16(dst + 8 * h, dev::Vec16{o[0], o[1], o[2], o[3]});
+    }
+  }
+}
+
+// Loads ROWS x BK tiles of an operand of dtype T into shared memory as InT. Thread t owns
+// chunks t, t + NT, ... of the tile (row-major over 16-byte chunks, so a warp reads
+// consecutive chunks of a row). Row handles come from `rows_` in shared memory (-1: a
+// row that does not exist, zero-filled).
+template <class T, class InT, int ROWS, int BK, int NT, class Rows>
+struct TileLoader {
+  using Op = Operand<T>;
+  static constexpr int kCPR = BK / Op::kChunkElems;  // chunks per row
+  static constexpr int kChunks = ROWS * kCPR;
+  static constexpr int kSlots = (kChunks + NT - 1) / NT;
+  static_assert(BK % Op::kChunkElems == 0, "block_k must hold whole chunks");
+  static_assert(Op::kMx || IsSame<T, InT>::value, "16-bit operands are used as they are");
+
+  Rows src;
+  const int* row_of;  // [ROWS] handles in shared memory
+  int64_t kend;       // elements at or past kend are zero (K for 16-bit, Kp for MX)
+  bool vec;
+  dev::Vec16 v[kSlots];
+  uint8_t sc[kSlots];
+
+  MXF_DEV TileLoader(const Rows& r, const int* rows_, int64_t kend_)
+      : src(r), row_of(rows_), kend(kend_), vec(r.vec_ok()) {}
+
+  MXF_DEV void load(int64_t k0) {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const int q = dev::thread_x() + i * NT;
+      v[i] = dev::zero16();
+      sc[i] = 127;
+      if (kChunks % NT != 0 && q >= kChunks) continue;
+      const int64_t r = row_of[q / kCPR];
+      const int64_t k = k0 + (q % kCPR) * Op::kChunkElems;
+      if (r < 0 || k >= kend) continue;
+      const uint8_t* p = src.data(r, Op::kbyte(k));
+      if constexpr (Op::kMx) {  // chunks never straddle kend (Kp is a multiple of 32)
+        v[i] = vec ? dev::ld16_ro(p) : load_bytes(p, 16);
+        sc[i] = src.scale(r, k / 32);
+      } else {
+        v[i] = (vec && k + 8 <= kend) ? dev::ld16_ro(p)
+                                      : load_bytes(p, 2 * int(cmin<int64_t>(8, kend - k)));
+      }
+    }
+  }
+
+  MXF_DEV void store(uint16_t* tile, int ld) const {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const int q = dev::thread_x() + i * NT;
+      if (kChunks % NT != 0 && q >= kChunks) continue;
+      uint16_t* dst = tile + (q / kCPR) * ld + (q % kCPR) * Op::kChunkElems;
+      if constexpr (Op::kMx)
+        dequant_chunk<typename Op::Elem, InT>(v[i], sc[i], dst);
+      else
+        dev::st16(dst, v[i]);
+    }
+  }
+
+  // Up to 16 bytes one by one (unaligned rows, or the last partial chunk of a row). Fully
+  // unrolled so that w[] stays in registers (a runtime index would put it on the stack).
+  MXF_DEV static dev::Vec16 load_bytes(const uint8_t* p, int n) {
+    uint32_t w[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (int b = 0; b < 16; ++b)
+      if (b < n) w[b / 4] |= uint32_t(p[b]) << (8 * (b % 4));
+    return dev::Vec16{w[0], w[1], w[2], w[3]};
+  }
+};
+
+// ---- warp MMA -------------------------------------------------------------------------------
+template <class Tile, class InT>
+struct WarpMma {
+  using Atom = dev::MmaAtom<typename Tile::Arch_, InT>;
+  static constexpr int MI = Tile::MI, NI = Tile::NI;
+  static_assert(Atom::kM == Tile::kAtomM && Atom::kN == Tile::kAtomN && Atom::kK == Tile::kAtomK,
+                "tile shape assumes the arch's atom");
+  float acc[MI][NI][Atom::kAccRegs];
+
+  MXF_DEV void zero() {
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+        for (int i = 0; i < Atom::kAccRegs; ++i) acc[mi][ni][i] = 0.0f;
+  }
+  MXF_DEV static int warp_m() { return dev::warp_id() / Tile::kWarpsN; }
+  MXF_DEV static int warp_n() { return dev::warp_id() % Tile::kWarpsN; }
+
+  // One k-tile: A rows of this warp from `a` (pitch lda), B rows from `b` (pitch ldb),
+  // k16 steps [0, ksteps).
+  MXF_DEV void run(const uint16_t* a, int lda, const uint16_t* b, int ldb, int ksteps) {
+    const int lane = dev::lane_id();
+    a += warp_m() * Tile::WM * lda;
+    b += warp_n() * Tile::WN * ldb;
+#pragma unroll
+    for (int ks = 0; ks < Tile::BK / Atom::kK; ++ks) {
+      if (ks >= ksteps) break;
+      typename Atom::FragA fa[MI];
+      typename Atom::FragB fb[NI];
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+        Atom::load_a(fa[mi], a + mi * Atom::kM * lda + ks * Atom::kK, lda, lane);
+      if constexpr (NI % 2 == 0) {
+#pragma unroll
+        for (int ni = 0; ni < NI; ni += 2)
+          Atom::load_b2(fb[ni], fb[ni + 1], b + ni * Atom::kN * ldb + ks * Atom::kK, ldb, lane);
+      } else {
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+          Atom::load_b(fb[ni], b + ni * Atom::kN * ldb + ks * Atom::kK, ldb, lane);
+      }
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni) Atom::mma(acc[mi][ni], fa[mi], fb[ni]);
+    }
+  }
+
+  // Accumulators -> fp32 staging tile [BM][kLdC].
+  MXF_DEV void stage(float* c) const {
+    const int lane = dev::lane_id();
+    const int r0 = warp_m() * Tile::WM, c0 = warp_n() * Tile::WN;
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+        for (int i = 0; i < Atom::kAccRegs; ++i)
+          c[(r0 + mi * Atom::kM + Atom::acc_row(lane, i)) * Tile::kLdC + c0 + ni * Atom::kN +
+            Atom::acc_col(lane, i)] = acc[mi][ni][i];
+  }
+};
+
+// A operand already resident in shared memory (the one-stage kernel's intermediate):
+// nothing to load; k-tile kt starts at column kt * BK of a [BM][ld] array.
+struct ResidentA {
+  const uint16_t* base;
+  int ld;
+  MXF_DEV void load(int64_t) {}
+  MXF_DEV void store(uint16_t*, int) const {}
+};
+
+template <class Loader>
+struct ATileView {  // where the MMA reads k-tile kt of A
+  MXF_DEV static const uint16_t* at(const Loader&, const uint16_t* tile, int) { return tile; }
+  template <class Tile>
+  MXF_DEV static int ld(const Loader&) { return Tile::kLdA; }
+};
+template <>
+struct ATileView<ResidentA> {
+  MXF_DEV static const uint16_t* at(const ResidentA& r, const uint16_t*, int col) { return r.base + col; }
+  template <class Tile>
+  MXF_DEV static int ld(const ResidentA& r) { return r.ld; }
+};
+
+// The main loop over k-tiles [kt0, kt1) of a K-long reduction: register prefetch of the
+// next k-tile while the MMAs of the current one run. Ends with a barrier, so shared
+// memory is free for the epilogue.
+template <class Tile, class InT, class ALoader, class BLoader>
+MXF_DEV void gemm_mainloop(WarpMma<Tile, InT>& mma, ALoader& al, BLoader& bl, uint16_t* sa,
+                           uint16_t* sb, int kt0, int kt1, int64_t K) {
+  if (kt0 >= kt1) return;
+  al.load(int64_t(kt0) * Tile::BK);
+  bl.load(int64_t(kt0) * Tile::BK);
+  for (int kt = kt0; kt < kt1; ++kt) {
+    al.store(sa, Tile::kLdA);
+    bl.store(sb, Tile::kLdB);
+    dev::sync_threads();
+    if (kt + 1 < kt1) {
+      al.load(int64_t(kt + 1) * Tile::BK);
+      bl.load(int64_t(kt + 1) * Tile::BK);
+    }
+    const int64_t left = K - int64_t(kt) * Tile::BK;
+    const int ksteps = int(cdiv(cmin<int64_t>(Tile::BK, left), Tile::kAtomK));
+    mma.run(ATileView<ALoader>::at(al, sa, kt * Tile::BK),
+            ATileView<ALoader>::template ld<Tile>(al), sb, Tile::kLdB, ksteps);
+    dev::sync_threads();
+  }
+}
+
+}  // namespace gpu
+}  // namespace mxf

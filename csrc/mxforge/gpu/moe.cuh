@@ -1,0 +1,502 @@
+// MoE GEMM kernels: moe_stage1, moe_stage2, moe_1stage (docs/ops.md), built from the tile
+// layer in gemm.cuh. One kernel template per op; every dtype pair, tile, activation and
+// flag is a template parameter of MoeSpec, so there is one piece of code per idea.
+//
+// Grid: x = sorted block (sorted_expert_ids entries, max_blocks), y = N tile, z = K split.
+// A CTA whose block starts at or past num_valid_ids[0] (or whose expert is -1) exits at
+// once; rows whose token is >= T (sentinels) are never read (zero A rows) nor written.
+//
+// Stage 1 puts gate and up of one output column next to each other: B tile row 2i is
+// w1 row gate_row(j0 + i), row 2i + 1 is up_row(j0 + i) (activation.h), so a CTA with
+// block_n columns computes block_n / 2 output columns j0.. and the epilogue finds gate and
+// up of column j at staging columns 2(j - j0) and 2(j - j0) + 1, for concatenated (rows
+// I apart) and interleaved weights alike.
+//
+// Workspaces (MoeGemmArgs::workspace):
+//   moe_stage1 with split_k > 1: fp32 partial sums [T*topk, N] = 4 * T * topk * N bytes,
+//     zeroed by the instance (cudaMemsetAsync) before the GEMM, summed by atomics, then
+//     read by a second (epilogue) kernel. split_k == 1 and the other ops: none.
+//   moe_1stage: none; the intermediate rows live in dynamic shared memory,
+//     2 * block_m * (round_up(I, 16) + 8) bytes on top of the tile's own (so I is limited
+//     to what fits in 227 KB: I = 2880 works up to block_m = 32 with block_n = block_k =
+//     128; larger shapes get a clear error).
+#pragma once
+#include <stdint.h>
+
+#include "mxforge/activation.h"
+#include "mxforge/gpu/common.cuh"
+#include "mxforge/gpu/gemm.cuh"
+#include "mxforge/gpu/mx.cuh"
+#include "mxforge/layout.h"
+
+namespace mxf {
+namespace gpu {
+
+// ---- operands --------------------------------------------------------------------------
+// A (activations): rows a_stride elements (16-bit) or bytes (MX) apart; MX scales
+// a_scale_stride bytes apart. Elements at or past kend read as zero.
+template <class AT>
+struct ActRows {
+  MXF_DEV static GatherRows make(const MoeGemmArgs& a) {
+    const int64_t pitch = Operand<AT>::kMx ? a.a_stride : 2 * a.a_stride;
+    return GatherRows{static_cast<const uint8_t*>(a.a), pitch, a.a_scales, a.a_scale_stride};
+  }
+  MXF_DEV static int64_t kend(int64_t K) { return Operand<AT>::kMx ? round_up(K, 32) : K; }
+};
+
+// B (weights) of expert e, [N, K]: pk_fp4 in any layout, fp8 (MXFP8) and bf16 plain.
+template <class BT, class Layout>
+struct WeightRows;
+template <class Layout>
+struct WeightRows<Fp4Mx, Layout> {
+  using Rows = LayoutRows<Layout>;
+  MXF_DEV static Rows make(const void* b, const uint8_t* s, int64_t e, int64_t N, int64_t K) {
+    return Rows{static_cast<const uint8_t*>(b) + e * Layout::w_bytes(N, K),
+                s + e * Layout::s_bytes(N, K), N, K};
+  }
+  MXF_DEV static int64_t kend(int64_t K) { return round_up(K, 32); }
+};
+template <class Layout>
+struct WeightRows<Fp8Mx, Layout> {
+  static_assert(IsSame<Layout, LayoutPlain>::value, "fp8 weights exist in the plain layout only");
+  using Rows = GatherRows;
+  MXF_DEV static Rows make(const void* b, const uint8_t* s, int64_t e, int64_t N, int64_t K) {
+    const int64_t kp = round_up(K, 32);
+    return Rows{static_cast<const uint8_t*>(b) + e * N * kp, kp, s + e * N * (kp / 32), kp / 32};
+  }
+  MXF_DEV static int64_t kend(int64_t K) { return round_up(K, 32); }
+};
+template <class Layout>
+struct WeightRows<Bf16, Layout> {
+  static_assert(IsSame<Layout, LayoutPlain>::value, "bf16 weights exist in the plain layout only");
+  using Rows = GatherRows;
+  MXF_DEV static Rows make(const void* b, const uint8_t*, int64_t e, int64_t N, int64_t K) {
+    return Rows{static_cast<const uint8_t*>(b) + e * N * K * 2, 2 * K, nullptr, 0};
+  }
+  MXF_DEV static int64_t kend(int64_t K) { return K; }
+};
+
+// Everything an instance fixes at compile time.
+template <class Arch_, class A_, class B_, class Out_, int BM_, int BN_, int BK_, int SPLITK_,
+          Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_>
+struct MoeSpec {
+  using Arch = Arch_;
+  using AT = A_;
+  using BT = B_;
+  using OutT = Out_;
+  using Layout = Layout_;
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, kSplitK = SPLITK_;
+  static constexpr Act kAct = ACT_;
+  static constexpr bool kInterleaved = INTERLEAVED_, kBias = BIAS_;
+  static constexpr Rw kRw = RW_;
+  using Tile = GemmTile<Arch, BM, BN, BK>;
+  static constexpr int NT = Tile::kThreads;
+  // MMA input type: fp16 activations keep fp16 (bf16 would round them); else bf16.
+  using InT = typename Cond<IsSame<AT, Fp16>::value, Fp16, Bf16>::type;
+  using ALoader = TileLoader<AT, InT, BM, BK, NT, GatherRows>;
+  using BRows = WeightRows<BT, Layout>;
+  using BLoader = TileLoader<BT, InT, BN, BK, NT, typename BRows::Rows>;
+  // The one-stage kernel's second GEMM: bf16 intermediate x the same weight type.
+  using B2Loader = TileLoader<BT, Bf16, BN, BK, NT, typename BRows::Rows>;
+  static_assert(!(kSplitK > 1 && IsSame<AT, Fp4Mx>::value), "split-K never takes fp4 activations");
+  static_assert(!IsSame<OutT, Fp4Mx>::value || BN >= 64, "re-quantized output needs block_n >= 64");
+};
+
+// ---- per-block prologue ----------------------------------------------------------------
+// Which row of A a sorted row reads and which row of the output it writes.
+enum class RowIs { kToken, kRoute };  // t, or t * topk + slot
+
+struct BlockRows {
+  int* arow;   // [BM] A row, -1 for sentinel rows
+  int* orow;   // [BM] output row, -1 for sentinel rows
+  float* w;    // [BM] routed weight
+};
+
+// Reads the block's sorted rows. False (uniformly for the CTA) when the block is past
+// num_valid_ids[0] or has no expert; the caller then returns before any barrier.
+template <int BM, int NT>
+MXF_DEV bool block_rows(const MoeGemmArgs& a, RowIs a_is, RowIs out_is, const BlockRows& rows,
+                        int& expert) {
+  const int bx = dev::block_x();
+  if (int64_t(bx) * BM >= int64_t(a.num_valid_ids[0])) return false;
+  expert = a.sorted_expert_ids[bx];
+  if (expert < 0 || expert >= a.E) return false;
+  for (int r = dev::thread_x(); r < BM; r += NT) {
+    const int64_t i = int64_t(bx) * BM + r;
+    const int id = a.sorted_ids[i];
+    const int t = id & kTokenMask, slot = id >> kTokenBits;
+    const bool ok = t < a.T;
+    const int route = int(t * a.topk + slot);
+    rows.arow[r] = ok ? (a_is == RowIs::kRoute ? route : t) : -1;
+    rows.orow[r] = ok ? (out_is == RowIs::kRoute ? route : t) : -1;
+    rows.w[r] = ok ? a.sorted_weights[i] : 0.0f;
+  }
+  return true;
+}
+
+// B tile rows of stage 1 for output columns [j0, j0 + BN/2): gate/up pairs.
+template <int BN, int NT, bool kInterleaved>
+MXF_DEV void gate_up_rows(int* brow, int64_t j0, int64_t I) {
+  for (int c = dev::thread_x(); c < BN; c += NT) {
+    const int64_t j = j0 + c / 2;
+    brow[c] = j < I ? int((c & 1) ? up_row(kInterleaved, j, I) : gate_row(kInterleaved, j, I)) : -1;
+  }
+}
+// B tile rows of a plain GEMM for output columns [n0, n0 + BN).
+template <int BN, int NT>
+MXF_DEV void plain_rows(int* brow, int64_t n0, int64_t N) {
+  for (int c = dev::thread_x(); c < BN; c += NT) brow[c] = n0 + c < N ? int(n0 + c) : -1;
+}
+
+// K tiles [kt0, kt1) of split z.
+template <int BK>
+MXF_DEV void k_range(int64_t K, int splits, int z, int& kt0, int& kt1) {
+  const int tiles = int(cdiv(K, BK));
+  const int per = (tiles + splits - 1) / splits;
+  kt0 = cmin(tiles, z * per);
+  kt1 = cmin(tiles, kt0 + per);
+}
+
+// ---- epilogues (portable) ------------------------------------------------------------------
+// The gated value of staging row r, output column j0 + jj (stage 1 and the one-stage
+// kernel), from gate/up at staging columns 2jj, 2jj + 1 (raw sums) plus bias.
+template <class S>
+MXF_DEV float gated_value(const float* c, int r, int jj, const float* bias_e, const int* brow,
+                          float w) {
+  float g = c[r * S::Tile::kLdC + 2 * jj], u = c[r * S::Tile::kLdC + 2 * jj + 1];
+  if constexpr (S::kBias) {
+    g += bias_e[brow[2 * jj]];
+    u += bias_e[brow[2 * jj + 1]];
+  }
+  float v = gated<S::kAct>(g, u);
+  if constexpr (S::kRw == Rw::kStage1) v *= w;
+  return v;
+}
+
+// Stage 1: activation, routed weight, then bf16 or MXFP4 (per 32 output columns,
+// args.rounding) at row t*topk + slot. `c` is the staging tile (overwritten).
+template <class S>
+MXF_DEV void stage1_epilogue(float* c, const MoeGemmArgs& a, int e, int64_t j0,
+                             const BlockRows& rows, const int* brow) {
+  constexpr int HALF = S::BN / 2, NT = S::NT, LDC = S::Tile::kLdC;
+  const int64_t I = a.N / 2;
+  const float* bias_e = S::kBias ? a.bias + int64_t(e) * a.N : nullptr;
+  for (int idx = dev::thread_x(); idx < S::BM * HALF; idx += NT) {
+    const int r = idx / HALF, jj = idx % HALF;
+    if (rows.orow[r] < 0 || brow[2 * jj] < 0) continue;
+    const float v = gated_value<S>(c, r, jj, bias_e, brow, rows.w[r]);
+    if constexpr (IsSame<typename S::OutT, Bf16>::value)
+      static_cast<uint16_t*>(a.out)[int64_t(rows.orow[r]) * a.out_stride + j0 + jj] = f32_to_bf16(v);
+    else
+      c[r * LDC + 2 * jj] = v;  // only this thread reads 2jj / 2jj+1 of row r: in place is safe
+  }
+  if constexpr (IsSame<typename S::OutT, Fp4Mx>::value) {
+    dev::sync_threads();
+    const int64_t Ip = round_up(I, 32);
+    for (int idx = dev::thread_x(); idx < S::BM * (HALF / 32); idx += NT) {
+      const int r = idx / (HALF / 32), g = idx % (HALF / 32);
+      const int64_t jb = j0 + 32 * g;  // j0 is a multiple of 32 (block_n >= 64)
+      if (rows.orow[r] < 0 || jb >= Ip) continue;
+      float v[32];
+#pragma unroll
+      for (int i = 0; i < 32; ++i) v[i] = jb + i < I ? c[r * LDC + 2 * (32 * g + i)] : 0.0f;
+      uint32_t words[4];
+      const uint8_t s = mx_quantize32<E2m1>(v, Rounding(a.rounding), words);
+      uint8_t* q = static_cast<uint8_t*>(a.out) + int64_t(rows.orow[r]) * a.out_stride + jb / 2;
+      if (aligned16(q)) {
+        dev::st16(q, dev::Vec16{words[0], words[1], words[2], words[3]});
+      } else {
+#pragma unroll
+        for (int b = 0; b < 16; ++b) q[b] = uint8_t(words[b / 4] >> (8 * (b % 4)));
+      }
+      a.out_scales[int64_t(rows.orow[r]) * a.out_scale_stride + jb / 32] = s;
+    }
+  }
+}
+
+// Split-K partial sums: staging tile -> atomically into workspace [T*topk, N] at the
+// weight row of each column.
+template <class S>
+MXF_DEV void splitk_accumulate(const float* c, const MoeGemmArgs& a, const BlockRows& rows,
+                               const int* brow) {
+  float* ws = static_cast<float*>(a.workspace);
+  for (int idx = dev::thread_x(); idx < S::BM * S::BN; idx += S::NT) {
+    const int r = idx / S::BN, col = idx % S::BN;
+    if (rows.orow[r] < 0 || brow[col] < 0) continue;
+    dev::atomic_add(ws + int64_t(rows.orow[r]) * a.N + brow[col], c[r * S::Tile::kLdC + col]);
+  }
+}
+
+// Stage 2 (and the one-stage kernel's second GEMM): bias, routed weight, then
+// out[t, n] += value (bf16 pairs by bf16x2 atomic adds, or fp32 atomic adds).
+template <class S, bool kBias, bool kWeight>
+MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const float* bias_e,
+                                 int64_t n0, int64_t N, const BlockRows& rows) {
+  constexpr int PAIRS = S::BN / 2, LDC = S::Tile::kLdC;
+  const bool pairs_ok = a.out_stride % 2 == 0 && (reinterpret_cast<uintptr_t>(a.out) & 3u) == 0;
+  for (int idx = dev::thread_x(); idx < S::BM * PAIRS; idx += S::NT) {
+    const int r = idx / PAIRS, cp = idx % PAIRS;
+    const int64_t n = n0 + 2 * cp;
+    if (rows.orow[r] < 0 || n >= N) continue;
+    const bool two = n + 1 < N;
+    float v0 = c[r * LDC + 2 * cp], v1 = two ? c[r * LDC + 2 * cp + 1] : 0.0f;
+    if constexpr (kBias) {
+      v0 += bias_e[n];
+      if (two) v1 += bias_e[n + 1];
+    }
+    if constexpr (kWeight) {
+      v0 *= rows.w[r];
+      v1 *= rows.w[r];
+    }
+    const int64_t off = int64_t(rows.orow[r]) * a.out_stride + n;
+    if constexpr (IsSame<typename S::OutT, Bf16>::value) {
+      uint16_t* out = static_cast<uint16_t*>(a.out) + off;
+      if (two && pairs_ok) {
+        dev::atomic_add_bf16x2(out, uint32_t(f32_to_bf16(v0)) | (uint32_t(f32_to_bf16(v1)) << 16));
+      } else {
+        dev::atomic_add_bf16(out, f32_to_bf16(v0));
+        if (two) dev::atomic_add_bf16(out + 1, f32_to_bf16(v1));
+      }
+    } else {
+      float* out = static_cast<float*>(a.out) + off;
+      dev::atomic_add(out, v0);
+      if (two) dev::atomic_add(out + 1, v1);
+    }
+  }
+}
+
+// ---- kernels -------------------------------------------------------------------------------
+#define MXF_MOE_SHARED(S)                                                   \
+  MXF_DYNAMIC_SMEM(smem);                                                   \
+  __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];               \
+  __shared__ float s_w[S::BM];                                              \
+  const BlockRows rows{s_arow, s_orow, s_w};                                \
+  uint16_t* const sa = reinterpret_cast<uint16_t*>(smem);                   \
+  uint16_t* const sb = reinterpret_cast<uint16_t*>(smem + S::Tile::kSmemA); \
+  float* const sc = reinterpret_cast<float*>(smem)
+
+template <class S>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_kernel(MoeGemmArgs a) {
+  MXF_MOE_SHARED(S);
+  int e;
+  if (!block_rows<S::BM, S::NT>(a, RowIs::kToken, RowIs::kRoute, rows, e)) return;
+  const int64_t I = a.N / 2, j0 = int64_t(dev::block_y()) * (S::BN / 2);
+  gate_up_rows<S::BN, S::NT, S::kInterleaved>(s_brow, j0, I);
+  dev::sync_threads();
+
+  typename S::ALoader al(ActRows<typename S::AT>::make(a), s_arow, ActRows<typename S::AT>::kend(a.K));
+  typename S::BLoader bl(S::BRows::make(a.b, a.b_scales, e, a.N, a.K), s_brow, S::BRows::kend(a.K));
+  WarpMma<typename S::Tile, typename S::InT> mma;
+  mma.zero();
+  int kt0, kt1;
+  k_range<S::BK>(a.K, S::kSplitK, dev::block_z(), kt0, kt1);
+  gemm_mainloop(mma, al, bl, sa, sb, kt0, kt1, a.K);
+  mma.stage(sc);
+  dev::sync_threads();
+  if constexpr (S::kSplitK == 1)
+    stage1_epilogue<S>(sc, a, e, j0, rows, s_brow);
+  else
+    splitk_accumulate<S>(sc, a, rows, s_brow);
+}
+
+// Split-K stage 1, second kernel: the summed partials -> the stage-1 epilogue.
+template <class S>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGemmArgs a) {
+  MXF_MOE_SHARED(S);
+  (void)sa;
+  (void)sb;
+  int e;
+  if (!block_rows<S::BM, S::NT>(a, RowIs::kToken, RowIs::kRoute, rows, e)) return;
+  const int64_t I = a.N / 2, j0 = int64_t(dev::block_y()) * (S::BN / 2);
+  gate_up_rows<S::BN, S::NT, S::kInterleaved>(s_brow, j0, I);
+  dev::sync_threads();
+  const float* ws = static_cast<const float*>(a.workspace);
+  for (int idx = dev::thread_x(); idx < S::BM * S::BN; idx += S::NT) {
+    const int r = idx / S::BN, col = idx % S::BN;
+    sc[r * S::Tile::kLdC + col] =
+        (s_orow[r] >= 0 && s_brow[col] >= 0) ? ws[int64_t(s_orow[r]) * a.N + s_brow[col]] : 0.0f;
+  }
+  dev::sync_threads();
+  stage1_epilogue<S>(sc, a, e, j0, rows, s_brow);
+}
+
+template <class S>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage2_kernel(MoeGemmArgs a) {
+  MXF_MOE_SHARED(S);
+  int e;
+  if (!block_rows<S::BM, S::NT>(a, RowIs::kRoute, RowIs::kToken, rows, e)) return;
+  const int64_t n0 = int64_t(dev::block_y()) * S::BN;
+  plain_rows<S::BN, S::NT>(s_brow, n0, a.N);
+  dev::sync_threads();
+
+  typename S::ALoader al(ActRows<typename S::AT>::make(a), s_arow, ActRows<typename S::AT>::kend(a.K));
+  typename S::BLoader bl(S::BRows::make(a.b, a.b_scales, e, a.N, a.K), s_brow, S::BRows::kend(a.K));
+  WarpMma<typename S::Tile, typename S::InT> mma;
+  mma.zero();
+  gemm_mainloop(mma, al, bl, sa, sb, 0, int(cdiv(a.K, S::BK)), a.K);
+  mma.stage(sc);
+  dev::sync_threads();
+  accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(
+      sc, a, S::kBias ? a.bias + int64_t(e) * a.N : nullptr, n0, a.N, rows);
+}
+
+// Shared memory of the one-stage kernel: the bf16 intermediate [BM][pitch], then the tile.
+template <class S>
+MXF_HD int64_t onestage_inter_pitch(int64_t I) { return round_up(I, 16) + 8; }
+template <class S>
+MXF_HD int64_t onestage_smem_bytes(int64_t I) {
+  return 2 * S::BM * onestage_inter_pitch<S>(I) + S::Tile::kSmem;
+}
+
+// (One CTA per SM: the intermediate fills most of shared memory, so registers are free.)
+template <class S>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a) {
+  MXF_DYNAMIC_SMEM(smem);
+  __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];
+  __shared__ float s_w[S::BM];
+  const BlockRows rows{s_arow, s_orow, s_w};
+  int e;
+  if (!block_rows<S::BM, S::NT>(a, RowIs::kToken, RowIs::kToken, rows, e)) return;
+  const int64_t I = a.N / 2, H = a.N2;
+  const int pitch = int(onestage_inter_pitch<S>(I));
+  uint16_t* const inter = reinterpret_cast<uint16_t*>(smem);
+  unsigned char* const tiles = smem + 2 * S::BM * pitch;
+  uint16_t* const sa = reinterpret_cast<uint16_t*>(tiles);
+  uint16_t* const sb = reinterpret_cast<uint16_t*>(tiles + S::Tile::kSmemA);
+  float* const sc = reinterpret_cast<float*>(tiles);
+  // Columns [I, round_up(I, 16)) are read by the last k16 step of the second GEMM.
+  const int ipad = int(round_up(I, 16));
+  for (int idx = dev::thread_x(); idx < S::BM * (ipad - I); idx += S::NT)
+    inter[(idx / (ipad - I)) * pitch + I + idx % (ipad - I)] = 0;
+
+  // 1) intermediate = act(A * w1^T + bias1) (* routed weight), rounded to bf16 exactly as
+  //    moe_stage1 writes it, one N tile (block_n / 2 columns) at a time.
+  {
+    typename S::ALoader al(ActRows<typename S::AT>::make(a), s_arow, ActRows<typename S::AT>::kend(a.K));
+    const float* bias_e = S::kBias ? a.bias + int64_t(e) * a.N : nullptr;
+    for (int64_t j0 = 0; j0 < I; j0 += S::BN / 2) {
+      gate_up_rows<S::BN, S::NT, S::kInterleaved>(s_brow, j0, I);
+      dev::sync_threads();
+      typename S::BLoader bl(S::BRows::make(a.b, a.b_scales, e, a.N, a.K), s_brow, S::BRows::kend(a.K));
+      WarpMma<typename S::Tile, typename S::InT> mma;
+      mma.zero();
+      gemm_mainloop(mma, al, bl, sa, sb, 0, int(cdiv(a.K, S::BK)), a.K);
+      mma.stage(sc);
+      dev::sync_threads();
+      for (int idx = dev::thread_x(); idx < S::BM * (S::BN / 2); idx += S::NT) {
+        const int r = idx / (S::BN / 2), jj = idx % (S::BN / 2);
+        if (s_brow[2 * jj] < 0) continue;
+        const float v = rows.orow[r] >= 0 ? gated_value<S>(sc, r, jj, bias_e, s_brow, s_w[r]) : 0.0f;
+        inter[r * pitch + j0 + jj] = f32_to_bf16(v);
+      }
+      dev::sync_threads();
+    }
+  }
+  // 2) out[t] += (intermediate * w2^T + bias2) (* routed weight), one N2 tile at a time.
+  {
+    const ResidentA ra{inter, pitch};
+    ResidentA al = ra;
+    const float* bias_e = S::kBias ? a.bias2 + int64_t(e) * H : nullptr;
+    for (int64_t n0 = 0; n0 < H; n0 += S::BN) {
+      plain_rows<S::BN, S::NT>(s_brow, n0, H);
+      dev::sync_threads();
+      typename S::B2Loader bl(S::BRows::make(a.b2, a.b2_scales, e, H, I), s_brow, S::BRows::kend(I));
+      WarpMma<typename S::Tile, Bf16> mma;
+      mma.zero();
+      gemm_mainloop(mma, al, bl, sa, sb, 0, int(cdiv(I, S::BK)), I);
+      mma.stage(sc);
+      dev::sync_threads();
+      accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(sc, a, bias_e, n0, H, rows);
+      dev::sync_threads();
+    }
+  }
+}
+
+// ---- host launchers ------------------------------------------------------------------------
+#if MXF_HOST_LAUNCH
+enum class GemmOp { kStage1, kStage2, kOneStage };
+
+template <class S>
+bool gemm_args_bad(const MoeGemmArgs& a, GemmOp op, Check& c) {
+  constexpr bool a_mx = Operand<typename S::AT>::kMx, b_mx = Operand<typename S::BT>::kMx;
+  if (c.fail(a.T < 0 || a.T > kTokenMask, "T must be in [0, 2^24)") ||
+      c.fail(a.topk < 1 || a.topk > 64, "topk must be in [1, 64]") ||
+      c.fail(a.E < 1, "E must be >= 1") || c.fail(a.N < 1 || a.K < 1, "N and K must be >= 1") ||
+      c.fail(a.max_blocks < 0 || a.max_blocks > 0x7fffffff, "max_blocks out of range") ||
+      c.fail(op != GemmOp::kStage2 && a.N % 2 != 0, "N (= 2 * I) must be even") ||
+      c.fail(op == GemmOp::kOneStage && a.N2 < 1, "N2 must be >= 1") ||
+      c.fail(cdiv(op == GemmOp::kOneStage ? a.N2 : a.N, S::BN) > 65535, "N too large for the grid") ||
+      c.fail(a.rounding < 0 || a.rounding > 3, "rounding must be 0..3"))
+    return true;
+  if (c.null(a.a, "a is null") || c.null(a.b, "b (weights) is null") ||
+      (a_mx && c.null(a.a_scales, "a_scales is null")) ||
+      (b_mx && c.null(a.b_scales, "b_scales is null")) ||
+      (S::kBias && c.null(a.bias, "bias is null (instance has bias)")) ||
+      c.null(a.sorted_ids, "sorted_ids is null") ||
+      c.null(a.sorted_weights, "sorted_weights is null") ||
+      c.null(a.sorted_expert_ids, "sorted_expert_ids is null") ||
+      c.null(a.num_valid_ids, "num_valid_ids is null") || c.null(a.out, "out is null"))
+    return true;
+  if (op == GemmOp::kStage1 && IsSame<typename S::OutT, Fp4Mx>::value &&
+      c.null(a.out_scales, "out_scales is null (pk_fp4 output)"))
+    return true;
+  if (op == GemmOp::kOneStage &&
+      (c.null(a.b2, "b2 (w2) is null") || (b_mx && c.null(a.b2_scales, "b2_scales is null")) ||
+       (S::kBias && c.null(a.bias2, "bias2 is null (instance has bias)"))))
+    return true;
+  if (op == GemmOp::kStage1 && S::kSplitK > 1 &&
+      (c.null(a.workspace, "workspace is null (split_k > 1)") ||
+       c.fail(a.workspace_bytes < 4 * a.T * a.topk * a.N,
+              "workspace too small: split_k needs 4 * T * topk * N bytes")))
+    return true;
+  return false;
+}
+
+template <class S>
+Status launch_moe_stage1(const MoeGemmArgs& a) {
+  Check c;
+  if (gemm_args_bad<S>(a, GemmOp::kStage1, c)) return c.st;
+  if (a.T == 0 || a.max_blocks == 0) return Status::ok();
+  const dev::Stream st = dev::stream_of(a.stream);
+  const dim3 grid(unsigned(a.max_blocks), unsigned(cdiv(a.N, S::BN)), unsigned(S::kSplitK));
+  if constexpr (S::kSplitK > 1) {
+    Status s = dev::memset_async(a.workspace, 4 * a.T * a.topk * a.N, st, "split-K workspace memset");
+    if (s.code != 0) return s;
+  }
+  Status s = dev::launch(moe_stage1_kernel<S>, grid, dim3(S::NT), S::Tile::kSmem, st,
+                         "moe_stage1 launch", a);
+  if constexpr (S::kSplitK > 1) {
+    if (s.code == 0)
+      s = dev::launch(moe_stage1_splitk_epilogue_kernel<S>, dim3(grid.x, grid.y), dim3(S::NT),
+                      S::Tile::kSmem, st, "moe_stage1 split-K epilogue launch", a);
+  }
+  return s;
+}
+
+template <class S>
+Status launch_moe_stage2(const MoeGemmArgs& a) {
+  Check c;
+  if (gemm_args_bad<S>(a, GemmOp::kStage2, c)) return c.st;
+  if (a.T == 0 || a.max_blocks == 0) return Status::ok();
+  const dim3 grid(unsigned(a.max_blocks), unsigned(cdiv(a.N, S::BN)));
+  return dev::launch(moe_stage2_kernel<S>, grid, dim3(S::NT), S::Tile::kSmem,
+                     dev::stream_of(a.stream), "moe_stage2 launch", a);
+}
+
+template <class S>
+Status launch_moe_1stage(const MoeGemmArgs& a) {
+  Check c;
+  if (gemm_args_bad<S>(a, GemmOp::kOneStage, c)) return c.st;
+  if (a.T == 0 || a.max_blocks == 0) return Status::ok();
+  const int64_t smem = onestage_smem_bytes<S>(a.N / 2);
+  if (smem > 227 * 1024)
+    return dev::errorf("moe_1stage: I = %lld needs %lld bytes of shared memory with block_m %d "
+                       "(limit 232448); use the two-stage path",
+                       (long long)(a.N / 2), (long long)smem, S::BM);
+  return dev::launch(moe_1stage_kernel<S>, dim3(unsigned(a.max_blocks)), dim3(S::NT),
+                     size_t(smem), dev::stream_of(a.stream), "moe_1stage launch", a);
+}
+#endif
+
+}  // namespace gpu
+}  // namespace mxf

@@ -1,0 +1,87 @@
+// MX blocks in the tile layer: quantize one block of 32 values (the scale rule and the
+// element rounding of numerics.h, nothing else), and decode element codes quickly for the
+// GEMM loaders. Portable; the MXF_HD functions also compile on the host, where they are
+// checked exhaustively against numerics.h.
+#pragma once
+#include <stdint.h>
+
+#include "mxforge/numerics.h"
+#include "mxforge/types.h"
+
+namespace mxf {
+namespace gpu {
+
+// Bytes of one 32-element block of codes: 16 for e2m1 (two per byte), 32 for e4m3.
+template <class Elem>
+struct MxBlockBytes;
+template <>
+struct MxBlockBytes<E2m1> { static constexpr int value = 16; };
+template <>
+struct MxBlockBytes<E4m3> { static constexpr int value = 32; };
+
+// Quantize v[0..31] (one block along K; callers put 0 past K) exactly as docs/ops.md:
+// amax over |v| (NaN/Inf anywhere gives scale 0xFF), the scale byte by `mode`, then each
+// element scaled by 2^(127-s) (mxf::scale_down) and rounded to the element format.
+// Codes land little-endian in `words` (element 2i in the low nibble of byte i for e2m1).
+template <class Elem>
+MXF_HD uint8_t mx_quantize32(const float (&v)[32], Rounding mode,
+                             uint32_t (&words)[MxBlockBytes<Elem>::value / 4]) {
+  // max of |x| on the bit patterns: NaN patterns compare above Inf above every finite
+  // value, so a NaN anywhere yields a NaN amax (and e8m0_scale maps NaN/Inf to 0xFF).
+  uint32_t amax_bits = 0;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    uint32_t b = f32_bits(v[i]) & 0x7fffffffu;
+    amax_bits = b > amax_bits ? b : amax_bits;
+  }
+  const uint8_t s = e8m0_scale(bits_f32(amax_bits), mode, Elem::kMax, Elem::kEmax);
+  constexpr int kPerWord = MxBlockBytes<Elem>::value == 16 ? 8 : 4;  // codes per 32 bits
+  constexpr int kBits = 32 / kPerWord;
+#pragma unroll
+  for (int w = 0; w < 32 / kPerWord; ++w) {
+    uint32_t word = 0;
+#pragma unroll
+    for (int j = 0; j < kPerWord; ++j)
+      word |= uint32_t(Elem::encode(scale_down(v[w * kPerWord + j], s))) << (kBits * j);
+    words[w] = word;
+  }
+  return s;
+}
+
+// ---- fast decode for the GEMM loaders ---------------------------------------------------
+// Placing the code's exponent/mantissa bits at the top of an fp32 gives the exact value
+// times a constant power of two (the subnormal codes land on fp32 subnormals with the
+// same ratio), so decode = (bits * 2^c) * scale, two exact multiplications.
+//   e2m1: s.ee.m -> fp32 bits s<<31 | ee<<23 | m<<22  = value * 2^-126
+//   e4m3: s.eeee.mmm -> fp32 bits s<<31 | eeee<<23 | mmm<<20 = value * 2^-120, except
+//         0x7f / 0xff which are NaN in e4m3fn.
+MXF_HD float e2m1_decode_fast(uint32_t code) {
+  return bits_f32(((code & 8u) << 28) | ((code & 7u) << 22)) * 0x1p126f;
+}
+MXF_HD float e4m3_decode_fast(uint32_t b) {
+  float v = bits_f32(((b & 0x80u) << 24) | ((b & 0x7fu) << 20)) * 0x1p120f;
+  return (b & 0x7fu) == 0x7fu ? bits_f32(0x7fc00000u) : v;
+}
+
+// decode(code) == Elem::decode(code) bit for bit (NaN payloads aside), without the
+// table lookup (a dynamically indexed local array would live in local memory on GPUs).
+template <class Elem>
+struct MxDecode;
+template <>
+struct MxDecode<E2m1> {
+  MXF_HD static float decode(uint32_t code) { return e2m1_decode_fast(code); }
+};
+template <>
+struct MxDecode<E4m3> {
+  MXF_HD static float decode(uint32_t code) { return e4m3_decode_fast(code); }
+};
+
+// Dequantized element as docs/ops.md defines it: element * 2^(s-127) in fp32, NaN for
+// s = 0xFF. The NaN is e8m0_to_f32's (0x7fc00000) whatever the element, which is what
+// an x86 reference produces (it propagates the NaN operand of the multiply).
+MXF_HD float mx_dequant(float elem, uint8_t s) {
+  return s == kE8m0Nan ? bits_f32(0x7fc00000u) : elem * e8m0_to_f32(s);
+}
+
+}  // namespace gpu
+}  // namespace mxf

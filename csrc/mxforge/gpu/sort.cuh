@@ -1,0 +1,316 @@
+// moe_sort and fused_quant_sort (docs/ops.md, "MoE sorting").
+//
+// WORKSPACE: none. sort_workspace_bytes(sm90) = 0; the counters live in shared memory of
+// the sorting CTA: (kSortWarps * E + 2 * E + 33) * 4 bytes of dynamic shared memory
+// (E <= kSortMaxExperts = 1024; 70 KB at E = 512). SortArgs::workspace is not read.
+// No allocation, no host synchronization: one kernel launch, CUDA-graph capturable.
+//
+// Algorithm (one launch; every CTA has kSortThreads threads and picks a role by index):
+//   CTA 0, the sorter, sorts all T*k routes. The routes are cut into kSortWarps
+//   contiguous runs, one per warp, so "warp order" is "route order":
+//     1. per-warp histograms: each warp walks its run 32 (64) routes at a time; the lanes
+//        routed to the same expert find each other with log2(E) ballots ("peer masks")
+//        and the lowest of them adds their count to the warp's row of hist[warp][e]
+//        (warp-private, so no atomics and no order dependence);
+//     2. per expert, an exclusive scan over the warps (where each warp's routes start
+//        within the expert) and the expert total;
+//     3. a CTA-wide exclusive scan of the padded totals round_up(total, block_m) gives each
+//        expert's first row; their sum is num_valid_ids[0];
+//     4. the scatter walks the runs again: a route's row is its warp's running start for
+//        its expert plus its rank among its peers in the same step. Within an expert the
+//        rows are thus in increasing t*k+slot, as the contract (and the CPU sorter) says;
+//     5. padding rows of each expert and rows [used, U) get the sentinel, blocks below
+//        cdiv(U, block_m) get their expert or -1.
+//   CTAs 1..F, the fillers, write the sentinel to rows [U, P), -1 to blocks
+//   [cdiv(U, block_m), cdiv(P, block_m)), and zero `zero_buf`. U = T*k + min(E, T*k) *
+//   (block_m - 1) bounds the used rows (each non-empty expert pads by < block_m), so the
+//   fillers never touch a row the sorter writes and need not wait for it.
+//   Fused quant+sort (T <= kFusedMaxTokens) adds CTAs that quantize rows (quant.cuh);
+//   above the threshold the entry runs the mxfp4_quant kernel, then this sort, so the
+//   bytes are identical either way (the same device functions run in both).
+// Cost: the sorter reads the routes twice from L2; it is one CTA, fine for decode and a
+// few microseconds at T*k = 64K routes.
+#pragma once
+#include <stdint.h>
+
+#include "mxforge/gpu/common.cuh"
+#include "mxforge/gpu/quant.cuh"
+
+namespace mxf {
+namespace gpu {
+
+constexpr int kSortThreads = 1024;
+constexpr int kSortWarps = kSortThreads / dev::kWarpSize;
+constexpr int kSortMaxExperts = 1024;  // one expert per thread in the scan of step 3
+constexpr int kFusedMaxTokens = 64;    // fused quant+sort in one launch up to this T
+constexpr int kFillRowsPerThread = 4;
+
+MXF_HD int64_t sort_smem_bytes(int64_t E) { return (kSortWarps * E + 2 * E + 1 + 32) * 4; }
+
+// Host-computed sizes of one sort launch.
+struct SortPlan {
+  int n = 0;            // routes T*k
+  int P = 0;            // capacity T*k + E*block_m - k (rows of sorted_ids)
+  int nblocks = 0;      // cdiv(P, block_m) (entries of sorted_expert_ids)
+  int U = 0;            // rows >= U are never used (written by the fillers)
+  int bits = 0;         // bits of an expert id: ceil(log2(E))
+  int fill_ctas = 0;    // CTAs 1..fill_ctas are fillers
+  int quant_ctas = 0;   // then this many quantizer CTAs (fused entry only)
+};
+
+// Lanes of this warp whose route is valid and goes to the same expert as this lane's
+// (0 for an invalid lane). Every lane of the warp must call it (ballots).
+MXF_DEV dev::LaneMask warp_peers(int e, bool valid, int bits) {
+  dev::LaneMask m = dev::ballot(valid);
+  for (int b = 0; b < bits; ++b) {
+    const bool one = (e >> b) & 1;
+    const dev::LaneMask v = dev::ballot(one);
+    m &= one ? v : ~v;
+  }
+  return valid ? m : dev::LaneMask(0);
+}
+
+// Exclusive prefix sum over the CTA of one value per thread; `total` gets the sum.
+// `scratch` holds one int per warp; the CTA must have at most kWarpSize warps.
+MXF_DEV int block_exclusive_scan(int v, int* scratch, int& total) {
+  const int lane = dev::lane_id(), warp = dev::warp_id();
+  const int nwarps = dev::block_dim_x() / dev::kWarpSize;
+  int x = v;
+  for (int d = 1; d < dev::kWarpSize; d <<= 1) {
+    const int y = dev::shfl_up(x, d);
+    if (lane >= d) x += y;
+  }
+  if (lane == dev::kWarpSize - 1) scratch[warp] = x;
+  dev::sync_threads();
+  if (warp == 0) {
+    int s = lane < nwarps ? scratch[lane] : 0;
+    for (int d = 1; d < dev::kWarpSize; d <<= 1) {
+      const int y = dev::shfl_up(s, d);
+      if (lane >= d) s += y;
+    }
+    if (lane < nwarps) scratch[lane] = s;
+  }
+  dev::sync_threads();
+  total = scratch[nwarps - 1];
+  const int r = x - v + (warp > 0 ? scratch[warp - 1] : 0);
+  dev::sync_threads();  // scratch may be reused after return
+  return r;
+}
+
+// The last expert whose first row is <= r (r < used): that expert owns row r, since empty
+// experts share their first row with the next non-empty one.
+MXF_DEV int expert_of_row(const int* base, int E, int r) {
+  int lo = 0, hi = E - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (base[mid] <= r) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+MXF_DEV int sentinel_of(const SortArgs& a) { return int((a.topk << kTokenBits) | a.T); }
+
+// The route of index i (= t*k + slot): its expert, and whether it is kept.
+MXF_DEV bool route_expert(const SortArgs& a, int i, int end, int& e) {
+  e = -1;
+  if (i >= end) return false;
+  e = a.topk_ids[i];
+  return e >= 0 && e < a.E && (a.expert_mask == nullptr || a.expert_mask[e] != 0);
+}
+
+// CTA 0: the whole sort (steps 1-5 above).
+MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem) {
+  const int E = int(a.E), bm = int(a.block_m), k = int(a.topk);
+  int* hist = reinterpret_cast<int*>(smem);  // [kSortWarps][E]
+  int* tot = hist + kSortWarps * E;           // [E]
+  int* base = tot + E;                        // [E + 1]
+  int* scratch = base + E + 1;                // [32]
+  const int tid = dev::thread_x(), lane = dev::lane_id(), warp = dev::warp_id();
+  const int per_warp = int(round_up(cdiv(p.n, kSortWarps), dev::kWarpSize));
+  const int beg = cmin(p.n, warp * per_warp), end = cmin(p.n, beg + per_warp);
+  int* mine = hist + warp * E;
+
+  for (int i = tid; i < kSortWarps * E; i += kSortThreads) hist[i] = 0;
+  dev::sync_threads();
+  // 1. per-warp histograms
+  for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
+    int e;
+    const bool valid = route_expert(a, i0 + lane, end, e);
+    const dev::LaneMask peers = warp_peers(e, valid, p.bits);
+    if (valid && lane == dev::lowest_lane(peers)) mine[e] += dev::popc(peers);
+    dev::sync_warp();
+  }
+  dev::sync_threads();
+  // 2. per expert: each warp's start within the expert, and the total
+  for (int e = tid; e < E; e += kSortThreads) {
+    int run = 0;
+    for (int w = 0; w < kSortWarps; ++w) {
+      const int c = hist[w * E + e];
+      hist[w * E + e] = run;
+      run += c;
+    }
+    tot[e] = run;
+  }
+  dev::sync_threads();
+  // 3. first row of each expert (E <= kSortThreads: one expert per thread)
+  int used = 0;
+  const int first = block_exclusive_scan(tid < E ? int(round_up(tot[tid], bm)) : 0, scratch, used);
+  if (tid < E) base[tid] = first;
+  if (tid == 0) base[E] = used;
+  dev::sync_threads();
+  for (int i = tid; i < kSortWarps * E; i += kSortThreads) hist[i] += base[i % E];
+  dev::sync_threads();
+  // 4. scatter, in route order within each warp's run
+  for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
+    const int i = i0 + lane;
+    int e;
+    const bool valid = route_expert(a, i, end, e);
+    const dev::LaneMask peers = warp_peers(e, valid, p.bits);
+    if (valid) {
+      const int row = mine[e] + dev::popc(peers & dev::lanes_below());
+      if (row < p.P) {
+        a.sorted_ids[row] = ((i % k) << kTokenBits) | (i / k);
+        a.sorted_weights[row] = a.topk_weights[i];
+      }
+    }
+    dev::sync_warp();  // every peer has read mine[e] before the leader bumps it
+    if (valid && lane == dev::lowest_lane(peers)) mine[e] += dev::popc(peers);
+    dev::sync_warp();
+  }
+  // 5. padding rows, rows [used, U), block experts, counts
+  const int sentinel = sentinel_of(a);
+  for (int e = warp; e < E; e += kSortWarps)
+    for (int r = base[e] + tot[e] + lane; r < base[e + 1] && r < p.P; r += dev::kWarpSize) {
+      a.sorted_ids[r] = sentinel;
+      a.sorted_weights[r] = 0.0f;
+    }
+  for (int r = used + tid; r < p.U; r += kSortThreads) {
+    a.sorted_ids[r] = sentinel;
+    a.sorted_weights[r] = 0.0f;
+  }
+  const int sorter_blocks = cmin(int(cdiv(p.U, bm)), p.nblocks);
+  for (int b = tid; b < sorter_blocks; b += kSortThreads)
+    a.sorted_expert_ids[b] = b * bm < used ? expert_of_row(base, E, b * bm) : -1;
+  if (tid == 0) {
+    a.num_valid_ids[0] = used;
+    a.num_valid_ids[1] = int(a.T);
+  }
+}
+
+// Filler CTA f of F: rows [U, P), blocks [cdiv(U, bm), nblocks), and zero_buf.
+MXF_DEV void sort_fill(const SortArgs& a, const SortPlan& p, int f) {
+  const int64_t stride = int64_t(p.fill_ctas) * kSortThreads;
+  const int64_t first = int64_t(f) * kSortThreads + dev::thread_x();
+  const int sentinel = sentinel_of(a);
+  for (int64_t r = p.U + first; r < p.P; r += stride) {
+    a.sorted_ids[r] = sentinel;
+    a.sorted_weights[r] = 0.0f;
+  }
+  for (int64_t b = cdiv(p.U, a.block_m) + first; b < p.nblocks; b += stride)
+    a.sorted_expert_ids[b] = -1;
+  if (a.zero_buf != nullptr && a.zero_bytes > 0) {
+    // Bytes up to the first 16-byte boundary, 16-byte stores, then the tail bytes.
+    uint8_t* z = static_cast<uint8_t*>(a.zero_buf);
+    const int64_t head = cmin<int64_t>(a.zero_bytes, (16 - int64_t(reinterpret_cast<uintptr_t>(z) & 15)) & 15);
+    const int64_t body = (a.zero_bytes - head) / 16;
+    for (int64_t i = first; i < head; i += stride) z[i] = 0;
+    for (int64_t i = first; i < body; i += stride) dev::st16(z + head + 16 * i, dev::zero16());
+    for (int64_t i = head + 16 * body + first; i < a.zero_bytes; i += stride) z[i] = 0;
+  }
+}
+
+// Roles of the CTAs after the fillers: none (moe_sort) or quantizers (fused entry).
+struct NoQuantRole {
+  MXF_DEV static void run(const QuantArgs&, int, int) {}
+};
+template <class In, class MxT>
+struct QuantRole {
+  MXF_DEV static void run(const QuantArgs& q, int cta, int ctas) {
+    quant_blocks<In, MxT>(q, int64_t(cta) * kSortThreads + dev::thread_x(),
+                          int64_t(ctas) * kSortThreads);
+  }
+};
+
+template <class Role>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSortThreads) moe_sort_kernel(SortArgs a, SortPlan p, QuantArgs q) {
+  MXF_DYNAMIC_SMEM(smem);
+  const int b = dev::block_x();
+  if (b == 0) sort_cta(a, p, smem);
+  else if (b <= p.fill_ctas) sort_fill(a, p, b - 1);
+  else Role::run(q, b - 1 - p.fill_ctas, p.quant_ctas);
+}
+
+// ---- host launchers ------------------------------------------------------------------
+#if MXF_HOST_LAUNCH
+inline bool sort_args_bad(const SortArgs& a, Check& c) {
+  if (c.fail(a.T < 0 || a.T > kTokenMask, "T must be in [0, 2^24)") ||
+      c.fail(a.topk < 1 || a.topk > 64, "topk must be in [1, 64]") ||
+      c.fail(a.E < 1 || a.E > kSortMaxExperts, "E must be in [1, 1024] for the sm90 sorter") ||
+      c.fail(a.block_m < 1 || a.block_m > 4096, "block_m must be in [1, 4096]") ||
+      c.fail(a.zero_bytes < 0, "zero_bytes must be >= 0") ||
+      c.fail(a.zero_bytes > 0 && a.zero_buf == nullptr, "zero_buf is null but zero_bytes > 0"))
+    return true;
+  if (a.T > 0 && (c.null(a.topk_ids, "topk_ids is null") ||
+                  c.null(a.topk_weights, "topk_weights is null")))
+    return true;
+  return c.null(a.sorted_ids, "sorted_ids is null") ||
+         c.null(a.sorted_weights, "sorted_weights is null") ||
+         c.null(a.sorted_expert_ids, "sorted_expert_ids is null") ||
+         c.null(a.num_valid_ids, "num_valid_ids is null");
+}
+
+inline SortPlan sort_plan(const SortArgs& a) {
+  SortPlan p;
+  const int64_t n = a.T * a.topk;
+  const int64_t P = cmax<int64_t>(0, n + a.E * a.block_m - a.topk);
+  p.n = int(n);
+  p.P = int(P);
+  p.nblocks = int(cdiv(P, a.block_m));
+  p.U = int(cmin<int64_t>(P, n + cmin<int64_t>(a.E, n) * (a.block_m - 1)));
+  int bits = 0;
+  while ((int64_t(1) << bits) < a.E) ++bits;
+  p.bits = bits;
+  const int64_t work = cmax<int64_t>(cmax<int64_t>(P - p.U, p.nblocks - cdiv(p.U, a.block_m)),
+                                     a.zero_bytes / 16 + 16);
+  p.fill_ctas = (P > p.U || a.zero_bytes > 0)
+                    ? int(cmin<int64_t>(128, cdiv(work, int64_t(kSortThreads) * kFillRowsPerThread)))
+                    : 0;
+  return p;
+}
+
+template <class Role>
+Status launch_sort_kernel(const SortArgs& a, const SortPlan& p, const QuantArgs& q,
+                          const char* what) {
+  const int grid = 1 + p.fill_ctas + p.quant_ctas;
+  return dev::launch(moe_sort_kernel<Role>, dim3(grid), dim3(kSortThreads),
+                     size_t(sort_smem_bytes(a.E)), dev::stream_of(a.stream), what, a, p, q);
+}
+
+inline Status launch_sort(const SortArgs& a) {
+  Check c;
+  if (sort_args_bad(a, c)) return c.st;
+  return launch_sort_kernel<NoQuantRole>(a, sort_plan(a), QuantArgs{}, "moe_sort launch");
+}
+
+// fused_quant_sort: one launch (sorter + fillers + quantizers) for T <= kFusedMaxTokens,
+// else the mxfp4_quant kernel followed by the moe_sort kernel; sort only without x.
+template <class In, class MxT>
+Status launch_fused_quant_sort(const FusedQuantSortArgs& f) {
+  if (f.quant.x == nullptr) return launch_sort(f.sort);
+  Check c;
+  if (sort_args_bad(f.sort, c) || quant_args_bad(f.quant, true, c)) return c.st;
+  if (f.quant.stream != f.sort.stream)
+    return Status::error("quant.stream and sort.stream must be the same stream");
+  if (f.sort.T > kFusedMaxTokens) {
+    Status st = launch_quant<In, MxT>(f.quant);
+    return st.code != 0 ? st : launch_sort(f.sort);
+  }
+  SortPlan p = sort_plan(f.sort);
+  p.quant_ctas = int(cdiv(f.quant.M * cdiv(f.quant.K, 32), kSortThreads));
+  return launch_sort_kernel<QuantRole<In, MxT>>(f.sort, p, f.quant, "fused_quant_sort launch");
+}
+#endif
+
+}  // namespace gpu
+}  // namespace mxf

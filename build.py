@@ -147,7 +147,8 @@ def ci_matrix(specs: Path = INSTANCES) -> list[dict[str, str]]:
 
 
 def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
-          dry_run: bool, only: list[str], exclude: list[str], specs: Path = INSTANCES) -> int:
+          dry_run: bool, only: list[str], exclude: list[str], specs: Path = INSTANCES,
+          install: bool = True) -> int:
     t0 = time.monotonic()
     iset = load_set(specs, set_name, tuple(TARGETS), only, exclude)
     chosen = [i for i in iset.instances if i.target in targets]
@@ -189,13 +190,18 @@ def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
         if proc.returncode != 0:
             raise BuildError(f"compilation failed (ninja exit {proc.returncode}); the failing "
                              "instance and source line are printed above")
-        changed = install_atomically(module, PACKAGE / f"_C{python_ext_suffix()}")
         man_tmp = out_dir / MANIFEST_NAME
         R.write_if_changed(man_tmp, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        install_atomically(man_tmp, PACKAGE / MANIFEST_NAME)
+        if install:
+            changed = install_atomically(module, PACKAGE / f"_C{python_ext_suffix()}")
+            install_atomically(man_tmp, PACKAGE / MANIFEST_NAME)
     summarize(out_dir, targets, log_offset)
     dt = time.monotonic() - t0
-    size = (PACKAGE / f"_C{python_ext_suffix()}").stat().st_size
+    size = module.stat().st_size
+    if not install:
+        print(f"mxforge build: compiled {os.path.relpath(module, ROOT)} ({size / 1e6:.1f} MB) "
+              f"in {dt:.1f} s; not installed (--no-install)")
+        return 0
     print(f"mxforge build: {'installed' if changed else 'up to date'} "
           f"mxforge/_C{python_ext_suffix()} ({size / 1e6:.1f} MB) in {dt:.1f} s")
     return 0
@@ -212,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep only instances whose canonical name matches (repeatable)")
     ap.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                     help="drop instances whose canonical name matches (repeatable)")
+    ap.add_argument("--no-install", action="store_true",
+                    help="compile and link under build/SET/ only; leave mxforge/_C as it is")
     ap.add_argument("--ci-matrix", action="store_true",
                     help="print the CI matrix (instance set x target) as JSON and exit")
     ap.add_argument("--specs", type=Path, default=INSTANCES,
@@ -222,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"include": ci_matrix(args.specs.resolve())}))
             return 0
         return build(args.set, parse_targets(args.target), args.jobs, args.list, args.dry_run,
-                     args.only, args.exclude, args.specs.resolve())
+                     args.only, args.exclude, args.specs.resolve(), not args.no_install)
     except (SpecError, BuildError, R.RenderError) as e:
         print(f"mxforge build: error: {e}", file=sys.stderr)
         return 2

@@ -36,7 +36,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                                 "moe_1stage": "stage2"}.get(args.op, "")
     key = Key(args.target, args.op, a=args.a or "", b=args.b or "", out=args.out or "",
               activation=activation, gate_up=gate_up, routed_weight=rw, bias=bias,
-              layout=args.layout or "")
+              layout=args.layout or ("plain" if args.op in ("moe_stage1", "moe_stage2",
+                                                            "moe_1stage") else ""))
     for T in args.T:
         print(select(key, Shape(T=T, N=N, K=K, E=E, topk=topk)).explain())
         print()

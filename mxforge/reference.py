@@ -611,7 +611,7 @@ def fused_moe(x: Tensor, w1: WeightRef, w2: WeightRef, topk_weights: Tensor,
     a = _as_dtype(x, a_dtype, rounding)
     inter = moe_stage1(a, w1, topk_ids, topk_weights, activation, gate_up, bias1,
                        routed_weight == "stage1", expert_mask)
-    inter = _as_dtype(inter.reshape(T * k, -1), stage2_input, rounding)
+    inter = _as_dtype(inter.reshape(T * k, inter.shape[-1]), stage2_input, rounding)
     out = moe_stage2(inter, w2, topk_ids, topk_weights, bias2, routed_weight == "stage2",
                      expert_mask)
     return out.to(out_dtype)

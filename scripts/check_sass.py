@@ -6,12 +6,14 @@
 - no instance uses local memory (LDL/STL in SASS, or a non-zero LOCAL in the resource
   usage): no register spills, no stack arrays.
 
-Needs cuobjdump: from the CUDA toolkit or PyPI's nvidia-cuda-cuobjdump (installed on
-demand with --install). Exit 1 on any failed check.
+Needs cuobjdump and the nvdisasm it runs for -sass: from the CUDA toolkit or PyPI's
+nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm (installed on demand with --install). Exit 1
+on any failed check.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -29,36 +31,43 @@ TENSOR_CORE = re.compile(r"\b(HMMA|HGMMA|QGMMA|IMMA)\b")
 LOCAL = re.compile(r"\b(LDL|STL)\b")
 
 
-def find_cuobjdump(install: bool) -> str | None:
-    cands = [shutil.which("cuobjdump")]
+def find_tool(name: str, install: bool) -> str | None:
+    """`name` (cuobjdump, nvdisasm) on PATH, in the CUDA toolkit, or in PyPI's nvidia-cuda-*
+    wheels; with `install`, pip-installs the wheel when none is found."""
+    cands = [shutil.which(name)]
     home = cuda_home()
     if home:
-        cands.append(str(home / "bin" / "cuobjdump"))
+        cands.append(str(home / "bin" / name))
     try:
         import nvidia  # type: ignore[import-not-found]
         for base in nvidia.__path__:
-            cands += [str(p) for p in Path(base).glob("cu*/bin/cuobjdump")]
+            cands += [str(p) for p in Path(base).glob(f"cu*/bin/{name}")]
     except ImportError:
         pass
     for c in cands:
         if c and Path(c).exists():
             return c
     if install:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "nvidia-cuda-cuobjdump"],
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"nvidia-cuda-{name}"],
                        check=True)
-        return find_cuobjdump(False)
+        import importlib
+        importlib.invalidate_caches()
+        return find_tool(name, False)
     return None
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", default="default")
-    ap.add_argument("--install", action="store_true", help="pip install nvidia-cuda-cuobjdump if needed")
+    ap.add_argument("--install", action="store_true",
+                    help="pip install nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm if needed")
     args = ap.parse_args()
-    tool = find_cuobjdump(args.install)
-    if tool is None:
-        print("check_sass: no cuobjdump (CUDA toolkit, or pip install nvidia-cuda-cuobjdump)")
+    tool, disasm = find_tool("cuobjdump", args.install), find_tool("nvdisasm", args.install)
+    if tool is None or disasm is None:
+        print("check_sass: cuobjdump and nvdisasm are needed (CUDA toolkit, or pip install "
+              "nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
         return 1
+    os.environ["NVDISASM_PATH"] = str(Path(disasm).parent)  # where cuobjdump -sass looks
     iset = load_set(ROOT / "instances", args.set, tuple(TARGETS))
     objdir = ROOT / "build" / args.set / "obj" / "sm90"
     failed = 0

@@ -2,9 +2,11 @@
 """Run sm90 instances once each under compute-sanitizer (scripts/gpu-check calls this).
 
 Default: one instance per (op, dtype pair, out, flags) at T = 3 and 129 with E = 32 experts
-(small data: the sanitizer slows kernels 10-100x). --all: every instance at T = 1, 3, 64,
-129, 512, 4097. Exits non-zero if any op raises; the sanitizer's own exit code reports
-memory errors and races."""
+(small data: the sanitizer slows kernels 10-100x). --coarse: one instance per (op, dtype
+pair) only (racecheck instruments every shared-memory access and is the slowest tool).
+--tokens 3,64: other token counts. --all: every instance at T = 1, 3, 64, 129, 512, 4097.
+Exits non-zero if any op raises; the sanitizer's own exit code reports memory errors and
+races."""
 from __future__ import annotations
 
 import argparse
@@ -41,15 +43,20 @@ def run(inst, T: int, g: torch.Generator, E: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--all", action="store_true")
+    ap.add_argument("--all", action="store_true", help="every instance, T = 1 .. 4097")
+    ap.add_argument("--coarse", action="store_true", help="one instance per (op, dtype pair)")
+    ap.add_argument("--tokens", help="comma-separated token counts (default 3,129)")
     args = ap.parse_args()
     g = torch.Generator(device="cuda").manual_seed(1)
     tokens = [1, 3, 64, 129, 512, 4097] if args.all else [3, 129]
+    if args.tokens:
+        tokens = [int(t) for t in args.tokens.split(",")]
     gemms = [i for i in instances(target="sm90") if i.op in ("moe_stage1", "moe_stage2", "moe_1stage")]
     if not args.all:
         seen, subset = set(), []
         for i in gemms:
-            key = (i.op, i.a, i.b, i.out, i.split_k > 1, i.bias, i.layout)
+            key = (i.op, i.a, i.b) if args.coarse else \
+                (i.op, i.a, i.b, i.out, i.split_k > 1, i.bias, i.layout)
             if key not in seen:
                 seen.add(key)
                 subset.append(i)
@@ -63,6 +70,7 @@ def main() -> int:
             mxforge.dequantize(mxforge.quantize(x, dt))
         for inst in gemms:
             run(inst, T, g, 32)
+            print(f"T={T} {inst.name}", flush=True)
     print(f"ran {len(gemms)} GEMM instances at T={tokens}")
     return 0
 

@@ -1,4 +1,4 @@
-"""The `mxforge` command line: list, explain, check, demo."""
+"""The `mxforge` command line: list, explain, check, coverage, bench, demo."""
 from __future__ import annotations
 
 import argparse
@@ -129,6 +129,30 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     return 1 if gaps and args.strict else 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench import HEADER, PIPELINES, bench, plot, write_csv
+    from .models import MoeShape
+    if args.model:
+        shapes: list = args.model
+    else:
+        if not all((args.H, args.I, args.E, args.topk)):
+            raise MxforgeError("give --model PRESET or all of --H --I --E --topk")
+        shapes = [MoeShape(f"H{args.H}-I{args.I}-E{args.E}-k{args.topk}", args.H, args.I, args.E,
+                           args.topk, args.activation, args.gate_up, args.bias)]
+    rows, ceil = [], None
+    print(HEADER)
+    for m in shapes:
+        ceil, r = bench(m, tuple(args.T), tuple(args.pipelines or PIPELINES), args.stages)
+        rows += r
+    out = Path(args.out)
+    write_csv(out.with_suffix(".csv"), ceil, rows)
+    plot(out.with_suffix(".png"), rows)
+    print(f"wrote {out.with_suffix('.csv')} and {out.with_suffix('.png')}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(args.model, args.T, args.E)
@@ -157,6 +181,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--target")
     p.add_argument("--strict", action="store_true", help="exit 1 if anything is uncovered")
     p.set_defaults(fn=_cmd_coverage)
+    p = sub.add_parser("bench", help="time the whole MoE layer against its floors and torch (GPU)")
+    p.add_argument("--model", nargs="+", help="model presets (mxforge.models.PRESETS)")
+    for f in ("H", "I", "E", "topk"):
+        p.add_argument(f"--{f}", type=int, default=0, help="explicit shape instead of --model")
+    p.add_argument("--activation", default="silu")
+    p.add_argument("--gate-up", default="concat")
+    p.add_argument("--bias", action="store_true")
+    p.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512,
+                                                        1024, 2048, 4096, 8192])
+    p.add_argument("--pipelines", nargs="+", help="a4w4, a4w4-bf16inter, a16w4 (default: all)")
+    p.add_argument("--stages", action="store_true", help="per-stage timings too")
+    p.add_argument("--out", default="benchmarks/bench", help="CSV and PNG path (no suffix)")
+    p.set_defaults(fn=_cmd_bench)
     p = sub.add_parser("demo", help="a small fused_moe run against the torch reference")
     p.add_argument("--model", default="minimax-m2.1-tp8")
     p.add_argument("--T", type=int, default=4)

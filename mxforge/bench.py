@@ -1,0 +1,306 @@
+"""`mxforge bench`: time the whole MoE layer on a GPU against its floors and a torch baseline.
+
+For a model preset (or explicit H, I, E, topk) and a list of token counts, each pipeline
+(dtype pair) is timed as one `fused_moe` call -- activation quantization + sorting (fused
+or split, as dispatch decides), stage 1, stage 2 -- and, in the same run:
+
+* a torch bf16 baseline on the dequantized weights (`torch._grouped_mm` over the routes
+  sorted by expert, the activation in torch, `_grouped_mm` again, weighted `index_add_`);
+* the HBM floor: the bytes of the experts the routing actually touches (pk_fp4 at 0.5 byte
+  per element plus one scale byte per 32) plus activations in and out, over a
+  device-to-device copy bandwidth measured in this run;
+* the compute floor: the useful FLOPs (2 * T * topk * 3 * H * I) over a bf16 matmul rate
+  measured in this run.
+
+Timing: CUDA-graph replay of ROT calls on ROT different inputs and routings (so the
+touched experts differ from call to call and the weights are not served from L2), median
+over replays, divided by ROT. `stages=True` adds per-stage timings (quant+sort fused and
+split, stage 1, stage 2).
+"""
+from __future__ import annotations
+
+import csv
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import ops
+from . import reference as ref
+from .models import MoeShape, preset
+
+DEFAULT_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+# name -> (fused_moe a_dtype, stage2_input)
+PIPELINES: dict[str, tuple[str, str]] = {
+    "a4w4": ("pk_fp4", "pk_fp4"),        # fp4 activations in both stages
+    "a4w4-bf16inter": ("pk_fp4", "bf16"),  # a4w4 stage 1, a16w4 stage 2 (skip-inter-quant)
+    "a16w4": ("bf16", "bf16"),
+}
+
+
+@dataclass
+class Ceilings:
+    copy_gbps: float   # device-to-device copy, bytes read + written per second / 1e9
+    bf16_tflops: float  # 8192^3 bf16 matmul
+
+
+@dataclass
+class Row:
+    model: str
+    pipeline: str
+    T: int
+    us: float
+    hbm_floor_us: float
+    compute_floor_us: float
+    floor_us: float
+    x_floor: float
+    tflops: float
+    gbps: float
+    torch_us: float
+    speedup: float
+    rel_err_vs_torch: float
+    device: str = ""
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+def _time_graph(fn: Callable[[int], None], rot: int, replays: int = 10) -> float:
+    """Median µs per call of fn(0..rot-1), captured once in a CUDA graph and replayed."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for i in range(rot):  # warm-up outside the graph (allocations, first launches)
+            fn(i)
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(rot):
+            fn(i)
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) * 1e3 / rot)
+    return statistics.median(times)
+
+
+def measure_ceilings() -> Ceilings:
+    n = 1 << 30
+    src = torch.empty(n, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    us = _time_graph(lambda i: dst.copy_(src), 1, 20)
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    mm = _time_graph(lambda i: torch.mm(a, b), 1, 10)
+    return Ceilings(copy_gbps=2 * n / us / 1e3, bf16_tflops=2 * 8192 ** 3 / mm / 1e6)
+
+
+@dataclass
+class Layer:
+    shape: MoeShape
+    w1: ops.MoeWeight
+    w2: ops.MoeWeight
+    w1_bf16: torch.Tensor  # [E, H, 2I] (transposed for grouped_mm)
+    w2_bf16: torch.Tensor  # [E, I, H]
+
+
+def _random_mx(E: int, N: int, K: int, g: torch.Generator, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    q = torch.randint(0, 256, (E, N, K // 2), generator=g, dtype=torch.uint8, device="cuda")
+    s = torch.randint(scale - 4, scale + 1, (E, N, K // 32), generator=g, dtype=torch.uint8,
+                      device="cuda")
+    return q, s
+
+
+def make_layer(shape: MoeShape, g: torch.Generator) -> Layer:
+    """Random checkpoint-like MXFP4 weights (codes uniform, scales near 1/sqrt(K)) and their
+    exact bf16 dequantization for the baseline."""
+    E, H, I = shape.E, shape.H, shape.I
+    q1, s1 = _random_mx(E, 2 * I, H, g, 121)
+    q2, s2 = _random_mx(E, H, I, g, 121)
+    b1 = torch.randn(E, 2 * I, device="cuda", generator=g) * 0.5 if shape.bias else None
+    b2 = torch.randn(E, H, device="cuda", generator=g) * 0.5 if shape.bias else None
+    w1 = ops.mx_weight(q1, s1, H, "plain", "pk_fp4", b1, shape.gate_up)
+    w2 = ops.mx_weight(q2, s2, I, "plain", "pk_fp4", b2)
+    d1 = torch.stack([ref.dequantize_mx(q1[e], s1[e], H, "e2m1", torch.bfloat16) for e in range(E)])
+    d2 = torch.stack([ref.dequantize_mx(q2[e], s2[e], I, "e2m1", torch.bfloat16) for e in range(E)])
+    return Layer(shape, w1, w2, d1.transpose(1, 2).contiguous(), d2.transpose(1, 2).contiguous())
+
+
+def torch_moe(L: Layer, x: torch.Tensor, ids: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The bf16 baseline: routes sorted by expert, two grouped GEMMs, torch activation."""
+    T, k = ids.shape
+    E, I = L.shape.E, L.shape.I
+    flat = ids.reshape(-1).long()
+    order = torch.argsort(flat, stable=True)
+    counts = torch.zeros(E, dtype=torch.int32, device=x.device).scatter_add_(
+        0, flat, torch.ones_like(flat, dtype=torch.int32))
+    offs = torch.cumsum(counts, 0, dtype=torch.int32)
+    tok = order // k
+    h = torch._grouped_mm(x[tok], L.w1_bf16, offs=offs)  # [T*k, 2I]
+    if L.w1.bias is not None:
+        h = h + L.w1.bias[flat[order]].to(h.dtype)
+    if L.shape.gate_up == "interleaved":
+        gate, up = h[:, 0::2], h[:, 1::2]
+    else:
+        gate, up = h[:, :I], h[:, I:]
+    a = ref.gated_activation(gate.float(), up.float(), L.shape.activation).to(torch.bfloat16)
+    y = torch._grouped_mm(a, L.w2_bf16, offs=offs)  # [T*k, H]
+    if L.w2.bias is not None:
+        y = y + L.w2.bias[flat[order]].to(y.dtype)
+    y = y.float() * w.reshape(-1)[order].unsqueeze(1)
+    return torch.zeros(T, y.shape[1], device=x.device).index_add_(0, tok, y).to(torch.bfloat16)
+
+
+def _routings(T: int, E: int, k: int, rot: int, g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    out = []
+    for _ in range(rot):
+        ids = torch.rand(T, E, generator=g, device="cuda").topk(k, dim=-1).indices.to(torch.int32)
+        w = torch.rand(T, k, generator=g, device="cuda") + 0.05
+        out.append((ids, (w / w.sum(-1, keepdim=True)).float()))
+    return out
+
+
+def hbm_bytes(shape: MoeShape, T: int, ids: list[torch.Tensor]) -> float:
+    """Mean bytes one call must move: touched experts' MXFP4 weights (+ biases) and the
+    activations in and out (bf16)."""
+    H, I = shape.H, shape.I
+    per_expert = (2 * I * H + H * I) * (0.5 + 1 / 32) + (4 * (2 * I + H) if shape.bias else 0)
+    touched = statistics.mean(int(torch.unique(i).numel()) for i in ids)
+    return touched * per_expert + 2 * T * H * 2
+
+
+def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
+          pipelines: tuple[str, ...] = tuple(PIPELINES), stages: bool = False,
+          seed: int = 0, log: Callable[[str], None] = print) -> tuple[Ceilings, list[Row]]:
+    if not torch.cuda.is_available():
+        raise ops.InputError("mxforge bench needs a CUDA GPU (the sm90 target)")
+    shape = preset(model) if isinstance(model, str) else model
+    for p in pipelines:
+        if p not in PIPELINES:
+            raise ops.InputError(f"pipeline {p!r} (allowed: {', '.join(PIPELINES)})")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    ceil = measure_ceilings()
+    dev = torch.cuda.get_device_name()
+    log(f"# {dev}: copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.bf16_tflops:.0f} TFLOP/s")
+    t0 = time.time()
+    L = make_layer(shape, g)
+    log(f"# {shape.name}: H={shape.H} I={shape.I} E={shape.E} topk={shape.topk} "
+        f"(weights made in {time.time() - t0:.1f} s)")
+    rows: list[Row] = []
+    H, I, k = shape.H, shape.I, shape.topk
+    for T in tokens:
+        rot = 32 if T <= 256 else 8 if T <= 2048 else 3
+        routes = _routings(T, shape.E, k, rot, g)
+        xs = [(torch.randn(T, H, generator=g, device="cuda") * 2).to(torch.bfloat16) for _ in range(rot)]
+        hbm_us = hbm_bytes(shape, T, [r[0] for r in routes]) / (ceil.copy_gbps * 1e3)
+        flops = 2.0 * T * k * 3 * H * I
+        comp_us = flops / (ceil.bf16_tflops * 1e6)
+        torch_us = _time_graph(lambda i: torch_moe(L, xs[i], *routes[i]), rot)
+        base = torch_moe(L, xs[0], *routes[0]).double()
+        for p in pipelines:
+            a_dtype, s2 = PIPELINES[p]
+
+            def call(i: int) -> torch.Tensor:
+                return ops.fused_moe(xs[i], L.w1, L.w2, routes[i][1], routes[i][0],
+                                     activation=shape.activation, a_dtype=a_dtype,
+                                     stage2_input=s2, validate=False)
+            us = _time_graph(call, rot)
+            y = call(0).double()
+            err = float((y - base).norm() / base.norm().clamp_min(1e-30))
+            floor = max(hbm_us, comp_us)
+            row = Row(shape.name, p, T, us, hbm_us, comp_us, floor, us / floor,
+                      flops / us / 1e6, hbm_bytes(shape, T, [r[0] for r in routes]) / us / 1e3,
+                      torch_us, torch_us / us, err, dev)
+            if stages:
+                row.stages = stage_times(L, xs, routes, a_dtype, s2, rot)
+            rows.append(row)
+            log(format_row(row))
+    return ceil, rows
+
+
+def stage_times(L: Layer, xs: list[torch.Tensor], routes: list, a_dtype: str, s2: str,
+                rot: int) -> dict[str, float]:
+    """µs of each step of the two-stage pipeline, each timed on its own."""
+    shape = L.shape
+    E, k = shape.E, shape.topk
+    T = xs[0].shape[0]
+    key = ops.Key(ops.target_of(xs[0].device), "moe_stage1", a=a_dtype, b="pk_fp4", out=s2,
+                  activation=shape.activation, gate_up=shape.gate_up, routed_weight="none",
+                  bias=shape.bias, layout="plain")
+    bm = ops.select(key, ops.Shape(T=T, N=2 * shape.I, K=shape.H, E=E, topk=k)).instance.block_m
+    out: dict[str, float] = {}
+    if a_dtype in ops.MX_DTYPES:
+        out["quant+sort fused"] = _time_graph(lambda i: ops.fused_quant_sort(
+            xs[i], routes[i][0], routes[i][1], E, bm, a_dtype, validate=False), rot)
+        out["quant+sort split"] = _time_graph(lambda i: (ops.quantize(xs[i], a_dtype), ops.moe_sort(
+            routes[i][0], routes[i][1], E, bm, validate=False)), rot)
+        prep = [ops.fused_quant_sort(xs[i], routes[i][0], routes[i][1], E, bm, a_dtype,
+                                     validate=False) for i in range(rot)]
+    else:
+        out["sort"] = _time_graph(lambda i: ops.moe_sort(routes[i][0], routes[i][1], E, bm,
+                                                         validate=False), rot)
+        prep = [(xs[i], ops.moe_sort(routes[i][0], routes[i][1], E, bm, validate=False))
+                for i in range(rot)]
+    out["stage1"] = _time_graph(lambda i: ops.moe_stage1(prep[i][0], L.w1, prep[i][1],
+                                                         shape.activation, s2), rot)
+    inter = [ops.moe_stage1(prep[i][0], L.w1, prep[i][1], shape.activation, s2) for i in range(rot)]
+    out["stage2"] = _time_graph(lambda i: ops.moe_stage2(inter[i], L.w2, prep[i][1]), rot)
+    return out
+
+
+HEADER = (f"{'model':18s} {'pipeline':15s} {'T':>5s} {'us':>9s} {'floor':>8s} {'x floor':>7s} "
+          f"{'TFLOP/s':>8s} {'GB/s':>7s} {'torch us':>9s} {'speedup':>7s} {'err':>7s}")
+
+
+def format_row(r: Row) -> str:
+    s = (f"{r.model:18s} {r.pipeline:15s} {r.T:5d} {r.us:9.1f} {r.floor_us:8.1f} {r.x_floor:7.2f} "
+         f"{r.tflops:8.1f} {r.gbps:7.0f} {r.torch_us:9.1f} {r.speedup:7.2f} {r.rel_err_vs_torch:7.4f}")
+    if r.stages:
+        s += "  [" + ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items()) + "]"
+    return s
+
+
+def write_csv(path: Path, ceil: Ceilings, rows: list[Row]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage_keys = sorted({k for r in rows for k in r.stages})
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        cols = [c for c in asdict(rows[0]) if c != "stages"] if rows else []
+        w.writerow(cols + ["copy_gbps", "bf16_tflops"] + [f"stage_us:{k}" for k in stage_keys])
+        for r in rows:
+            d = asdict(r)
+            w.writerow([d[c] for c in cols] + [f"{ceil.copy_gbps:.0f}", f"{ceil.bf16_tflops:.0f}"]
+                       + [f"{r.stages.get(k, float('nan')):.2f}" for k in stage_keys])
+
+
+def plot(path: Path, rows: list[Row]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    models = sorted({r.model for r in rows})
+    fig, axes = plt.subplots(2, len(models), figsize=(6 * len(models), 8), squeeze=False)
+    for j, m in enumerate(models):
+        mr = [r for r in rows if r.model == m]
+        ax_t, ax_f = axes[0][j], axes[1][j]
+        for p in sorted({r.pipeline for r in mr}):
+            pr = [r for r in mr if r.pipeline == p]
+            ax_t.plot([r.T for r in pr], [r.us for r in pr], marker="o", label=f"mxforge {p}")
+            ax_f.plot([r.T for r in pr], [1 / r.x_floor for r in pr], marker="o", label=p)
+        base = [r for r in mr if r.pipeline == mr[0].pipeline]
+        ax_t.plot([r.T for r in base], [r.torch_us for r in base], "k--", label="torch bf16")
+        ax_t.plot([r.T for r in base], [r.floor_us for r in base], "k:", label="floor")
+        ax_t.set(xscale="log", yscale="log", xlabel="tokens", ylabel="µs", title=m)
+        ax_f.set(xscale="log", xlabel="tokens", ylabel="fraction of floor", ylim=(0, 1.05))
+        ax_t.legend(fontsize=8)
+        ax_f.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

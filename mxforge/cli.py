@@ -1,4 +1,4 @@
-"""The `mxforge` command line: list, explain, check, coverage, bench, demo."""
+"""The `mxforge` command line: list, explain, check, coverage, bench, tune, demo."""
 from __future__ import annotations
 
 import argparse
@@ -153,6 +153,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench import PIPELINES
+    from .models import preset
+    from .tune import tune, write_table
+    choices = []
+    for m in args.model:
+        choices += tune(m, tuple(args.T), tuple(args.pipelines or PIPELINES))
+    out = Path(args.out)
+    write_table(out, choices, {m: preset(m) for m in args.model})
+    faster = [c for c in choices if c.stage1_us + c.stage2_us < c.heuristic_us]
+    print(f"wrote {out}: {2 * len(choices)} rows; tuned beats the heuristic in "
+          f"{len(faster)}/{len(choices)} cases")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(args.model, args.T, args.E)
@@ -194,6 +211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stages", action="store_true", help="per-stage timings too")
     p.add_argument("--out", default="benchmarks/bench", help="CSV and PNG path (no suffix)")
     p.set_defaults(fn=_cmd_bench)
+    p = sub.add_parser("tune", help="time every instance per shape and T, write the tuned table (GPU)")
+    p.add_argument("--model", nargs="+", required=True, help="model presets")
+    p.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512,
+                                                        1024, 2048, 4096, 8192])
+    p.add_argument("--pipelines", nargs="+", help="a4w4, a4w4-bf16inter, a16w4 (default: all)")
+    p.add_argument("--out", default="mxforge/tuned/sm90.csv",
+                   help="tuned CSV (dispatch reads mxforge/tuned/*.csv and $MXFORGE_TUNED)")
+    p.set_defaults(fn=_cmd_tune)
     p = sub.add_parser("demo", help="a small fused_moe run against the torch reference")
     p.add_argument("--model", default="minimax-m2.1-tp8")
     p.add_argument("--T", type=int, default=4)

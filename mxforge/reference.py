@@ -489,9 +489,9 @@ def gated_activation(gate: Tensor, up: Tensor, activation: str) -> Tensor:
         return 0.5 * gate * (1.0 + torch.erf(gate * 0.70710678118654752)) * up
     if activation == "swiglu_oai":
         # fmin/fmax (not clamp) because fminf/fmaxf return the non-NaN operand.
-        g = torch.fmin(gate, torch.tensor(7.0, device=gate.device))
-        u = torch.fmin(torch.fmax(up, torch.tensor(-7.0, device=up.device)),
-                       torch.tensor(7.0, device=up.device))
+        # new_full fills on the device: no host-to-device copy (CUDA-graph capturable).
+        g = torch.fmin(gate, gate.new_full((), 7.0))
+        u = torch.fmin(torch.fmax(up, up.new_full((), -7.0)), up.new_full((), 7.0))
         return g / (1.0 + torch.exp(-1.702 * g)) * (u + 1.0)
     raise ValueError(f"activation must be silu, gelu or swiglu_oai, got {activation!r}")
 

@@ -1,0 +1,166 @@
+"""`mxforge tune`: measure every compiled GEMM instance at a model shape and write the
+tuned table that dispatch reads (README: dispatch and tuning).
+
+Per model, pipeline and token count T: for every block_m that stage 1 and stage 2 both have
+(the sort's padding unit is shared), each stage-1 and each stage-2 candidate is timed on
+its own (CUDA-graph replay over rotating inputs, as `mxforge bench`); the block_m whose
+best pair is fastest wins and both instances are written as rows with T_max = T. Every
+timed instance is also run end to end (quant+sort, its stage, the best instance of the
+other stage) and compared with `mxforge.reference.fused_moe` on the same inputs: a result
+off by more than the tests' tolerance stops the tuning with an error naming the instance,
+so a wrong kernel can never be tuned in.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import ops
+from . import reference as ref
+from .bench import PIPELINES, _routings, _time_graph, make_layer
+from .dispatch import KEY_FIELDS, TUNED_COLUMNS, Key, candidates
+from .errors import MxforgeError
+from .models import MoeShape, preset
+
+DEFAULT_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+# rel. L2 against the fp32 reference: tests/helpers.py ACCUM_TOL for a bf16 intermediate;
+# a re-quantized (pk_fp4) intermediate may flip codes by one step in <= 1% of elements.
+TOLERANCE = {"bf16": 1.6e-2, "pk_fp4": 3e-2}
+
+
+@dataclass
+class Choice:
+    model: str
+    pipeline: str
+    T: int
+    block_m: int
+    stage1: str
+    stage2: str
+    stage1_us: float
+    stage2_us: float
+    heuristic_us: float  # stage1 + stage2 of the heuristic's choice, same run
+    err: float
+
+
+def _keys(target: str, shape: MoeShape, a: str, s2: str) -> tuple[Key, Key]:
+    k1 = Key(target, "moe_stage1", a=a, b="pk_fp4", out=s2, activation=shape.activation,
+             gate_up=shape.gate_up, routed_weight="none", bias=shape.bias, layout="plain")
+    k2 = Key(target, "moe_stage2", a=s2, b="pk_fp4", out="bf16", routed_weight="stage2",
+             bias=shape.bias, layout="plain")
+    return k1, k2
+
+
+def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
+         pipelines: tuple[str, ...] = tuple(PIPELINES), seed: int = 0,
+         log: Callable[[str], None] = print) -> list[Choice]:
+    if not torch.cuda.is_available():
+        raise MxforgeError("mxforge tune needs a CUDA GPU (the sm90 target)")
+    shape = preset(model) if isinstance(model, str) else model
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    L = make_layer(shape, g)
+    r1, r2 = ops.reference_weight(L.w1), ops.reference_weight(L.w2)
+    target = ops.target_of(torch.device("cuda"))
+    E, k = shape.E, shape.topk
+    out: list[Choice] = []
+    for p in pipelines:
+        a_dtype, s2 = PIPELINES[p]
+        k1, k2 = _keys(target, shape, a_dtype, s2)
+        c1, c2 = candidates(k1), candidates(k2)
+        if not c1 or not c2:
+            raise MxforgeError(f"{p}: no compiled instances for {k1.describe() if not c1 else k2.describe()}")
+        block_ms = sorted({i.block_m for i in c1} & {i.block_m for i in c2})
+        for T in tokens:
+            rot = 8 if T <= 256 else 3
+            routes = _routings(T, E, k, rot, g)
+            xs = [(torch.randn(T, shape.H, generator=g, device="cuda") * 2).to(torch.bfloat16)
+                  for _ in range(rot)]
+            want = ref.fused_moe(xs[0], r1, r2, routes[0][1], routes[0][0],
+                                 activation=shape.activation, gate_up=shape.gate_up,
+                                 bias1=L.w1.bias, bias2=L.w2.bias, a_dtype=a_dtype,
+                                 stage2_input=s2).double()
+            best: Choice | None = None
+            per_bm: dict[int, tuple[float, float]] = {}
+            for bm in block_ms:
+                prep = [_prepare(xs[i], routes[i], E, bm, a_dtype) for i in range(rot)]
+                t1 = {i.name: _time_graph(lambda j, n=i.name: ops.moe_stage1(
+                    prep[j][0], L.w1, prep[j][1], shape.activation, s2, instance=n), rot)
+                    for i in c1 if i.block_m == bm}
+                s1_best = min(t1, key=t1.get)
+                inter = [ops.moe_stage1(prep[j][0], L.w1, prep[j][1], shape.activation, s2,
+                                        instance=s1_best) for j in range(rot)]
+                t2 = {i.name: _time_graph(lambda j, n=i.name: ops.moe_stage2(
+                    inter[j], L.w2, prep[j][1], instance=n), rot)
+                    for i in c2 if i.block_m == bm}
+                s2_best = min(t2, key=t2.get)
+                err = 0.0
+                for n in t1:  # every timed instance, end to end against the reference
+                    err = max(err, _verify(L, prep[0], n, s2_best, want, shape, s2, p, T))
+                for n in t2:
+                    err = max(err, _verify(L, prep[0], s1_best, n, want, shape, s2, p, T))
+                per_bm[bm] = (t1[s1_best], t2[s2_best])
+                c = Choice(shape.name, p, T, bm, s1_best, s2_best, t1[s1_best], t2[s2_best], 0.0, err)
+                if best is None or c.stage1_us + c.stage2_us < best.stage1_us + best.stage2_us:
+                    best = c
+            assert best is not None
+            best.heuristic_us = _heuristic_us(L, xs, routes, k1, k2, a_dtype, s2, rot)
+            out.append(best)
+            log(f"{shape.name:18s} {p:15s} T={T:5d} block_m={best.block_m:3d} "
+                f"{best.stage1_us + best.stage2_us:8.1f} us (heuristic {best.heuristic_us:8.1f}) "
+                f"err {best.err:.4f}  {best.stage1} + {best.stage2}")
+    return out
+
+
+def _prepare(x: torch.Tensor, route: tuple[torch.Tensor, torch.Tensor], E: int, bm: int,
+             a_dtype: str) -> tuple[ops.Activation, ops.SortResult]:
+    ids, w = route
+    if a_dtype in ops.MX_DTYPES:
+        return ops.fused_quant_sort(x, ids, w, E, bm, a_dtype, validate=False)
+    return x, ops.moe_sort(ids, w, E, bm, validate=False)
+
+
+def _verify(L, prep, s1: str, s2n: str, want: torch.Tensor, shape: MoeShape, s2: str,
+            p: str, T: int) -> float:
+    a, sort = prep
+    out = torch.zeros(T, shape.H, dtype=torch.bfloat16, device="cuda")
+    inter = ops.moe_stage1(a, L.w1, sort, shape.activation, s2, instance=s1)
+    y = ops.moe_stage2(inter, L.w2, sort, out=out, instance=s2n).double()
+    err = float((y - want).norm() / want.norm().clamp_min(1e-30)) if T else 0.0
+    if not err <= TOLERANCE[s2]:  # NaN fails too
+        raise MxforgeError(f"tune {shape.name} {p} T={T}: {s1} + {s2n} is off the reference "
+                           f"by rel. L2 {err:.4g} (> {TOLERANCE[s2]}); not tuned in")
+    return err
+
+
+def _heuristic_us(L, xs, routes, k1: Key, k2: Key, a_dtype: str, s2: str, rot: int) -> float:
+    """Stage 1 + stage 2 as dispatch picks them without a tuned table."""
+    shape = L.shape
+    s1 = ops.Shape(T=xs[0].shape[0], N=2 * shape.I, K=shape.H, E=shape.E, topk=shape.topk)
+    bm = ops._common_block_m([k1, k2], s1)
+    prep = [_prepare(xs[i], routes[i], shape.E, bm, a_dtype) for i in range(rot)]
+    t1 = _time_graph(lambda j: ops.moe_stage1(prep[j][0], L.w1, prep[j][1], shape.activation, s2), rot)
+    inter = [ops.moe_stage1(prep[j][0], L.w1, prep[j][1], shape.activation, s2) for j in range(rot)]
+    t2 = _time_graph(lambda j: ops.moe_stage2(inter[j], L.w2, prep[j][1]), rot)
+    return t1 + t2
+
+
+def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape]) -> None:
+    """The tuned CSV (dispatch.TUNED_COLUMNS): one stage-1 and one stage-2 row per choice."""
+    target = ops.target_of(torch.device("cuda"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(TUNED_COLUMNS)
+        for c in choices:
+            sh = shapes[c.model]
+            a_dtype, s2 = PIPELINES[c.pipeline]
+            k1, k2 = _keys(target, sh, a_dtype, s2)
+            for key, N, K, inst in ((k1, 2 * sh.I, sh.H, c.stage1), (k2, sh.H, sh.I, c.stage2)):
+                vals = {f: getattr(key, f) for f in KEY_FIELDS}
+                vals["bias"] = "1" if key.bias else "0"
+                w.writerow([vals[f] for f in KEY_FIELDS] + [N, K, sh.E, sh.topk, c.T, inst])
+    tmp.replace(path)  # never a half-written table

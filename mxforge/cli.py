@@ -146,10 +146,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for m in shapes:
         ceil, r = bench(m, tuple(args.T), tuple(args.pipelines or PIPELINES), args.stages)
         rows += r
-    out = Path(args.out)
-    write_csv(out.with_suffix(".csv"), ceil, rows)
-    plot(out.with_suffix(".png"), rows)
-    print(f"wrote {out.with_suffix('.csv')} and {out.with_suffix('.png')}")
+    csv_path, png_path = Path(args.out + ".csv"), Path(args.out + ".png")
+    write_csv(csv_path, ceil, rows)
+    plot(png_path, rows)
+    print(f"wrote {csv_path} and {png_path}")
     return 0
 
 

@@ -209,16 +209,26 @@ def tuned_rows() -> list[TunedRow]:
 
 
 def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[Instance | None, str]:
+    """The tuned row for (key, shape) with the smallest T_max >= T among rows whose instance
+    is a candidate here. A table may hold rows for several block_m (stage 2 of two
+    pipelines shares one key): rows for a block_m the caller excluded are skipped; a row
+    naming an instance that is not compiled at all is skipped with a warning."""
     rows = [r for r in tuned_rows() if r.key == key and (r.N, r.K, r.E, r.topk) ==
             (shape.N, shape.K, shape.E, shape.topk) and r.T_max >= shape.T]
     if not rows:
         return None, "no tuned row for this key and shape"
-    row = min(rows, key=lambda r: r.T_max)
     by = {c.name: c for c in candidates}
-    if row.instance not in by:
-        warnings.warn(f"mxforge: tuned row names {row.instance}, which this module does not "
-                      "have for this key; using the heuristic", RuntimeWarning, stacklevel=3)
-        return None, f"tuned instance {row.instance} not compiled"
+    compiled = {i.name for i in table()}
+    usable = []
+    for r in rows:
+        if r.instance in by:
+            usable.append(r)
+        elif r.instance not in compiled:
+            warnings.warn(f"mxforge: tuned row names {r.instance}, which this module does not "
+                          "have; skipping it", RuntimeWarning, stacklevel=3)
+    if not usable:
+        return None, f"tuned rows name {sorted({r.instance for r in rows})}, none allowed here"
+    row = min(usable, key=lambda r: r.T_max)
     return by[row.instance], f"tuned for T <= {row.T_max}"
 
 

@@ -155,6 +155,7 @@ def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape]) 
     with open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(TUNED_COLUMNS)
+        seen: set[tuple] = set()  # stage 2 of two pipelines can share a key and an instance
         for c in choices:
             sh = shapes[c.model]
             a_dtype, s2 = PIPELINES[c.pipeline]
@@ -162,5 +163,8 @@ def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape]) 
             for key, N, K, inst in ((k1, 2 * sh.I, sh.H, c.stage1), (k2, sh.H, sh.I, c.stage2)):
                 vals = {f: getattr(key, f) for f in KEY_FIELDS}
                 vals["bias"] = "1" if key.bias else "0"
-                w.writerow([vals[f] for f in KEY_FIELDS] + [N, K, sh.E, sh.topk, c.T, inst])
+                row = tuple([vals[f] for f in KEY_FIELDS] + [N, K, sh.E, sh.topk, c.T, inst])
+                if row not in seen:
+                    seen.add(row)
+                    w.writerow(row)
     tmp.replace(path)  # never a half-written table

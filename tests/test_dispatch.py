@@ -92,6 +92,24 @@ def test_tuned_row_for_missing_instance_warns_and_falls_to_heuristic(tuned_file)
     assert d.source == "heuristic"
 
 
+def test_tuned_rows_for_other_block_m_are_skipped(tuned_file):
+    # one key, two rows (e.g. stage 2 tuned for two pipelines at different block_m): the
+    # caller's block_m decides which row applies, silently.
+    cands = dispatch.candidates(A4W4_S1)
+    bms = sorted({i.block_m for i in cands})
+    a = next(i for i in cands if i.block_m == bms[0])
+    b = next(i for i in cands if i.block_m == bms[-1])
+    write_tuned(tuned_file, [tuned_row(A4W4_S1, TP8_S1, 64, a.name),
+                             tuned_row(A4W4_S1, TP8_S1, 64, b.name)])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert select(A4W4_S1, TP8_S1, block_m=bms[-1]).instance.name == b.name
+        assert select(A4W4_S1, TP8_S1, block_m=bms[0]).instance.name == a.name
+        d = select(A4W4_S1, TP8_S1, allowed_block_m=[bms[1]])
+    assert d.source == "heuristic" and d.instance.block_m == bms[1]
+
+
 @pytest.mark.parametrize("text", ["", "garbage\n1,2\n", "target,op\ncpu,moe_stage1\n",
                                   ",".join(dispatch.TUNED_COLUMNS) + "\n" + "x," * 15 + "notint\n"])
 def test_malformed_tuned_table_is_ignored_with_warning(tuned_file, text):

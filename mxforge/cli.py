@@ -109,11 +109,11 @@ def coverage_rows(target: str, max_T: int = 8192) -> list[tuple[str, str, str]]:
                 what = "NONE: missing " + "; ".join(k.describe() for k in missing) if missing \
                     else "NONE: stage 1 and stage 2 share no block_m"
                 if one and not [k for k in prep if not candidates(k)]:
-                    what += f"; one-stage serves T <= {64 // m.topk}"
+                    what += "; one-stage (path='one_stage') serves every T"
             else:
                 what = f"T = 1..{max_T} (two-stage, block_m {sorted(common)})"
                 if one:
-                    what += f"; one-stage for T <= {64 // m.topk}"
+                    what += "; one-stage available (path='one_stage')"
             rows.append((name, label, what))
     return rows
 
@@ -163,7 +163,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     for m in args.model:
         choices += tune(m, tuple(args.T), tuple(args.pipelines or PIPELINES))
     out = Path(args.out)
-    write_table(out, choices, {m: preset(m) for m in args.model})
+    write_table(out, choices, {m: preset(m) for m in args.model}, "sm90")
     faster = [c for c in choices if c.stage1_us + c.stage2_us < c.heuristic_us]
     print(f"wrote {out}: {2 * len(choices)} rows; tuned beats the heuristic in "
           f"{len(faster)}/{len(choices)} cases")

@@ -147,9 +147,8 @@ def _heuristic_us(L, xs, routes, k1: Key, k2: Key, a_dtype: str, s2: str, rot: i
     return t1 + t2
 
 
-def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape]) -> None:
+def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape], target: str) -> None:
     """The tuned CSV (dispatch.TUNED_COLUMNS): one stage-1 and one stage-2 row per choice."""
-    target = ops.target_of(torch.device("cuda"))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as fh:

@@ -3,8 +3,8 @@
 
 - GEMM instances (moe_stage1/moe_stage2/moe_1stage) contain tensor-core instructions
   (HMMA for mma.sync, HGMMA/QGMMA for wgmma), and report which;
-- no instance uses local memory (LDL/STL in SASS, or a non-zero LOCAL in the resource
-  usage): no register spills, no stack arrays.
+- no instance uses local memory (LDL/STL in SASS, or a non-zero STACK or LOCAL in the
+  resource usage): no register spills, no stack arrays.
 
 Needs cuobjdump and the nvdisasm it runs for -sass: from the CUDA toolkit or PyPI's
 nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm (installed on demand with --install). Exit 1
@@ -82,14 +82,15 @@ def main() -> int:
         res = subprocess.run([tool, "-res-usage", str(obj)], capture_output=True, text=True).stdout
         mma = sorted(set(TENSOR_CORE.findall(sass)))
         local = len(LOCAL.findall(sass))
-        local_bytes = max([int(x) for x in re.findall(r"LOCAL:(\d+)", res)] or [0])
+        # spills and stack arrays show as STACK (frame) and/or LOCAL bytes
+        local_bytes = max([int(x) for x in re.findall(r"(?:LOCAL|STACK):(\d+)", res)] or [0])
         regs = max([int(x) for x in re.findall(r"REG:(\d+)", res)] or [0])
         smem = max([int(x) for x in re.findall(r"SHARED:(\d+)", res)] or [0])
         problems = []
         if inst.op in GEMM_OPS and not mma:
             problems.append("no tensor-core instruction")
         if local or local_bytes:
-            problems.append(f"local memory ({local} LDL/STL, LOCAL:{local_bytes})")
+            problems.append(f"local memory ({local} LDL/STL, {local_bytes} stack/local bytes)")
         failed += bool(problems)
         rows.append((inst.name, ",".join(mma) or "-", regs, smem, "; ".join(problems) or "ok"))
     w = max(len(r[0]) for r in rows) if rows else 10

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import os
 import re
 import subprocess
@@ -39,9 +40,9 @@ GEMM_OPS = ("moe_stage1", "moe_stage2", "moe_1stage")
 SUMMARY = re.compile(r"(ERROR|RACECHECK) SUMMARY: (\d+) (errors|hazards)")
 
 
-def chosen_instances(scope: str) -> list:
+def chosen_instances(scope: str, only: str = "*") -> list:
     from mxforge.dispatch import instances
-    every = instances(target="sm90")
+    every = [i for i in instances(target="sm90") if fnmatch.fnmatchcase(i.name, only)]
     if scope == "all":
         return every
     gemms, seen = [], set()
@@ -103,9 +104,9 @@ def run_instance(inst, T: int, g, skew: str = "random") -> None:
     torch.cuda.synchronize()
 
 
-def worker(scope: str, shard: int, shards: int, tokens: list[int]) -> int:
+def worker(scope: str, shard: int, shards: int, tokens: list[int], only: str) -> int:
     import torch
-    insts = chosen_instances(scope)[shard::shards]
+    insts = chosen_instances(scope, only)[shard::shards]
     g = torch.Generator(device="cuda").manual_seed(1000 + shard)
     runs = 0
     for T in tokens:
@@ -134,7 +135,7 @@ class Tally:
 
 
 def drive(tools: list[str], scope: str, shards: int, tokens: list[int], timeout: int,
-          out: Path) -> int:
+          out: Path, only: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
     procs = []
     t0 = time.monotonic()
@@ -145,7 +146,7 @@ def drive(tools: list[str], scope: str, shards: int, tokens: list[int], timeout:
             if tool == "racecheck":
                 cmd += ["--kernel-name", "kns=mxf"]
             cmd += [sys.executable, __file__, "--worker", "--scope", scope, "--shard", f"{s}/{shards}",
-                    "--tokens", ",".join(map(str, tokens))]
+                    "--tokens", ",".join(map(str, tokens)), "--only", only]
             procs.append((tool, s, log, subprocess.Popen(cmd, stdout=open(log, "w"),
                                                           stderr=subprocess.STDOUT, cwd=ROOT)))
     tallies = {t: Tally(t) for t in tools}
@@ -165,7 +166,7 @@ def drive(tools: list[str], scope: str, shards: int, tokens: list[int], timeout:
         tl.reports += sum(int(n) for _, n, _ in sums)
         if rc != 0 or not done or not sums:
             tl.failed.append(f"shard {s}: exit {rc}" + ("" if sums else ", no sanitizer summary"))
-    print(f"\ncompute-sanitizer, scope {scope}, T = {tokens} (+ T=256 on one expert per GEMM)")
+    print(f"\ncompute-sanitizer, scope {scope}, instances {only}, T = {tokens} (+ T=256 on one expert per GEMM)")
     print(f"| tool | instances | runs | reports | wall s | status |\n|---|---:|---:|---:|---:|---|")
     bad = 0
     for tl in tallies.values():
@@ -183,14 +184,16 @@ def main() -> int:
     ap.add_argument("--shards", type=int, default=4, help="parallel worker processes per tool")
     ap.add_argument("--timeout", type=int, default=540, help="seconds for the whole sweep")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "sanitize")
+    ap.add_argument("--only", default="*", help="glob over instance names (default: all)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
     args = ap.parse_args()
     tokens = [int(t) for t in args.tokens.split(",")] if args.tokens else TOKENS[args.scope]
     if args.worker:
         shard, shards = map(int, args.shard.split("/"))
-        return worker(args.scope, shard, shards, tokens)
-    return drive(args.tools.split(","), args.scope, args.shards, tokens, args.timeout, args.out)
+        return worker(args.scope, shard, shards, tokens, args.only)
+    return drive(args.tools.split(","), args.scope, args.shards, tokens, args.timeout, args.out,
+                 args.only)
 
 
 if __name__ == "__main__":

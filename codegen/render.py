@@ -58,7 +58,15 @@ def template_name(inst: Instance) -> str:
 def context(inst: Instance) -> dict[str, Any]:
     row = inst.row()
     return {"inst": row, "symbol": f"mxf_{inst.name}", "name": inst.name,
-            "source": inst.source, "target": inst.target}
+            "source": comment_safe(inst.source), "target": inst.target}
+
+
+def comment_safe(text: str) -> str:
+    """Text for a C++ comment: one line of printable ASCII (a spec path with a newline, a
+    trailing backslash or `*/` must not end the comment and inject code)."""
+    out = "".join(c if " " <= c <= "~" and c != "\\" else f"\\x{ord(c):02x}" if ord(c) < 256
+                  else f"\\u{ord(c):04x}" for c in text)
+    return out.replace("*/", "*\\x2f")  # every escape ends in a hex digit, never a backslash
 
 
 @dataclass

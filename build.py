@@ -164,12 +164,15 @@ def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
         return 0
     versions = check_toolchains(targets)
     out_dir = BUILD / set_name
+    hashed = (iset.set_file, *iset.spec_files)
     manifest = {
         "set": set_name, "targets": targets, "compilers": versions,
         "instances": [i.name for i in chosen],
-        "source_hash": R.source_hash(ROOT, iset.spec_files),
-        "spec_files": [os.path.relpath(p, ROOT) for p in iset.spec_files],
+        "source_hash": R.source_hash(ROOT, hashed),
+        "spec_files": [os.path.relpath(p, ROOT) for p in hashed],
+        "source_files": R.source_digests(ROOT, hashed),
         "python_ext_suffix": python_ext_suffix(),
+        "only": list(only), "exclude": list(exclude),  # command-line globs, for rebuild hints
     }
     with build_lock():
         rendered = R.render(chosen, TEMPLATES, out_dir, targets, manifest)

@@ -23,6 +23,19 @@ def rng():
     return torch.Generator().manual_seed(seed)
 
 
+@pytest.fixture
+def tuned_file(tmp_path, monkeypatch):
+    """$MXFORGE_TUNED pointing at tmp_path/tuned.csv (not written yet) and no shipped table
+    (mxforge/tuned/), caches cleared: the test sees only the rows it writes."""
+    from mxforge import dispatch
+    path = tmp_path / "tuned.csv"
+    monkeypatch.setenv("MXFORGE_TUNED", str(path))
+    monkeypatch.setattr(dispatch, "TUNED_DIR", tmp_path / "no_shipped_tables")
+    dispatch.clear_caches()
+    yield path
+    dispatch.clear_caches()
+
+
 def pytest_report_header(config):  # noqa: D103
     return f"mxforge checkout: {ROOT}"
 

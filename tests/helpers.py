@@ -17,11 +17,14 @@ Tolerances (why they are what they are):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 import mxforge
+from mxforge import dispatch
 from mxforge import reference as ref
+from mxforge.dispatch import Key, Shape
 from mxforge.models import MoeShape
 
 BF16_TOL = 2.0 ** -8
@@ -126,3 +129,28 @@ def assert_requant_close(q: mxforge.MXTensor, expected: torch.Tensor, rows: torc
     assert codes_equal >= 0.99, f"only {codes_equal:.4f} of elements match"
     step = ref.e8m0_decode(want_s).repeat_interleave(32, dim=1)[:, :q.K] * 2.0
     assert ((got - want).abs() <= step + 1e-30).all(), "an element is off by more than one step"
+
+
+# ---- tuned tables (tests/test_dispatch.py, tests/test_robustness.py) ------------------
+
+A4W4_S1 = Key("cpu", "moe_stage1", a="pk_fp4", b="pk_fp4", out="bf16", activation="silu",
+              gate_up="concat", routed_weight="none", bias=False, layout="plain")
+TP8_S1 = Shape(T=1, N=384, K=3072, E=256, topk=8)
+
+
+def tuned_row(key: Key, shape: Shape, T_max: int, instance: str) -> dict:
+    d = {f: getattr(key, f) for f in dispatch.KEY_FIELDS}
+    d.update(N=shape.N, K=shape.K, E=shape.E, topk=shape.topk, T_max=T_max, instance=instance)
+    return d
+
+
+def tuned_csv(rows: list[dict]) -> str:
+    lines = [",".join(dispatch.TUNED_COLUMNS)]
+    for r in rows:
+        lines.append(",".join(str(int(r[c]) if isinstance(r[c], bool) else r[c])
+                              for c in dispatch.TUNED_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def write_tuned(path: Path, rows: list[dict]) -> None:
+    path.write_text(tuned_csv(rows))

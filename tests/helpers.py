@@ -16,6 +16,13 @@ Tolerances (why they are what they are):
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,3 +161,105 @@ def tuned_csv(rows: list[dict]) -> str:
 
 def write_tuned(path: Path, rows: list[dict]) -> None:
     path.write_text(tuned_csv(rows))
+
+
+# ---- a copy of the checkout to build in (tests/test_build_faults.py) -------------------
+
+class Checkout:
+    """The sources of this checkout (build.py, codegen, templates, csrc, instances, mxforge
+    without a module) copied to `path`, with a small instance set `faults` (specs: common.yaml;
+    `only` the given globs). Builds there never touch this checkout's module."""
+    SOURCES = ("build.py", "codegen", "templates", "csrc", "instances", "mxforge")
+    SET = "faults"
+
+    def __init__(self, path: Path, only: list[str]) -> None:
+        root = Path(__file__).resolve().parents[1]
+        skip = shutil.ignore_patterns("__pycache__", "_C*.so", "_C.manifest.json", ".*.tmp")
+        for name in self.SOURCES:
+            src = root / name
+            if src.is_dir():
+                shutil.copytree(src, path / name, ignore=skip)
+            else:
+                shutil.copy2(src, path / name)
+        (path / "instances" / "sets" / f"{self.SET}.yaml").write_text(
+            f"specs: [common.yaml]\nonly: {json.dumps(only)}\n")
+        self.path = path
+
+    def build_args(self, *extra: str) -> list[str]:
+        return ["--set", self.SET, "--target", "cpu", "-j", "2", *extra]
+
+    def start(self, *extra: str, wrapper: str | None = None) -> subprocess.Popen[str]:
+        """build.py in its own session (so a test can signal the whole process group);
+        `wrapper`: Python code run instead of build.py, with ARGS (the build arguments)
+        defined, that imports build itself (fault injection)."""
+        args = self.build_args(*extra)
+        cmd = ([sys.executable, "-c", f"ARGS = {args!r}\n{wrapper}"] if wrapper
+               else [sys.executable, "build.py", *args])
+        env = {**os.environ, "MXFORGE_NO_CCACHE": "1", "PYTHONUNBUFFERED": "1"}
+        return subprocess.Popen(cmd, cwd=self.path, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)
+
+    def build(self, *extra: str, ok: bool = True) -> tuple[int, str]:
+        proc = self.start(*extra)
+        out, _ = proc.communicate(timeout=300)
+        assert not ok or proc.returncode == 0, out
+        return proc.returncode, out
+
+    def python(self, code: str) -> str:
+        """Run Python in the copy (its mxforge package, not this checkout's)."""
+        out = subprocess.run([sys.executable, "-c", code], cwd=self.path, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    def module_files(self) -> list[Path]:
+        return sorted((self.path / "mxforge").glob("_C*.so"))
+
+    def snapshot(self) -> dict[str, int]:
+        """mtime of every file under the copy (sources, build/, the installed module)."""
+        return {str(p.relative_to(self.path)): p.stat().st_mtime_ns
+                for p in self.path.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+class Output:
+    """Collects a process's output lines on a thread, so a test can wait for a line while
+    the process runs (and act on it: send a signal, start another build)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc, self.lines = proc, []
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cv:
+                self.lines.append(line)
+                self._cv.notify_all()
+        with self._cv:
+            self.lines.append("")  # EOF marker
+            self._cv.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 120.0) -> bool:
+        """True once a line contains `text`; False if the output ends first."""
+        end = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                if any(text in ln for ln in self.lines):
+                    return True
+                if self.lines and self.lines[-1] == "":
+                    return False
+                left = end - time.monotonic()
+                assert left > 0, f"no line with {text!r} after {timeout} s:\n{self.text}"
+                self._cv.wait(left)
+
+    def finish(self, timeout: float = 300.0) -> tuple[int, str]:
+        rc = self.proc.wait(timeout)
+        self._thread.join(timeout)
+        return rc, self.text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)

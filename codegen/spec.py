@@ -149,7 +149,7 @@ def _to_node(n: yaml.Node, file: str, ctor: yaml.SafeLoader) -> Node:
     loc = Loc(file, n.start_mark.line + 1, n.start_mark.column + 1)
     want = (MAP_TAG if isinstance(n, yaml.MappingNode) else
             SEQ_TAG if isinstance(n, yaml.SequenceNode) else None)
-    if (n.tag != want) if want else (n.tag not in _SCALAR_TAGS):
+    if not (n.tag == want if want else n.tag in _SCALAR_TAGS):
         raise loc.error(f"unsupported YAML tag {_show(n.tag)} (specs hold plain mappings, "
                         "lists and scalars)")
     if isinstance(n, yaml.MappingNode):

@@ -167,7 +167,10 @@ def test_killed_build_then_rebuild_gives_a_correct_module(co: Checkout, i: int, 
     elif where == "link":
         run = Output(co.start(*args))
         while run.proc.poll() is None:  # the linker replaces the output: kill then
-            now = linked.stat() if linked.exists() else None
+            try:
+                now = linked.stat()
+            except FileNotFoundError:
+                now = None
             if now is None or (now.st_ino, now.st_mtime_ns) != (old.st_ino, old.st_mtime_ns):
                 os.killpg(run.proc.pid, sig)
                 break

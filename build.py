@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,7 +29,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from codegen import render as R  # noqa: E402
-from codegen.ninja_gen import write_ninja  # noqa: E402
+from codegen.instance import Instance  # noqa: E402
+from codegen.ninja_gen import compiler_launcher, write_ninja  # noqa: E402
 from codegen.spec import SpecError, load_set  # noqa: E402
 from codegen.targets import TARGETS, python_ext_suffix  # noqa: E402
 
@@ -44,19 +46,65 @@ class BuildError(Exception):
 
 
 @contextmanager
-def build_lock() -> Iterator[None]:
-    """One build at a time per checkout: the module location is shared by all sets."""
+def build_lock() -> Iterator[int]:
+    """One build at a time per checkout: the module location is shared by all sets.
+
+    Yields the lock's file descriptor, which the compilers inherit (run_ninja): flock
+    belongs to the open file, so it is released only when the last process holding it
+    exits. A build killed with SIGKILL leaves its compilers running (ninja starts them in
+    their own process groups); they keep the lock until they finish, and the next build
+    waits instead of compiling the same objects alongside them. Hence no explicit unlock."""
     BUILD.mkdir(exist_ok=True)
-    with open(BUILD / ".lock", "w") as fh:
+    with open(BUILD / ".lock", "a") as fh:  # "a": a no-op build must not touch the file
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print("mxforge build: another build holds build/.lock; waiting ...", flush=True)
             fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield fh.fileno()
+
+
+def run_ninja(cmd: list[str], lock_fd: int, chosen: list[Instance], out_dir: Path) -> None:
+    """Run ninja with its output echoed; on failure, name the instances that failed to
+    compile with their spec group and generated source. Ctrl-C stops ninja (which stops
+    and waits for its compilers) before the lock is released."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", pass_fds=(lock_fd,))
+    failed: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if line.startswith("FAILED: "):  # "FAILED: [code=1] out ..." in newer ninja
+                failed += [t for t in line.split()[1:] if not t.startswith("[code=")]
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+        raise
+    if rc == 0:
+        return
+    by_name = {i.name: i for i in chosen}
+    what = []
+    for obj in failed:
+        inst = by_name.get(Path(obj).stem)
+        if inst is None:
+            what.append(obj)
+            continue
+        src = out_dir / inst.target / f"{inst.name}.{TARGETS[inst.target].source_ext}"
+        what.append(f"{inst.name} (group '{inst.group}' at {os.path.relpath(inst.source, ROOT)}; "
+                    f"source {os.path.relpath(src, ROOT)})")
+    raise BuildError(f"compilation failed (ninja exit {rc})"
+                     + (f": {'; '.join(what)}" if what else "")
+                     + "; the compiler's messages above give the source line")
+
+
+def remove_install_leftovers() -> None:
+    """Temporary copies a killed build left in mxforge/ (install_atomically): under the
+    lock no other build is writing one."""
+    for tmp in PACKAGE.glob("._C*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def parse_targets(text: str) -> list[str]:
@@ -164,14 +212,20 @@ def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
         return 0
     versions = check_toolchains(targets)
     out_dir = BUILD / set_name
+    hashed = (iset.set_file, *iset.spec_files)
     manifest = {
         "set": set_name, "targets": targets, "compilers": versions,
         "instances": [i.name for i in chosen],
-        "source_hash": R.source_hash(ROOT, iset.spec_files),
-        "spec_files": [os.path.relpath(p, ROOT) for p in iset.spec_files],
+        "source_hash": R.source_hash(ROOT, hashed),
+        "spec_files": [os.path.relpath(p, ROOT) for p in hashed],
+        "source_files": R.source_digests(ROOT, hashed),
         "python_ext_suffix": python_ext_suffix(),
+        "only": list(only), "exclude": list(exclude),  # command-line globs, for rebuild hints
     }
-    with build_lock():
+    launcher = compiler_launcher()
+    if Path(launcher).name.startswith("sccache"):  # its daemon must not inherit the lock
+        subprocess.run([launcher, "--start-server"], capture_output=True)
+    with build_lock() as lock_fd:
         rendered = R.render(chosen, TEMPLATES, out_dir, targets, manifest)
         module = out_dir / f"_C{python_ext_suffix()}"
         text = write_ninja(ROOT, out_dir, rendered.sources, module)
@@ -186,13 +240,11 @@ def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
         if jobs:
             cmd += ["-j", str(jobs)]
         log_offset = ninja_log_size(out_dir)
-        proc = subprocess.run(cmd, cwd=ROOT)
-        if proc.returncode != 0:
-            raise BuildError(f"compilation failed (ninja exit {proc.returncode}); the failing "
-                             "instance and source line are printed above")
+        run_ninja(cmd, lock_fd, chosen, out_dir)
         man_tmp = out_dir / MANIFEST_NAME
         R.write_if_changed(man_tmp, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if install:
+            remove_install_leftovers()
             changed = install_atomically(module, PACKAGE / f"_C{python_ext_suffix()}")
             install_atomically(man_tmp, PACKAGE / MANIFEST_NAME)
     summarize(out_dir, targets, log_offset)
@@ -234,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, BuildError, R.RenderError) as e:
         print(f"mxforge build: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("mxforge build: interrupted; run the same command again to resume (finished "
+              "objects are kept; the installed module is only ever replaced whole)",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

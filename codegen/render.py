@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -58,7 +59,15 @@ def template_name(inst: Instance) -> str:
 def context(inst: Instance) -> dict[str, Any]:
     row = inst.row()
     return {"inst": row, "symbol": f"mxf_{inst.name}", "name": inst.name,
-            "source": inst.source, "target": inst.target}
+            "source": comment_safe(inst.source), "target": inst.target}
+
+
+def comment_safe(text: str) -> str:
+    """Text for a C++ comment: one line of printable ASCII (a spec path with a newline, a
+    trailing backslash or `*/` must not end the comment and inject code)."""
+    out = "".join(c if " " <= c <= "~" and c != "\\" else f"\\x{ord(c):02x}" if ord(c) < 256
+                  else f"\\u{ord(c):04x}" for c in text)
+    return out.replace("*/", "*\\x2f")  # every escape ends in a hex digit, never a backslash
 
 
 @dataclass
@@ -118,16 +127,33 @@ def _chunks(text: str, n: int = 2000) -> list[str]:
     return [text[i:i + n] for i in range(0, len(text), n)]
 
 
-def source_hash(root: Path, spec_files: Iterable[Path]) -> str:
-    """sha256 over the specs of the set and every file that shapes generated code."""
-    h = hashlib.sha256()
+def source_files(root: Path, spec_files: Iterable[Path]) -> list[Path]:
+    """The set's spec files and every file that shapes generated code."""
     files: list[Path] = sorted(set(spec_files))
     for d in HASHED_DIRS:
         files += sorted(p for p in (root / d).rglob("*")
                         if p.is_file() and "__pycache__" not in p.parts)
-    for p in files:
-        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return files
+
+
+def _rel(root: Path, p: Path) -> str:
+    # relpath, not relative_to: `build.py --specs DIR` may name specs outside the checkout
+    return os.path.relpath(p, root)
+
+
+def source_hash(root: Path, spec_files: Iterable[Path]) -> str:
+    """sha256 over the specs of the set and every file that shapes generated code."""
+    h = hashlib.sha256()
+    for p in source_files(root, spec_files):
+        h.update(_rel(root, p).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def source_digests(root: Path, spec_files: Iterable[Path]) -> dict[str, str]:
+    """sha256 per file of `source_files` (the manifest keeps them so that a stale module
+    can name what changed)."""
+    return {_rel(root, p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in source_files(root, spec_files)}
 
 
 def schema_rows() -> list[dict[str, Any]]:

@@ -75,7 +75,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for t in m["targets"]:
         why = mod.availability(t)
         print(f"target {t}: {'runs here' if why is None else 'cannot run here: ' + why}")
-    if len(mod.instances()) != len(m["instances"]):
+    if [r["name"] for r in mod.instances()] != m["instances"]:
         print("module: table and manifest disagree (torn install?)")
         ok = False
     stale = _loader.stale_reason()

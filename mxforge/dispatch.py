@@ -164,6 +164,7 @@ class TunedRow:
     topk: int
     T_max: int
     instance: str
+    origin: str = ""  # "file:line", for warnings
 
 
 def tuned_paths() -> list[Path]:
@@ -172,27 +173,68 @@ def tuned_paths() -> list[Path]:
     return env + sorted(TUNED_DIR.glob("*.csv"))
 
 
+def _warn(message: str) -> None:
+    warnings.warn(f"mxforge: {message}", RuntimeWarning, stacklevel=4)
+
+
+def _parse_tuned_row(cells: list[str]) -> tuple[Key, tuple[int, ...], str]:
+    """One data row -> (key, (N, K, E, topk, T_max), instance); ValueError says what is wrong."""
+    if len(cells) != len(TUNED_COLUMNS):
+        raise ValueError(f"{len(cells)} columns, expected {len(TUNED_COLUMNS)}")
+    r = dict(zip(TUNED_COLUMNS, cells))
+    if r["bias"] not in ("0", "1"):  # anything else would silently read as False
+        raise ValueError(f"bias must be 0 or 1, got {r['bias']!r}")
+    nums = []
+    for c in ("N", "K", "E", "topk", "T_max"):
+        if not r[c].isdigit():  # int() would take ' 1', '+1', '1_0'
+            raise ValueError(f"{c} must be a non-negative integer, got {r[c]!r}")
+        nums.append(int(r[c]))
+    if not r["instance"] or not r["target"] or not r["op"]:
+        raise ValueError("target, op and instance must not be empty")
+    key = Key(**{f: r["bias"] == "1" if f == "bias" else r[f] for f in KEY_FIELDS})
+    return key, tuple(nums), r["instance"]
+
+
 @functools.cache
 def _load_tuned(path: Path, mtime_ns: int) -> tuple[TunedRow, ...]:
-    """Parse one tuned CSV; a malformed file is ignored with a warning naming it."""
+    """Parse one tuned CSV. A file that cannot be read or has another header is ignored, a
+    malformed or duplicate row is skipped; each with a warning naming the file and line."""
     try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or tuple(reader.fieldnames) != TUNED_COLUMNS:
-                raise ValueError(f"header must be {','.join(TUNED_COLUMNS)}, "
-                                 f"got {','.join(reader.fieldnames or [])}")
-            rows = []
-            for lineno, r in enumerate(reader, start=2):
-                try:
-                    key = Key(**{f: (r[f] == "1") if f == "bias" else r[f] for f in KEY_FIELDS})
-                    rows.append(TunedRow(key, int(r["N"]), int(r["K"]), int(r["E"]),
-                                         int(r["topk"]), int(r["T_max"]), r["instance"]))
-                except (TypeError, ValueError, KeyError) as e:
-                    raise ValueError(f"line {lineno}: {e}") from None
-            return tuple(rows)
-    except (OSError, ValueError, csv.Error, UnicodeDecodeError) as e:
-        warnings.warn(f"mxforge: ignoring tuned table {path}: {e}", RuntimeWarning, stacklevel=3)
+        with open(path, newline="", encoding="utf-8") as fh:
+            lines = list(csv.reader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        _warn(f"ignoring tuned table {path}: {e}")
         return ()
+    if not lines or tuple(lines[0]) != TUNED_COLUMNS:
+        _warn(f"ignoring tuned table {path}:1: header must be {','.join(TUNED_COLUMNS)}, "
+              f"got {','.join(lines[0]) if lines else 'an empty file'}")
+        return ()
+    rows: list[TunedRow] = []
+    first: dict[tuple, int] = {}
+    for lineno, cells in enumerate(lines[1:], start=2):
+        if not cells:
+            continue  # blank line
+        try:
+            key, (N, K, E, topk, T_max), inst = _parse_tuned_row(cells)
+        except ValueError as e:
+            _warn(f"tuned table {path}:{lineno}: skipping malformed row: {e}")
+            continue
+        bm = table_block_m(inst)  # None: not compiled here (warned about if ever asked)
+        where = (key, N, K, E, topk, T_max, bm)
+        if bm is not None and where in first:  # two answers to one question: the first wins
+            _warn(f"tuned table {path}:{lineno}: skipping row that duplicates line "
+                  f"{first[where]} (same key, shape, T_max and block_m)")
+            continue
+        first[where] = lineno
+        rows.append(TunedRow(key, N, K, E, topk, T_max, inst, f"{path}:{lineno}"))
+    return tuple(rows)
+
+
+def table_block_m(name: str) -> int | None:
+    """block_m of a compiled instance (None if not compiled): stage 2 of two pipelines may
+    hold one row per block_m for the same key and shape."""
+    inst = next((i for i in table() if i.name == name), None)
+    return inst.block_m if inst else None
 
 
 def tuned_rows() -> list[TunedRow]:
@@ -201,8 +243,7 @@ def tuned_rows() -> list[TunedRow]:
         try:
             mtime = p.stat().st_mtime_ns
         except OSError as e:
-            warnings.warn(f"mxforge: ignoring tuned table {p}: {e.strerror}", RuntimeWarning,
-                          stacklevel=2)
+            _warn(f"ignoring tuned table {p}: {e.strerror}")
             continue
         out.extend(_load_tuned(p, mtime))
     return out
@@ -212,24 +253,28 @@ def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[In
     """The tuned row for (key, shape) with the smallest T_max >= T among rows whose instance
     is a candidate here. A table may hold rows for several block_m (stage 2 of two
     pipelines shares one key): rows for a block_m the caller excluded are skipped; a row
-    naming an instance that is not compiled at all is skipped with a warning."""
+    naming an instance that is not compiled, or one compiled for another key (a stale
+    table), is skipped with a warning naming the row."""
     rows = [r for r in tuned_rows() if r.key == key and (r.N, r.K, r.E, r.topk) ==
             (shape.N, shape.K, shape.E, shape.topk) and r.T_max >= shape.T]
     if not rows:
         return None, "no tuned row for this key and shape"
     by = {c.name: c for c in candidates}
-    compiled = {i.name for i in table()}
+    compiled = {i.name: i for i in table()}
     usable = []
     for r in rows:
         if r.instance in by:
             usable.append(r)
         elif r.instance not in compiled:
-            warnings.warn(f"mxforge: tuned row names {r.instance}, which this module does not "
-                          "have; skipping it", RuntimeWarning, stacklevel=3)
+            _warn(f"tuned row {r.origin} names {r.instance!r}, which this module does not "
+                  "have; skipping it")
+        elif compiled[r.instance].key() != key:
+            _warn(f"tuned row {r.origin} names {r.instance!r}, which serves "
+                  f"{compiled[r.instance].key().describe()}, not the row's key; skipping it")
     if not usable:
         return None, f"tuned rows name {sorted({r.instance for r in rows})}, none allowed here"
     row = min(usable, key=lambda r: r.T_max)
-    return by[row.instance], f"tuned for T <= {row.T_max}"
+    return by[row.instance], f"tuned for T <= {row.T_max} ({row.origin})"
 
 
 # ---- heuristic --------------------------------------------------------------------------

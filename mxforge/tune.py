@@ -148,22 +148,26 @@ def _heuristic_us(L, xs, routes, k1: Key, k2: Key, a_dtype: str, s2: str, rot: i
 
 
 def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape], target: str) -> None:
-    """The tuned CSV (dispatch.TUNED_COLUMNS): one stage-1 and one stage-2 row per choice."""
+    """The tuned CSV (dispatch.TUNED_COLUMNS): one stage-1 and one stage-2 row per choice.
+    Stage 2 of two pipelines can ask the same question (key, shape, T, block_m): it gets one
+    row, the faster instance (dispatch warns about and skips a second answer)."""
+    best: dict[tuple, tuple[float, tuple]] = {}  # question -> (us, row), in first-seen order
+    for c in choices:
+        sh = shapes[c.model]
+        a_dtype, s2 = PIPELINES[c.pipeline]
+        k1, k2 = _keys(target, sh, a_dtype, s2)
+        for key, N, K, inst, us in ((k1, 2 * sh.I, sh.H, c.stage1, c.stage1_us),
+                                    (k2, sh.H, sh.I, c.stage2, c.stage2_us)):
+            vals = {f: getattr(key, f) for f in KEY_FIELDS}
+            vals["bias"] = "1" if key.bias else "0"
+            row = tuple([vals[f] for f in KEY_FIELDS] + [N, K, sh.E, sh.topk, c.T, inst])
+            question = row[:-1] + (c.block_m,)
+            if question not in best or us < best[question][0]:
+                best[question] = (us, row)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(TUNED_COLUMNS)
-        seen: set[tuple] = set()  # stage 2 of two pipelines can share a key and an instance
-        for c in choices:
-            sh = shapes[c.model]
-            a_dtype, s2 = PIPELINES[c.pipeline]
-            k1, k2 = _keys(target, sh, a_dtype, s2)
-            for key, N, K, inst in ((k1, 2 * sh.I, sh.H, c.stage1), (k2, sh.H, sh.I, c.stage2)):
-                vals = {f: getattr(key, f) for f in KEY_FIELDS}
-                vals["bias"] = "1" if key.bias else "0"
-                row = tuple([vals[f] for f in KEY_FIELDS] + [N, K, sh.E, sh.topk, c.T, inst])
-                if row not in seen:
-                    seen.add(row)
-                    w.writerow(row)
+        w.writerows(row for _, row in best.values())
     tmp.replace(path)  # never a half-written table

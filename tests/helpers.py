@@ -16,12 +16,22 @@ Tolerances (why they are what they are):
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 import mxforge
+from mxforge import dispatch
 from mxforge import reference as ref
+from mxforge.dispatch import Key, Shape
 from mxforge.models import MoeShape
 
 BF16_TOL = 2.0 ** -8
@@ -126,3 +136,130 @@ def assert_requant_close(q: mxforge.MXTensor, expected: torch.Tensor, rows: torc
     assert codes_equal >= 0.99, f"only {codes_equal:.4f} of elements match"
     step = ref.e8m0_decode(want_s).repeat_interleave(32, dim=1)[:, :q.K] * 2.0
     assert ((got - want).abs() <= step + 1e-30).all(), "an element is off by more than one step"
+
+
+# ---- tuned tables (tests/test_dispatch.py, tests/test_robustness.py) ------------------
+
+A4W4_S1 = Key("cpu", "moe_stage1", a="pk_fp4", b="pk_fp4", out="bf16", activation="silu",
+              gate_up="concat", routed_weight="none", bias=False, layout="plain")
+TP8_S1 = Shape(T=1, N=384, K=3072, E=256, topk=8)
+
+
+def tuned_row(key: Key, shape: Shape, T_max: int, instance: str) -> dict:
+    d = {f: getattr(key, f) for f in dispatch.KEY_FIELDS}
+    d.update(N=shape.N, K=shape.K, E=shape.E, topk=shape.topk, T_max=T_max, instance=instance)
+    return d
+
+
+def tuned_csv(rows: list[dict]) -> str:
+    lines = [",".join(dispatch.TUNED_COLUMNS)]
+    for r in rows:
+        lines.append(",".join(str(int(r[c]) if isinstance(r[c], bool) else r[c])
+                              for c in dispatch.TUNED_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def write_tuned(path: Path, rows: list[dict]) -> None:
+    path.write_text(tuned_csv(rows))
+
+
+# ---- a copy of the checkout to build in (tests/test_build_faults.py) -------------------
+
+class Checkout:
+    """The sources of this checkout (build.py, codegen, templates, csrc, instances, mxforge
+    without a module) copied to `path`, with a small instance set `faults` (specs: common.yaml;
+    `only` the given globs). Builds there never touch this checkout's module."""
+    SOURCES = ("build.py", "codegen", "templates", "csrc", "instances", "mxforge")
+    SET = "faults"
+
+    def __init__(self, path: Path, only: list[str]) -> None:
+        root = Path(__file__).resolve().parents[1]
+        skip = shutil.ignore_patterns("__pycache__", "_C*.so", "_C.manifest.json", ".*.tmp")
+        for name in self.SOURCES:
+            src = root / name
+            if src.is_dir():
+                shutil.copytree(src, path / name, ignore=skip)
+            else:
+                shutil.copy2(src, path / name)
+        (path / "instances" / "sets" / f"{self.SET}.yaml").write_text(
+            f"specs: [common.yaml]\nonly: {json.dumps(only)}\n")
+        self.path = path
+
+    def build_args(self, *extra: str) -> list[str]:
+        return ["--set", self.SET, "--target", "cpu", "-j", "2", *extra]
+
+    def start(self, *extra: str, wrapper: str | None = None) -> subprocess.Popen[str]:
+        """build.py in its own session (so a test can signal the whole process group);
+        `wrapper`: Python code run instead of build.py, with ARGS (the build arguments)
+        defined, that imports build itself (fault injection)."""
+        args = self.build_args(*extra)
+        cmd = ([sys.executable, "-c", f"ARGS = {args!r}\n{wrapper}"] if wrapper
+               else [sys.executable, "build.py", *args])
+        env = {**os.environ, "MXFORGE_NO_CCACHE": "1", "PYTHONUNBUFFERED": "1"}
+        return subprocess.Popen(cmd, cwd=self.path, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)
+
+    def build(self, *extra: str, ok: bool = True) -> tuple[int, str]:
+        proc = self.start(*extra)
+        out, _ = proc.communicate(timeout=300)
+        assert not ok or proc.returncode == 0, out
+        return proc.returncode, out
+
+    def python(self, code: str) -> str:
+        """Run Python in the copy (its mxforge package, not this checkout's)."""
+        out = subprocess.run([sys.executable, "-c", code], cwd=self.path, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    def module_files(self) -> list[Path]:
+        return sorted((self.path / "mxforge").glob("_C*.so"))
+
+    def snapshot(self) -> dict[str, int]:
+        """mtime of every file under the copy (sources, build/, the installed module)."""
+        return {str(p.relative_to(self.path)): p.stat().st_mtime_ns
+                for p in self.path.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+class Output:
+    """Collects a process's output lines on a thread, so a test can wait for a line while
+    the process runs (and act on it: send a signal, start another build)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc, self.lines = proc, []
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cv:
+                self.lines.append(line)
+                self._cv.notify_all()
+        with self._cv:
+            self.lines.append("")  # EOF marker
+            self._cv.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 120.0) -> bool:
+        """True once a line contains `text`; False if the output ends first."""
+        end = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                if any(text in ln for ln in self.lines):
+                    return True
+                if self.lines and self.lines[-1] == "":
+                    return False
+                left = end - time.monotonic()
+                assert left > 0, f"no line with {text!r} after {timeout} s:\n{self.text}"
+                self._cv.wait(left)
+
+    def finish(self, timeout: float = 300.0) -> tuple[int, str]:
+        rc = self.proc.wait(timeout)
+        self._thread.join(timeout)
+        return rc, self.text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)

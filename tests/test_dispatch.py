@@ -14,33 +14,9 @@ import mxforge
 from mxforge import _loader, dispatch
 from mxforge.dispatch import Key, Shape, select
 
+from .helpers import A4W4_S1, TP8_S1, tuned_row, write_tuned
+
 ROOT = Path(__file__).resolve().parents[1]
-A4W4_S1 = Key("cpu", "moe_stage1", a="pk_fp4", b="pk_fp4", out="bf16", activation="silu",
-              gate_up="concat", routed_weight="none", bias=False, layout="plain")
-TP8_S1 = Shape(T=1, N=384, K=3072, E=256, topk=8)
-
-
-@pytest.fixture
-def tuned_file(tmp_path, monkeypatch):
-    path = tmp_path / "tuned.csv"
-    monkeypatch.setenv("MXFORGE_TUNED", str(path))
-    dispatch.clear_caches()
-    yield path
-    dispatch.clear_caches()
-
-
-def write_tuned(path: Path, rows: list[dict]) -> None:
-    lines = [",".join(dispatch.TUNED_COLUMNS)]
-    for r in rows:
-        lines.append(",".join(str(int(r[c]) if isinstance(r[c], bool) else r[c])
-                              for c in dispatch.TUNED_COLUMNS))
-    path.write_text("\n".join(lines) + "\n")
-
-
-def tuned_row(key: Key, shape: Shape, T_max: int, instance: str) -> dict:
-    d = {f: getattr(key, f) for f in dispatch.KEY_FIELDS}
-    d.update(N=shape.N, K=shape.K, E=shape.E, topk=shape.topk, T_max=T_max, instance=instance)
-    return d
 
 
 def test_table_rows_have_every_field():

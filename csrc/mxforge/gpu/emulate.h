@@ -191,7 +191,9 @@ inline uint32_t pack2<Fp16>(float lo, float hi) { return pack_f16x2(lo, hi); }
 
 // The emulated atom: C[16x8] += A[16x16] * B[8x16]^T in fp32, reading the tiles at mma
 // time; the accumulator layout is sm90's, so the staging code is exercised as on the GPU.
-struct Emu {};
+struct Emu {
+  static constexpr int kMaxSmem = 227 * 1024;
+};
 using Sm90 = Emu;  // rendered sm90 sources compile unchanged against the emulator
 template <class Arch, class InT>
 struct MmaAtom;
@@ -203,11 +205,15 @@ struct MmaAtom<Emu, InT> {
   using FragC = float[4];
   static int acc_row(int lane, int i) { return (lane >> 2) + ((i >> 1) << 3); }
   static int acc_col(int lane, int i) { return ((lane & 3) << 1) + (i & 1); }
-  static void load_a(FragA& a, const uint16_t* t, int ld, int) { a = FragA{t, ld}; }
-  static void load_b(FragB& b, const uint16_t* t, int ld, int) { b = FragB{t, ld}; }
-  static void load_b2(FragB& b0, FragB& b1, const uint16_t* t, int ld, int) {
-    b0 = FragB{t, ld};
-    b1 = FragB{t + 8 * ld, ld};
+  static void load_a(FragA& a, const uint16_t* t, int ld, int r0, int ks, int) {
+    a = FragA{t + r0 * ld + ks * kK, ld};
+  }
+  static void load_b(FragB& b, const uint16_t* t, int ld, int n0, int ks, int) {
+    b = FragB{t + n0 * ld + ks * kK, ld};
+  }
+  static void load_b2(FragB& b0, FragB& b1, const uint16_t* t, int ld, int n0, int ks, int) {
+    b0 = FragB{t + n0 * ld + ks * kK, ld};
+    b1 = FragB{t + (n0 + 8) * ld + ks * kK, ld};
   }
   static void mma(FragC& c, const FragA& a, const FragB& b) {
     const int lane = lane_id();

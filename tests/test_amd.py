@@ -36,7 +36,25 @@ A16W4 = "gfx942_moe_stage2_bf16xpk_fp4_obf16_m16_n128_k128_rwstage2_nobias_plain
 ONESTAGE = "gfx950_moe_1stage_pk_fp4xpk_fp4_obf16_m16_n128_k128_silu_concat_rwstage2_nobias_plain"
 SORT = "gfx942_moe_sort"
 CPU_QUANT = "cpu_mxfp4_quant_bf16_opk_fp4"
-ONLY = [A4W4, A16W4, ONESTAGE, SORT, CPU_QUANT]
+# ... and, from a test-only spec, fp16 activations with GELU (f16 MFMA, the device erf)
+FP16 = "{}_moe_stage1_fp16xpk_fp4_obf16_m32_n64_k64_sk1_gelu_interleaved_rwstage1_bias_plain"
+ONLY = [CPU_QUANT, SORT, A16W4, FP16.format("gfx942"), FP16.format("gfx950"), ONESTAGE, A4W4]
+EXTRA_SPEC = """\
+groups:
+  - id: fp16_gelu
+    op: moe_stage1
+    a: fp16
+    b: pk_fp4
+    out: bf16
+    block_m: 32
+    block_n: 64
+    block_k: 64
+    activation: gelu
+    gate_up: interleaved
+    bias: true
+    routed_weight: stage1
+    targets: [gfx942, gfx950]
+"""
 
 
 # ---- toolchain -----------------------------------------------------------------------------
@@ -170,8 +188,11 @@ def amd_build(tmp_path_factory):
         shutil.copytree(ROOT / d, root / d, ignore=shutil.ignore_patterns(
             "__pycache__", "_C*.so", "_C.manifest.json"))
     shutil.copy(ROOT / "build.py", root / "build.py")
-    cmd = [sys.executable, str(root / "build.py"), "--set", "default", "--target",
-           "cpu,gfx942,gfx950", "-j", "2"] + [x for n in ONLY for x in ("--only", n)]
+    (root / "instances" / "amdtest.yaml").write_text(EXTRA_SPEC)
+    (root / "instances" / "sets" / "amdtest.yaml").write_text(
+        "specs: [common.yaml, models.yaml, amdtest.yaml]\nonly: " + json.dumps(ONLY) + "\n")
+    cmd = [sys.executable, str(root / "build.py"), "--set", "amdtest", "--target",
+           "cpu,gfx942,gfx950", "-j", "2"]
     r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return root
@@ -179,14 +200,15 @@ def amd_build(tmp_path_factory):
 
 def test_isa_checker_passes_compiled_instances(amd_build):
     r = subprocess.run([sys.executable, str(amd_build / "scripts" / "check_amd_isa.py"),
-                        "--set", "default"] + [x for n in ONLY for x in ("--only", n)],
-                       cwd=amd_build, capture_output=True, text=True)
+                        "--set", "amdtest"], cwd=amd_build, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
     rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.startswith("gfx")}
     assert "scale_16x16x128_f8f6f4" in rows[A4W4]
     assert "16x16x32_bf16,scale_16x16x128_f8f6f4" in rows[ONESTAGE]
     assert "16x16x16_bf16" in rows[A16W4]
-    assert "4 instances, 0 failed" in r.stdout
+    assert "16x16x16_f16" in rows[FP16.format("gfx942")]
+    assert "16x16x32_f16" in rows[FP16.format("gfx950")]
+    assert "6 instances, 0 failed" in r.stdout
 
 
 def test_isa_checker_fails_without_the_mfma_and_with_scratch(amd_build, tmp_path):
@@ -197,7 +219,7 @@ def test_isa_checker_fails_without_the_mfma_and_with_scratch(amd_build, tmp_path
         sys.path.pop(0)
     from codegen.spec import load_set
     inst = next(i for i in load_set(ROOT / "instances", "default", tuple(T.TARGETS), [A4W4]).instances)
-    obj = amd_build / "build" / "default" / "obj" / "gfx950"
+    obj = amd_build / "build" / "amdtest" / "obj" / "gfx950"
     assert C.check(inst, obj).problems == []
     shutil.copy(obj / f"{A4W4}.hsaco", tmp_path / f"{A4W4}.hsaco")
     asm = (obj / f"{A4W4}.s").read_text()
@@ -210,7 +232,7 @@ def test_isa_checker_fails_without_the_mfma_and_with_scratch(amd_build, tmp_path
 
 
 def test_code_object_kernels_are_named_by_template(amd_build):
-    obj = amd_build / "build" / "default" / "obj"
+    obj = amd_build / "build" / "amdtest" / "obj"
     ks = kernels((obj / "gfx942" / f"{SORT}.hsaco").read_bytes())
     assert list(ks) == ["moe_sort_kernel"]
     ks = kernels((obj / "gfx950" / f"{A4W4}.hsaco").read_bytes())

@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "mxforge/mfma.h"
+
 // ======================================================================================
 // Part 1: both compiles (device and host part) -- keywords, arch tags, atom shapes, MMA
 // input choice, and the host launch API's declarations.
@@ -64,50 +66,6 @@ namespace dev {
 
 constexpr int kWarpSize = 64;
 using LaneMask = uint64_t;
-
-// Arch tags. kMaxSmem: LDS per work-group (the one-stage kernel's launcher checks it).
-struct Gfx942 {  // CDNA3: bf16/fp16 MFMA
-  static constexpr int kMaxSmem = 64 * 1024;
-};
-struct Gfx950 {  // CDNA4: + 16x16x32 bf16/fp16 and scaled f8f6f4 MFMA
-  static constexpr int kMaxSmem = 160 * 1024;
-};
-
-// gfx950 multiplies MX operands natively for fp4 and fp8 activations against fp4 weights
-// (v_mfma_scale_f32_16x16x128_f8f6f4); everything else goes through bf16/fp16.
-template <>
-struct MmaInput<Gfx950, Fp4Mx, Fp4Mx> { using type = MxPair<Fp4Mx, Fp4Mx>; };
-template <>
-struct MmaInput<Gfx950, Fp8Mx, Fp4Mx> { using type = MxPair<Fp8Mx, Fp4Mx>; };
-
-// ---- MFMA atoms -----------------------------------------------------------------------
-// Every atom is a 16x16 MFMA over one wavefront. Register layouts (AMD CDNA3/CDNA4 ISA,
-// "matrix fused multiply-add"; the same as CK-tile's WarpGemmAttributeMfmaImpl* for
-// these instructions): lane l holds
-//   A: row l % 16, k = kPerLane * (l / 16) + j, j < kPerLane (kPerLane = kK / 4);
-//   B: col l % 16, the same k;   (B is N-major in shared memory: row n holds K)
-//   C: 4 fp32, register i at row 4 * (l / 16) + i, col l % 16.
-// The scaled f8f6f4 MFMA (16x16x128) takes 32 K elements per lane, exactly one MX block,
-// so each lane also supplies one e8m0 scale per operand: the scale of its row's block.
-template <int K>
-struct Mfma16Shape {
-  static constexpr int kM = 16, kN = 16, kK = K, kAccRegs = 4;
-  static constexpr int kPerLane = K / 4;
-  using FragC = float[4];
-  MXF_HD static int acc_row(int lane, int i) { return 4 * (lane >> 4) + i; }
-  MXF_HD static int acc_col(int lane, int) { return lane & 15; }
-};
-
-template <class Arch, class InT>
-struct MmaAtom;  // specialized below (shapes here, device code in part 2)
-
-// Element format selector of the scaled MFMA (cbsz / blgp operands): e4m3 = 0, e2m1 = 4.
-template <class MxT>
-struct MfmaFmt;
-template <>
-struct MfmaFmt<Fp8Mx> { static constexpr int value = 0; };
-template <>
-struct MfmaFmt<Fp4Mx> { static constexpr int value = 4; };
 
 // ---- host launch API (defined by the HIP loader, csrc/targets/amd.cpp) ------------------
 using Stream = void*;  // hipStream_t
@@ -240,7 +198,7 @@ struct Mfma16Loads : Mfma16Shape<K> {
   using FragA = Frag;
   using FragB = Frag;
   MXF_DEV static void load(Frag& f, const uint16_t* tile, int ld, int row0, int ks, int lane) {
-    const uint16_t* p = tile + (row0 + (lane & 15)) * ld + ks * K + S::kPerLane * (lane >> 4);
+    const uint16_t* p = tile + (row0 + S::lane_row(lane)) * ld + ks * K + S::lane_k(lane);
     if constexpr (S::kPerLane == 8) {
       const Vec16 v = ld16(p);
       f.w[0] = v.x, f.w[1] = v.y, f.w[2] = v.z, f.w[3] = v.w;
@@ -273,8 +231,8 @@ struct MfmaScaleLoads : Mfma16Shape<128> {
   using FragB = MxFrag<BT>;
   template <class MxT>
   MXF_DEV static void load(MxFrag<MxT>& f, const uint16_t* tile, int ld, int row0, int ks, int lane) {
-    const uint8_t* row = reinterpret_cast<const uint8_t*>(tile + (row0 + (lane & 15)) * ld);
-    const int kblock = ks * 4 + (lane >> 4);
+    const uint8_t* row = reinterpret_cast<const uint8_t*>(tile + (row0 + lane_row(lane)) * ld);
+    const int kblock = (ks * kK + lane_k(lane)) / 32;  // lane_k is a multiple of 32 here
     const uint8_t* p = row + MxSmemRow<MxT>::data_byte(32 * kblock);
     const Vec16 lo = ld16(p);
     const Vec16 hi = MxT::kElemsPerByte == 1 ? ld16(p + 16) : zero16();

@@ -25,8 +25,8 @@
 #include "mxforge/mfma.h"
 
 // ======================================================================================
-// Part 1: both compiles (device and host part) -- keywords, arch tags, atom shapes, MMA
-// input choice, and the host launch API's declarations.
+// Part 1: both compiles (device and host part) -- keywords, wave size, and the host launch
+// API's declarations (the arch tags, MMA-input choice and atom shapes are in mfma.h).
 // ======================================================================================
 #if defined(MXF_HIP_HOST)
 // The kernels' bodies are parsed by g++ but never instantiated: the CUDA-style keywords

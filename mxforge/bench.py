@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 
 from . import ops
+from .library import mx_weight
 from . import reference as ref
 from .models import MoeShape, preset
 
@@ -127,8 +128,8 @@ def make_layer(shape: MoeShape, g: torch.Generator) -> Layer:
     q2, s2 = _random_mx(E, H, I, g, 121)
     b1 = torch.randn(E, 2 * I, device="cuda", generator=g) * 0.5 if shape.bias else None
     b2 = torch.randn(E, H, device="cuda", generator=g) * 0.5 if shape.bias else None
-    w1 = ops.mx_weight(q1, s1, H, "plain", "pk_fp4", b1, shape.gate_up)
-    w2 = ops.mx_weight(q2, s2, I, "plain", "pk_fp4", b2)
+    w1 = mx_weight(q1, s1, H, "plain", "pk_fp4", b1, shape.gate_up)
+    w2 = mx_weight(q2, s2, I, "plain", "pk_fp4", b2)
     d1 = torch.stack([ref.dequantize_mx(q1[e], s1[e], H, "e2m1", torch.bfloat16) for e in range(E)])
     d2 = torch.stack([ref.dequantize_mx(q2[e], s2[e], I, "e2m1", torch.bfloat16) for e in range(E)])
     return Layer(shape, w1, w2, d1.transpose(1, 2).contiguous(), d2.transpose(1, 2).contiguous())

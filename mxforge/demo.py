@@ -8,7 +8,8 @@ import torch
 from . import _loader, reference
 from .dispatch import describe_instances, instances
 from .models import preset
-from .ops import fused_moe, pack_weight, reference_weight
+from .library import fused_moe, pack_weight
+from .ops import reference_weight
 
 
 def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:

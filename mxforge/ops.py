@@ -20,6 +20,7 @@ from .errors import InputError, NoInstanceError, TargetUnavailableError
 
 ROUNDING_MODES = ("round_up", "floor", "ceil", "even")
 MX_DTYPES = ("pk_fp4", "fp8")
+W_DTYPES = ("pk_fp4", "fp8", "bf16")
 TORCH_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 OUT_TORCH = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 TOKEN_LIMIT = 1 << 24  # sorted rows encode the token in 24 bits
@@ -96,6 +97,41 @@ class MoeWeight:
     bias: torch.Tensor | None = None
     gate_up: str | None = None
 
+    def __post_init__(self) -> None:
+        """Sizes, dtypes and devices must be what the kernels will read: a weight built by
+        hand, or packed for another layout, fails here rather than reading out of bounds."""
+        if self.dtype not in W_DTYPES:
+            raise InputError(f"MoeWeight dtype {self.dtype!r} (allowed: {', '.join(W_DTYPES)})")
+        if self.dtype != "pk_fp4" and self.layout != "plain":
+            raise InputError(f"MoeWeight layout {self.layout} exists for pk_fp4 weights only")
+        if self.gate_up not in (None, "concat", "interleaved"):
+            raise InputError(f"MoeWeight gate_up {self.gate_up!r} (allowed: concat, interleaved, "
+                             "None for w2)")
+        if min(self.E, self.N, self.K) < 1:
+            raise InputError(f"MoeWeight [E={self.E}, N={self.N}, K={self.K}]: every dimension "
+                             "must be positive")
+        dev = self.data.device
+        if self.dtype == "bf16":
+            check("MoeWeight.data", self.data, dtypes=(torch.bfloat16,),
+                  shape=(self.E, self.N, self.K))
+            if self.scales is not None:
+                raise InputError("MoeWeight: bf16 weights have no scales")
+        else:
+            wb, sb = layout_sizes(self.layout, self.N, self.K)
+            if self.dtype == "fp8":
+                wb *= 2
+            for name, t, per_expert in (("data", self.data, wb), ("scales", self.scales, sb)):
+                check(f"MoeWeight.{name}", t, dtypes=(torch.uint8,), device=dev)
+                if t.dim() < 1 or t.shape[0] != self.E or t.numel() != self.E * per_expert:
+                    raise InputError(
+                        f"MoeWeight.{name}: shape {list(t.shape)} holds {t.numel()} bytes; "
+                        f"{self.dtype} [E={self.E}, N={self.N}, K={self.K}] in layout "
+                        f"{self.layout} needs [{self.E}, ...] with {per_expert} bytes per expert "
+                        "(packed for another layout or shape?)")
+        if self.bias is not None:
+            check("MoeWeight.bias", self.bias, dtypes=(torch.float32,), shape=(self.E, self.N),
+                  device=dev)
+
     @property
     def device(self) -> torch.device:
         return self.data.device
@@ -138,6 +174,8 @@ def check(name: str, t: Any, *, dtypes: tuple[torch.dtype, ...] | None = None,
 
 def check_rows(name: str, t: torch.Tensor) -> None:
     """2-D activations may have a row stride, but elements of a row must be adjacent."""
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if t.dim() != 2:
         raise InputError(f"{name}: expected a 2-D tensor [rows, K], got shape {list(t.shape)}")
     if t.shape[1] > 1 and t.stride(1) != 1:
@@ -286,79 +324,6 @@ def _pack(src_w: torch.Tensor | None, src_s: torch.Tensor, E: int, N: int, K: in
     return dst_w, dst_s
 
 
-def shuffle_scales(s: torch.Tensor) -> torch.Tensor:
-    """e8m0 scales [R, C] -> aiter-shuffled [round_up(R, 32) * round_up(C, 8)] (flat)."""
-    check("scales", s, dtypes=(torch.uint8,), shape=(None, None))
-    R, C = s.shape
-    _, out = _pack(None, s, 1, R, C * 32, "shuffled", 0)
-    return out.view(-1)
-
-
-def unshuffle_scales(s: torch.Tensor, R: int, C: int) -> torch.Tensor:
-    """The inverse of shuffle_scales: [R, C]."""
-    check("scales", s, dtypes=(torch.uint8,))
-    _, out = _pack(None, s.reshape(1, -1), 1, R, C * 32, "shuffled", 1)
-    return out.view(R, C)
-
-
-def mx_weight(q: torch.Tensor, scales: torch.Tensor, K: int, layout: str = "plain",
-              dtype: str = "pk_fp4", bias: torch.Tensor | None = None,
-              gate_up: str | None = None) -> MoeWeight:
-    """Pack already-quantized weights (q [E, N, Kp/2] or fp8 [E, N, Kp], scales
-    [E, N, Kp/32], plain row-major, e.g. from an MXFP4 checkpoint) for `layout`."""
-    if dtype not in MX_DTYPES:
-        raise InputError(f"weight dtype {dtype!r} (allowed: {', '.join(MX_DTYPES)}, or "
-                         "dense_weight() for bf16)")
-    kp = round_up(K, 32)
-    check("q", q, dtypes=(torch.uint8,), shape=(None, None, kp // 2 if dtype == "pk_fp4" else kp))
-    E, N = q.shape[:2]
-    check("scales", scales, dtypes=(torch.uint8,), shape=(E, N, kp // 32), device=q.device)
-    if layout != "plain" and dtype != "pk_fp4":
-        raise InputError(f"layout {layout} exists for pk_fp4 weights only")
-    if layout == "plain":
-        w, s = q, scales
-    else:
-        w, s = _pack(q.reshape(E, -1), scales.reshape(E, -1), E, N, K, layout, 0)
-    return MoeWeight(w, s, dtype, layout, E, N, K, _bias(bias, E, N, q.device), gate_up)
-
-
-def _bias(bias: torch.Tensor | None, E: int, N: int, device: torch.device) -> torch.Tensor | None:
-    if bias is None:
-        return None
-    check("bias", bias, dtypes=(torch.float32, torch.bfloat16, torch.float16), shape=(E, N),
-          device=device, contiguous=False)
-    return bias.to(torch.float32).contiguous()
-
-
-def pack_weight(w: torch.Tensor, dtype: str = "pk_fp4", layout: str = "plain",
-                rounding: str = "round_up", bias: torch.Tensor | None = None,
-                gate_up: str | None = None) -> MoeWeight:
-    """Quantize dense expert weights w [E, N, K] to `dtype` and pack them for `layout`."""
-    check("w", w, dtypes=tuple(TORCH_DTYPES), shape=(None, None, None))
-    if gate_up not in (None, "concat", "interleaved"):
-        raise InputError(f"gate_up {gate_up!r} (allowed: concat, interleaved, None for w2)")
-    E, N, K = w.shape
-    if dtype == "bf16":
-        if layout != "plain":
-            raise InputError(f"layout {layout} exists for pk_fp4 weights only")
-        return MoeWeight(w.to(torch.bfloat16).contiguous(), None, "bf16", "plain", E, N, K,
-                         _bias(bias, E, N, w.device), gate_up)
-    q = quantize(w.reshape(E * N, K), dtype, rounding)
-    return mx_weight(q.data.view(E, N, -1), q.scales.view(E, N, -1), K, layout, dtype, bias, gate_up)
-
-
-def unpack_weight(w: MoeWeight) -> tuple[torch.Tensor, torch.Tensor]:
-    """MX weights back to plain (q [E, N, Kp/2], scales [E, N, Kp/32])."""
-    if w.scales is None:
-        raise InputError("unpack_weight: dense weights have no MX packing")
-    kp = round_up(w.K, 32)
-    if w.layout == "plain":
-        return w.data, w.scales
-    q, s = _pack(w.data, w.scales, w.E, w.N, w.K, w.layout, 1)
-    assert q is not None
-    return q.view(w.E, w.N, kp // 2), s.view(w.E, w.N, kp // 32)
-
-
 def reference_weight(w: MoeWeight) -> Any:
     """The torch reference's view of packed weights (mxforge.reference.WeightRef), unpacked
     by the reference's own torch code, not by a kernel."""
@@ -457,6 +422,8 @@ def fused_quant_sort(x: Activation, topk_ids: torch.Tensor, topk_weights: torch.
     if isinstance(x, MXTensor):
         if x.rows != T:
             raise InputError(f"x: {x.rows} rows, topk_ids has {T}")
+        if x.device != topk_ids.device:
+            raise InputError(f"x: on {x.device}, topk_ids on {topk_ids.device}")
         q, a_name, key_out = x, "bf16", x.dtype
     else:
         check_rows("x", x)
@@ -502,14 +469,22 @@ def _gemm_key(target: str, op: str, a: Activation, w: MoeWeight, out: str, activ
 def _check_sort(sort: SortResult, device: torch.device, block_m: int) -> None:
     if not isinstance(sort, SortResult):
         raise InputError(f"sort: expected a SortResult from moe_sort, got {type(sort).__name__}")
-    if sort.sorted_ids.device != device:
-        raise InputError(f"sort: on {sort.sorted_ids.device}, operands on {device}")
+    P = sort_capacity(sort.T, sort.topk, sort.E, sort.block_m)
+    for name, t, dt, n in (("sorted_ids", sort.sorted_ids, torch.int32, P),
+                           ("sorted_weights", sort.sorted_weights, torch.float32, P),
+                           ("sorted_expert_ids", sort.sorted_expert_ids, torch.int32,
+                            cdiv(P, sort.block_m)),
+                           ("num_valid_ids", sort.num_valid_ids, torch.int32, 2)):
+        check(f"sort.{name}", t, dtypes=(dt,), shape=(n,), device=device)
     if sort.block_m != block_m:
         raise InputError(f"sort: sorted with block_m {sort.block_m}, but the selected instance "
                          f"has block_m {block_m}; sort with block_m={block_m}")
 
 
-def _a_operand(args: Any, a: Activation, rows: int, K: int, name: str) -> None:
+def _a_operand(args: Any, a: Activation, rows: int, K: int, name: str,
+               device: torch.device) -> None:
+    if a.device != device:
+        raise InputError(f"{name}: on {a.device}, weights on {device} (all operands on one device)")
     if isinstance(a, MXTensor):
         if a.rows != rows or a.K != K:
             raise InputError(f"{name}: MXTensor [{a.rows} rows, K={a.K}], expected [{rows}, K={K}]")
@@ -566,7 +541,7 @@ def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str =
         raise InputError(f"sort: E = {sort.E}, w1 has {w1.E} experts")
     C = _loader.module()
     args = C.MoeGemmArgs()
-    _a_operand(args, a, sort.T, w1.K, "a")
+    _a_operand(args, a, sort.T, w1.K, "a", w1.device)
     _weights(args, w1)
     _sorted(args, sort)
     rows = sort.T * sort.topk
@@ -606,7 +581,7 @@ def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Te
     check("out", out, dtypes=(OUT_TORCH[out_dtype],), shape=(sort.T, w2.N), device=device)
     C = _loader.module()
     args = C.MoeGemmArgs()
-    _a_operand(args, inter, sort.T * sort.topk, w2.K, "inter")
+    _a_operand(args, inter, sort.T * sort.topk, w2.K, "inter", w2.device)
     _weights(args, w2)
     _sorted(args, sort)
     args.out, args.out_stride = out.data_ptr(), w2.N
@@ -620,14 +595,17 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
                activation: str = "silu", out: torch.Tensor | None = None, out_dtype: str = "bf16",
                routed_weight: str = "stage2", instance: str | None = None) -> torch.Tensor:
     """Stage 1 (bf16 intermediate) and stage 2 in one launch: returns out [T, H] (+=)."""
-    if not isinstance(w2, MoeWeight):
-        raise InputError(f"w2: expected a MoeWeight, got {type(w2).__name__}")
+    for name, w in (("w1", w1), ("w2", w2)):
+        if not isinstance(w, MoeWeight):
+            raise InputError(f"{name}: expected a MoeWeight, got {type(w).__name__}")
     if (w2.dtype, w2.layout) != (w1.dtype, w1.layout) or (w1.bias is None) != (w2.bias is None):
         raise InputError(f"w1 ({w1.dtype}, {w1.layout}, bias={w1.bias is not None}) and w2 "
                          f"({w2.dtype}, {w2.layout}, bias={w2.bias is not None}) must match "
                          "for the one-stage kernel")
     key = _gemm_key(target_of(w1.device), "moe_1stage", a, w1, out_dtype, activation,
                     routed_weight, w1.bias is not None)
+    if w2.device != w1.device:
+        raise InputError(f"w2: on {w2.device}, w1 on {w1.device} (all operands on one device)")
     if w2.K * 2 != w1.N or w2.E != w1.E:
         raise InputError(f"w2 [{w2.E}, {w2.N}, {w2.K}] does not follow w1 [{w1.E}, {w1.N}, "
                          f"{w1.K}] (need w2.K = w1.N / 2, same E)")
@@ -640,7 +618,7 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
     check("out", out, dtypes=(OUT_TORCH[out_dtype],), shape=(sort.T, w2.N), device=device)
     C = _loader.module()
     args = C.MoeGemmArgs()
-    _a_operand(args, a, sort.T, w1.K, "a")
+    _a_operand(args, a, sort.T, w1.K, "a", w1.device)
     _weights(args, w1)
     _weights(args, w2, second=True)
     _sorted(args, sort)
@@ -709,9 +687,13 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
         raise InputError(f"path {path!r} (allowed: auto, two_stage, one_stage)")
     target = target_of(x.device)
     E = w1.E
+    check("topk_ids", topk_ids, device=x.device, contiguous=False)
     T_, k = _check_routing(topk_ids, topk_weights, E, expert_mask, validate)
     if T_ != T:
         raise InputError(f"topk_ids: {T_} rows, x has {T}")
+    for name, dev in (("w1", w1.device), ("w2", w2.device)):
+        if dev != x.device:
+            raise InputError(f"{name}: on {dev}, x on {x.device} (all operands on one device)")
     a_name = TORCH_DTYPES[x.dtype] if a_dtype in ("bf16", "fp16") else a_dtype
     if a_dtype in ("bf16", "fp16") and a_name != a_dtype:
         raise InputError(f"a_dtype {a_dtype} but x is {x.dtype}")

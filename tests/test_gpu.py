@@ -150,3 +150,97 @@ def test_fused_moe_cuda_graph(grng):
     torch.cuda.synchronize()
     err = float((y.double() - eager.double()).norm() / eager.double().norm())
     assert err < 1e-2  # bf16 atomics accumulate in another order
+
+
+# ---- torch integration: opcheck, CUDA-graph capture of every op, torch.compile -------------
+
+# Ops whose GPU results depend on the order of atomic additions (stage 2's bf16 atomics,
+# split-K's fp32 atomics) are compared within the accumulation tolerance; the rest exactly.
+EXACT_OPS = ("quantize", "dequantize", "mx_pack", "moe_sort", "fused_quant_sort")
+
+
+@pytest.fixture(scope="module")
+def gpu_cases():
+    from .torch_cases import op_cases
+    g = torch.Generator(device=GPU).manual_seed(int.from_bytes(os.urandom(4), "little"))
+    return {c.name: c for c in op_cases(16, g, GPU)}
+
+
+def _assert_same(name, got, want):
+    from .helpers import ACCUM_TOL, rel_l2
+    for a, b in zip(got, want):
+        if name in EXACT_OPS or a.dtype == torch.uint8:
+            assert torch.equal(a, b), name
+        else:
+            assert rel_l2(a, b) < ACCUM_TOL, name
+
+
+@pytest.mark.parametrize("name", ["quantize", "dequantize", "mx_pack", "moe_sort",
+                                  "fused_quant_sort", "moe_stage1", "moe_stage2", "moe_1stage",
+                                  "fused_moe"])
+def test_op_cuda_graph_and_opcheck(gpu_cases, name):
+    """Each op: opcheck with CUDA tensors; captured in a CUDA graph, its outputs poisoned,
+    then replayed twice: the replay recomputes every output exactly as eager does (no host
+    sync, nothing frozen at capture time)."""
+    from .helpers import ACCUM_TOL
+    c = gpu_cases[name]
+    eager = [t.clone() for t in c.run()]
+    if name in EXACT_OPS:
+        torch.library.opcheck(c.op, c.args)
+    else:  # eager and traced calls may add their atomics in another order
+        scale = max(float(t.float().abs().max()) for t in eager if t.is_floating_point())
+        torch.library.opcheck(c.op, c.args, rtol=ACCUM_TOL, atol=ACCUM_TOL * scale)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        c.run()  # warm-up outside capture
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        res = c.op(*c.args)
+    outs = (c.accumulates,) if c.accumulates is not None else (res if isinstance(res, tuple) else (res,))
+    for _ in range(2):
+        for t in outs:
+            if c.accumulates is not None:
+                t.zero_()  # the op adds into out
+            else:
+                t.view(torch.uint8).fill_(0xFF)  # poison: replay must rewrite every byte
+        graph.replay()
+        torch.cuda.synchronize()
+        _assert_same(name, outs, eager)
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compile_fused_moe(mode, grng):
+    """torch.compile with inductor, fullgraph (no graph break); reduce-overhead also runs
+    the compiled graph under CUDA graphs."""
+    from .helpers import ACCUM_TOL, make_layer, rel_l2
+    from mxforge.models import PRESETS
+    L = make_layer(PRESETS["gpt-oss-120b"], 8, grng, GPU)
+
+    def layer(x, topk_weights, topk_ids):
+        return mxforge.fused_moe(x, L.w1, L.w2, topk_weights, topk_ids, activation="swiglu_oai")
+
+    compiled = torch.compile(layer, fullgraph=True, mode=mode)
+    eager = layer(L.x, L.topk_weights, L.topk_ids)
+    for _ in range(3):
+        got = compiled(L.x, L.topk_weights, L.topk_ids)
+        torch.cuda.synchronize()
+        assert rel_l2(got, eager) < ACCUM_TOL
+
+
+def test_operands_on_two_devices_are_rejected(grng):
+    """CPU and CUDA operands mixed: a clear error before any kernel sees a foreign pointer."""
+    from .helpers import make_layer
+    from mxforge.models import PRESETS
+    L = make_layer(PRESETS["minimax-m2.1-tp8"], 4, grng, GPU, E=16)
+    cpu = torch.device("cpu")
+    with pytest.raises(mxforge.InputError, match=r"topk_ids: on cpu, expected cuda"):
+        mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights.to(cpu), L.topk_ids.to(cpu))
+    with pytest.raises(mxforge.InputError, match=r"topk_weights: on cpu, expected cuda"):
+        mxforge.moe_sort(L.topk_ids, L.topk_weights.to(cpu), 16, 32)
+    sort = mxforge.moe_sort(L.topk_ids, L.topk_weights, 16, 32)
+    with pytest.raises(mxforge.InputError, match=r"a: on cpu, weights on cuda"):
+        mxforge.moe_stage1(L.x.to(cpu), L.w1, sort)
+    with pytest.raises(mxforge.InputError, match=r"x: on cpu, topk_ids on cuda"):
+        mxforge.fused_quant_sort(L.x.to(cpu), L.topk_ids, L.topk_weights, 16, 32)

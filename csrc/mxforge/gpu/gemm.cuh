@@ -162,6 +162,7 @@ struct TileLoader {
   dev::Vec16 v[kSlots];
   uint8_t sc[kSlots];
 
+  TileLoader() = default;  // LoaderRing's copies
   MXF_DEV TileLoader(const Rows& r, const int* rows_, int64_t kend_)
       : src(r), row_of(rows_), kend(kend_), vec(r.vec_ok()) {}
 
@@ -302,28 +303,70 @@ struct ATileView<ResidentA> {
   MXF_DEV static int ld(const ResidentA& r) { return r.ld; }
 };
 
-// The main loop over k-tiles [kt0, kt1) of a K-long reduction: register prefetch of the
-// next k-tile while the MMAs of the current one run. Ends with a barrier, so shared
+// How many k-tiles of loads a CTA keeps in flight (register copies of the loaders). At
+// small T a CTA walks a long chain of k-tiles whose time is the load latency, not the MMAs,
+// so decode tiles (block_m <= 32, few 16-byte chunks per thread) keep up to 3 in flight;
+// larger tiles keep 1 (their registers go to accumulators). check_sass.py fails any
+// instance where this spills.
+template <class L>
+struct LoaderSlots {
+  static constexpr int value = L::kSlots;
+};
+template <>
+struct LoaderSlots<ResidentA> {
+  static constexpr int value = 0;
+};
+template <class Tile, class ALoader, class BLoader>
+struct LoadDepth {
+  static constexpr int kSlots = LoaderSlots<ALoader>::value + LoaderSlots<BLoader>::value;
+  static constexpr int value = Tile::BM > 32 ? 1 : kSlots <= 6 ? 3 : kSlots <= 10 ? 2 : 1;
+};
+
+template <class L, int D>
+struct LoaderRing {  // D copies of a loader: one register set per k-tile in flight
+  L l[D];
+  MXF_DEV explicit LoaderRing(const L& x) {
+#pragma unroll
+    for (int i = 0; i < D; ++i) l[i] = x;
+  }
+};
+
+// The main loop over k-tiles [kt0, kt1) of a K-long reduction: the loads of the next
+// DEPTH k-tiles are in flight (in registers) while the MMAs of the current one run; tile kt
+// lives in copy kt % DEPTH (the inner loop is unrolled, so every index is a constant and
+// nothing leaves registers). DEPTH 0 = LoadDepth's choice. Ends with a barrier, so shared
 // memory is free for the epilogue.
-template <class Tile, class InT, class ALoader, class BLoader>
-MXF_DEV void gemm_mainloop(WarpMma<Tile, InT>& mma, ALoader& al, BLoader& bl, uint16_t* sa,
-                           uint16_t* sb, int kt0, int kt1, int64_t K) {
+template <int DEPTH = 0, class Tile, class InT, class ALoader, class BLoader>
+MXF_DEV void gemm_mainloop(WarpMma<Tile, InT>& mma, const ALoader& al0, const BLoader& bl0,
+                           uint16_t* sa, uint16_t* sb, int kt0, int kt1, int64_t K) {
+  constexpr int D = DEPTH > 0 ? DEPTH : LoadDepth<Tile, ALoader, BLoader>::value;
   if (kt0 >= kt1) return;
-  al.load(int64_t(kt0) * Tile::BK);
-  bl.load(int64_t(kt0) * Tile::BK);
-  for (int kt = kt0; kt < kt1; ++kt) {
-    al.store(sa, Tile::kLdA);
-    bl.store(sb, Tile::kLdB);
-    dev::sync_threads();
-    if (kt + 1 < kt1) {
-      al.load(int64_t(kt + 1) * Tile::BK);
-      bl.load(int64_t(kt + 1) * Tile::BK);
+  LoaderRing<ALoader, D> al(al0);
+  LoaderRing<BLoader, D> bl(bl0);
+#pragma unroll
+  for (int s = 0; s < D; ++s)
+    if (kt0 + s < kt1) {
+      al.l[s].load(int64_t(kt0 + s) * Tile::BK);
+      bl.l[s].load(int64_t(kt0 + s) * Tile::BK);
     }
-    const int64_t left = K - int64_t(kt) * Tile::BK;
-    const int ksteps = int(cdiv(cmin<int64_t>(Tile::BK, left), WarpMma<Tile, InT>::Atom::kK));
-    mma.run(ATileView<ALoader>::at(al, sa, kt * Tile::BK),
-            ATileView<ALoader>::template ld<Tile>(al), sb, Tile::kLdB, ksteps);
-    dev::sync_threads();
+  for (int base = kt0; base < kt1; base += D) {
+#pragma unroll
+    for (int s = 0; s < D; ++s) {
+      const int kt = base + s;
+      if (kt >= kt1) break;
+      al.l[s].store(sa, Tile::kLdA);
+      bl.l[s].store(sb, Tile::kLdB);
+      dev::sync_threads();
+      if (kt + D < kt1) {
+        al.l[s].load(int64_t(kt + D) * Tile::BK);
+        bl.l[s].load(int64_t(kt + D) * Tile::BK);
+      }
+      const int64_t left = K - int64_t(kt) * Tile::BK;
+      const int ksteps = int(cdiv(cmin<int64_t>(Tile::BK, left), WarpMma<Tile, InT>::Atom::kK));
+      mma.run(ATileView<ALoader>::at(al.l[0], sa, kt * Tile::BK),
+              ATileView<ALoader>::template ld<Tile>(al.l[0]), sb, Tile::kLdB, ksteps);
+      dev::sync_threads();
+    }
   }
 }
 

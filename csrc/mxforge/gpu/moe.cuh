@@ -382,7 +382,9 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a)
       typename S::BLoader bl(S::BRows::make(a.b, a.b_scales, e, a.N, a.K), s_brow, S::BRows::kend(a.K));
       WarpMma<typename S::Tile, typename S::InT> mma;
       mma.zero();
-      gemm_mainloop(mma, al, bl, sa, sb, 0, int(cdiv(a.K, S::BK)), a.K);
+      // One k-tile in flight: the one-stage kernel holds the intermediate and two GEMMs'
+      // state, and its registers are near the limit already (docs/sm90-sass.txt).
+      gemm_mainloop<1>(mma, al, bl, sa, sb, 0, int(cdiv(a.K, S::BK)), a.K);
       mma.stage(sc);
       dev::sync_threads();
       for (int idx = dev::thread_x(); idx < S::BM * (S::BN / 2); idx += S::NT) {
@@ -405,7 +407,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a)
       typename S::B2Loader bl(S::BRows::make(a.b2, a.b2_scales, e, H, I), s_brow, S::BRows::kend(I));
       WarpMma<typename S::Tile, Bf16> mma;
       mma.zero();
-      gemm_mainloop(mma, al, bl, sa, sb, 0, int(cdiv(I, S::BK)), I);
+      gemm_mainloop<1>(mma, al, bl, sa, sb, 0, int(cdiv(I, S::BK)), I);
       mma.stage(sc);
       dev::sync_threads();
       accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(sc, a, bias_e, n0, H, rows);

@@ -1,10 +1,19 @@
-"""Write build.ninja (with ninja.ninja_syntax) for one set and its targets."""
+"""Write build.ninja (with ninja.ninja_syntax) for one set and its targets.
+
+cpu and sm90 instances compile to one object each. An AMD instance (gfx942, gfx950)
+takes four steps, each a ninja edge so that every product can be inspected:
+  <name>.hip --clang device-only -S--> obj/<t>/<name>.s        (read by check_amd_isa.py)
+             --assemble + ld.lld-----> obj/<t>/<name>.hsaco    (the code object)
+             --embed_hsaco.py--------> obj/<t>/<name>.co.cpp   (its bytes + kernel names)
+  <name>.hip --g++ -DMXF_HIP_HOST----> obj/<t>/<name>.o        (the host launchers)
+"""
 from __future__ import annotations
 
 import io
 import os
 import shlex
 import shutil
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -19,6 +28,18 @@ CPU_FLAGS = [CXX_STD, "-O2", "-fPIC", "-fopenmp", "-fvisibility=hidden", "-Wall"
 NVCC_FLAGS = [CXX_STD, "-O3", "-gencode=arch=compute_90a,code=sm_90a", "-Xcompiler=-fPIC",
               "-Xcompiler=-fvisibility=hidden", "--expt-relaxed-constexpr", "-lineinfo",
               "-Xptxas=-warn-spills"]
+# AMD device code: clang in HIP mode without HIP headers or device libraries (the device
+# layer uses builtins only), device side only.
+HIP_FLAGS = [CXX_STD, "-O3", "-x", "hip", "-nogpuinc", "-nogpulib", "--cuda-device-only",
+             "-Wno-unused-function", "-Wno-unused-variable"]
+# The host part of an AMD instance: the launchers, compiled as C++ (device_amd.h part 3).
+HIP_HOST_FLAGS = ["-x", "c++", "-DMXF_HIP_HOST", "-Wno-unknown-pragmas", "-Wno-unused-but-set-variable"]
+
+
+def code_object_symbol(source: Path) -> str:
+    """The C++ name of an AMD instance's embedded code object (the source's stem is the
+    canonical instance name, a C++ identifier)."""
+    return f"mxf_{source.stem}_co"
 
 
 def compiler_launcher() -> str:
@@ -55,34 +76,78 @@ def write_ninja(root: Path, build_dir: Path, sources: dict[str, list[Path]],
         w.variable("nvcc", shlex.join(nvcc().command))
         w.variable("nvflags", " ".join(NVCC_FLAGS + [inc]))
         ldflags += [f"-L{cudart_static_dir(cuda_home())}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+    amd = [t for t in sources if TARGETS[t].rule == "hip"]
+    if amd:
+        tc = TARGETS[amd[0]].toolchain()  # one clang for every AMD arch of the build
+        w.variable("hipcc", shlex.join(tc.command))
+        w.variable("lld", shlex.join(tc.linker))
+        w.variable("hipflags", " ".join(HIP_FLAGS + [inc]))
+        w.variable("python", shlex.quote(sys.executable))
+        w.variable("embed", shlex.quote(str(root / "codegen" / "embed_hsaco.py")))
+        ldflags += ["-ldl", "-lpthread"]
     w.variable("ldflags", " ".join(ldflags))
     w.newline()
     w.rule("cxx", "$launcher $cxx $cflags $extra -MD -MF $out.d -c $in -o $out",
            depfile="$out.d", deps="gcc", description="CXX $label")
     w.rule("nvcc", "$launcher $nvcc $nvflags -MD -MF $out.d -c $in -o $out",
            depfile="$out.d", deps="gcc", description="NVCC $label")
+    if amd:
+        # (the driver applies -MD to host compiles only: the depfile is asked of cc1)
+        w.rule("hip_s", "$hipcc $hipflags --offload-arch=$arch -Xclang -dependency-file "
+               "-Xclang $out.d -Xclang -MT -Xclang $out -S $in -o $out",
+               depfile="$out.d", deps="gcc", description="HIP $label")
+        # assemble the compiler's own assembly, then link the code object (ld.lld directly:
+        # ziglang's driver cannot run its lld for AMDGPU, see codegen/targets.py)
+        w.rule("hip_co", "$hipcc --target=amdgcn-amd-amdhsa -mcpu=$arch -x assembler -c $in "
+               "-o $out.o && $lld -shared --no-undefined $out.o -o $out && rm -f $out.o",
+               description="HSACO $label")
+        w.rule("hip_embed", "$python $embed --instance $instance --arch $arch --symbol $symbol "
+               "$in $out", description="EMBED $label")
     w.rule("link", "$cxx $in -o $out $ldflags", description="LINK $out")
     w.newline()
     objs: list[str] = []
 
-    def compile_(src: Path, rule: str, label: str, extra: str = "") -> None:
+    def obj_of(src: Path, suffix: str = ".o") -> Path:
         if src.is_relative_to(build_dir):
-            obj = build_dir / "obj" / src.relative_to(build_dir).with_suffix(".o")
-        else:
-            obj = build_dir / "obj" / "csrc" / src.relative_to(root / "csrc").with_suffix(".o")
+            return build_dir / "obj" / src.relative_to(build_dir).with_suffix(suffix)
+        return build_dir / "obj" / "csrc" / src.relative_to(root / "csrc").with_suffix(suffix)
+
+    def compile_(src: Path, rule: str, label: str, extra: str = "") -> None:
+        obj = obj_of(src)
         variables = {"label": label}
         if extra:
             variables["extra"] = extra
         w.build(str(obj), rule, str(src), variables=variables)
         objs.append(str(obj))
 
+    def amd_instance(src: Path, arch: str, label: str) -> None:
+        sym = code_object_symbol(src)
+        asm, hsaco, co_cpp = obj_of(src, ".s"), obj_of(src, ".hsaco"), obj_of(src, ".co.cpp")
+        w.build(str(asm), "hip_s", str(src), variables={"label": label, "arch": arch})
+        w.build(str(hsaco), "hip_co", str(asm), variables={"label": label, "arch": arch})
+        w.build(str(co_cpp), "hip_embed", str(hsaco), implicit=[str(root / "codegen" / "embed_hsaco.py")],
+                variables={"label": label, "arch": arch, "instance": src.stem, "symbol": sym})
+        co_obj = obj_of(src, ".co.o")
+        w.build(str(co_obj), "cxx", str(co_cpp), variables={"label": f"{label} code object"})
+        objs.append(str(co_obj))
+        compile_(src, "cxx", f"{label} host", " ".join(HIP_HOST_FLAGS + [f"-DMXF_CODE_OBJECT={sym}"]))
+
     compile_(root / "csrc" / "module.cpp", "cxx", "module.cpp", "$pyflags")
     compile_(build_dir / "module_targets.cpp", "cxx", "module_targets.cpp")
+    runtimes: set[str] = set()
     for target, srcs in sources.items():
         t = TARGETS[target]
-        compile_(root / "csrc" / "targets" / f"{target}.{t.source_ext}", t.rule, f"{target} runtime")
+        if t.runtime not in runtimes:  # gfx942 and gfx950 share the HIP loader
+            runtimes.add(t.runtime)
+            rt = root / "csrc" / "targets" / t.runtime
+            compile_(rt, "nvcc" if rt.suffix == ".cu" else "cxx", f"{target} runtime")
         for s in srcs:
-            compile_(s, t.rule, f"{target} {s.stem}")
+            if s.suffix == ".cpp" and t.rule == "hip":  # the target's registry: host code
+                compile_(s, "cxx", f"{target} {s.stem}")
+            elif t.rule == "hip":
+                amd_instance(s, t.offload_arch, f"{target} {s.stem}")
+            else:
+                compile_(s, t.rule, f"{target} {s.stem}")
     w.build(str(output), "link", objs)
     w.default(str(output))
     return buf.getvalue()

@@ -53,7 +53,7 @@ def environment(templates: Path) -> jinja2.Environment:
 
 def template_name(inst: Instance) -> str:
     t = TARGETS[inst.target]
-    return f"{t.family}/{inst.op}.{t.source_ext}.j2"
+    return f"{t.family}/{inst.op}.{t.template_ext}.j2"
 
 
 def context(inst: Instance) -> dict[str, Any]:

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .targets import TARGETS
+
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 DTYPES = ("bf16", "fp16", "fp32", "fp8", "pk_fp4")
@@ -139,11 +141,41 @@ def _requant(c: dict[str, Any]) -> str | None:
     return None
 
 
+def tile_lds_bytes(block_m: int, block_n: int, block_k: int) -> int:
+    """Shared memory of a GEMM tile: GemmTile::kSmem (csrc/mxforge/gpu/gemm.cuh: the A and
+    B tiles of 16-bit rows padded by 8, or the fp32 staging tile) plus the kernels' row
+    arrays (MXF_MOE_SHARED in moe.cuh). check_amd_isa.py compares it with the compiler's."""
+    tiles = max(2 * (block_m + block_n) * (block_k + 8), 4 * block_m * (block_n + 8))
+    return tiles + 4 * (3 * block_m + block_n)
+
+
+def _lds(c: dict[str, Any]) -> str | None:
+    limit = TARGETS[c["target"]].lds_bytes
+    if c["op"] in GEMM_OPS and limit:
+        need = tile_lds_bytes(c["block_m"], c["block_n"], c["block_k"])
+        if need > limit:
+            return (f"target {c['target']}: a block_m {c['block_m']} x block_n {c['block_n']} x "
+                    f"block_k {c['block_k']} tile needs {need} bytes of shared memory "
+                    f"({c['target']} has {limit})")
+    return None
+
+
+def _native_mx(c: dict[str, Any]) -> str | None:
+    t = TARGETS[c["target"]]
+    if c["op"] in GEMM_OPS and (c["a"], c["b"]) in t.native_mx_pairs and c["block_k"] % t.native_mx_k:
+        return (f"target {c['target']}: {c['a']}x{c['b']} runs on the scaled MFMA "
+                f"(K = {t.native_mx_k} per instruction), block_k {c['block_k']} is not a "
+                f"multiple of {t.native_mx_k}")
+    return None
+
+
 CONSTRAINTS: tuple[Constraint, ...] = (
     Constraint("dtype_pair", _pair),
     Constraint("split_k", _split_k),
     Constraint("layout", _layout),
     Constraint("requant_tile", _requant),
+    Constraint("target_lds", _lds),
+    Constraint("target_native_mx_k", _native_mx),
 )
 
 # Short codes used in canonical names (every field appears, in this order).

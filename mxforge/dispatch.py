@@ -26,8 +26,9 @@ KEY_FIELDS = ("target", "op", "a", "b", "out", "activation", "gate_up", "routed_
               "bias", "layout")
 TUNED_COLUMNS = KEY_FIELDS + ("N", "K", "E", "topk", "T_max", "instance")
 TUNED_DIR = Path(__file__).resolve().parent / "tuned"
-# Hopper has 132 SMs; the CPU target never splits K (threads already cover N tiles).
-GPU_PARALLELISM = 132
+# Multiprocessors per GPU target (H100: 132 SMs; MI300X: 304 CUs; MI355X: 256 CUs); the CPU
+# target never splits K (threads already cover N tiles).
+GPU_PARALLELISM = {"sm90": 132, "gfx942": 304, "gfx950": 256}
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       (T*topk / min(E, T*topk)); if none is that large, the largest. Small blocks waste
       less padding at decode, large blocks reuse each weight tile across more rows.
     - split_k (GPU stage 1 only; 1 elsewhere): K splits only while the grid is smaller than
-      the GPU (blocks x N tiles < 132 SMs) and each split keeps >= 2 K tiles.
+      the GPU (blocks x N tiles < its SMs/CUs, GPU_PARALLELISM) and each split keeps
+      >= 2 K tiles.
     - then the largest block_n, then the largest block_k (fewer, fuller tiles).
     """
     rpe = rows_per_expert(shape)
@@ -303,7 +305,7 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
         blocks = max(1, min(shape.E or 1, shape.T * shape.topk))
         tiles = blocks * -(-shape.N // inst.block_n)
         k_tiles = -(-shape.K // inst.block_k) if inst.block_k else 1
-        while tiles * want_split * 2 <= GPU_PARALLELISM and k_tiles >= 4 * want_split:
+        while tiles * want_split * 2 <= GPU_PARALLELISM[inst.target] and k_tiles >= 4 * want_split:
             want_split *= 2
     sk_cost = abs(inst.split_k - want_split)
     why = (f"block_m {inst.block_m} {'holds' if fits else 'is below'} {rpe:.1f} rows/expert; "

@@ -182,9 +182,20 @@ def check_rows(name: str, t: torch.Tensor) -> None:
         raise InputError(f"{name}: the last dimension must be contiguous (strides {t.stride()})")
 
 
+AMD_ARCHS = ("gfx942", "gfx950")  # targets named by the GPU's arch (codegen/targets.py)
+
+
 def target_of(device: torch.device) -> str:
     if device.type == "cpu":
         return "cpu"
+    if device.type == "cuda" and torch.version.hip:
+        # ROCm torch shows AMD GPUs as "cuda" devices; the arch name picks the target
+        # ("gfx942:sramecc+:xnack-" -> gfx942). Not exercised here: no AMD GPU to test on.
+        arch = torch.cuda.get_device_properties(device).gcnArchName.split(":")[0]
+        if arch in AMD_ARCHS:
+            return arch
+        raise TargetUnavailableError(f"{device} is {arch}; mxforge has AMD code for "
+                                     f"{', '.join(AMD_ARCHS)} only")
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         if major == 9:
@@ -192,7 +203,8 @@ def target_of(device: torch.device) -> str:
         raise TargetUnavailableError(f"{device} is sm_{major}{minor}; mxforge has GPU code for "
                                      "sm90 (Hopper) only")
     raise TargetUnavailableError(f"tensors on {device}: no mxforge target runs there "
-                                 "(cpu tensors use the cpu target, Hopper CUDA tensors sm90)")
+                                 "(cpu tensors use the cpu target, Hopper CUDA tensors sm90, "
+                                 "MI300X/MI355X ROCm tensors gfx942/gfx950)")
 
 
 def stream_of(device: torch.device) -> int:

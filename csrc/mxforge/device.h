@@ -6,32 +6,27 @@
 //
 //   CUDA (nvcc, __CUDACC__)  : intrinsics and inline PTX; host helpers (streams, launch,
 //                              error -> Status, dynamic shared memory opt-in).
-//   HIP  (clang -x hip, __HIP__, compiled with -nogpuinc -nogpulib --cuda-device-only):
-//                              clang builtins only, no HIP headers; device code only (the
-//                              code objects are loaded by the module's HIP loader, so the
-//                              host helpers do not exist there).
+//   AMD  (device_amd.h)      : an AMD instance's source is compiled twice:
+//        clang -x hip --cuda-device-only -nogpuinc (__HIP__): the kernels, from clang
+//                              builtins only (no HIP headers), into a code object;
+//        g++ -DMXF_HIP_HOST   : the host launchers (argument checks, grids, plans), which
+//                              launch the embedded code object's kernels by name through
+//                              the module's HIP loader (hip_loader.h, csrc/targets/amd.cpp).
 //
 // What lives here and nowhere else: thread/block ids, barriers, warp shuffles and
 // ballots, 16-byte vector memory access, atomics (fp32, int, bf16 and bf16x2 adds),
-// float -> bf16x2 / f16x2 packing, and the per-arch MMA atoms (MmaAtom<Arch, InT>).
+// float -> bf16x2 / f16x2 packing, and the per-arch MMA atoms (MmaAtom<Arch, InT>) with
+// the per-arch choice of MMA inputs (MmaInput<Arch, A, B>). A "warp" is the vendor's
+// SIMD group: 32 lanes on NVIDIA, a 64-lane wavefront on AMD (dev::kWarpSize).
 // e2m1 / e4m3 / e8m0 / bf16 conversions are in numerics.h (host and device).
 #pragma once
 #include <stdint.h>
 
-#if defined(__HIP__) && !defined(__global__)
-// Compiled with -nogpuinc: nothing comes from HIP headers, so the CUDA-style keywords are
-// defined from clang's attributes, before numerics.h (whose MXF_HD uses them).
-#define __global__ __attribute__((global))
-#define __device__ __attribute__((device))
-#define __host__ __attribute__((host))
-#define __shared__ __attribute__((shared))
-#define __constant__ __attribute__((constant))
-#define __forceinline__ __inline__ __attribute__((always_inline))
-#endif
-
 #include "mxforge/numerics.h"
 #include "mxforge/registry.h"
 #include "mxforge/types.h"
+
+#include "mxforge/mma_input.h"
 
 // ======================================================================================
 #if defined(__CUDACC__)  // ---------------------------------------------- NVIDIA (nvcc)
@@ -134,11 +129,14 @@ MXF_DEV uint32_t pack_f16x2(float lo, float hi) {
 
 // ---- MMA atoms -----------------------------------------------------------------------
 // An MMA atom is the smallest warp-wide matrix multiply-accumulate of an architecture:
-// C[kM x kN] (fp32) += A[kM x kK] * B[kK x kN] with A and B of 16-bit type InT (Bf16 or
-// Fp16). It knows its register fragments, how to fill them from row-major tiles in shared
-// memory, and which (row, col) of C each accumulator register of a lane holds; the tile
-// layer (gpu/gemm.cuh) is written against this interface only.
-struct Sm90 {};  // NVIDIA Hopper; the atom is the sm_80+ warp-level mma.sync
+// C[kM x kN] (fp32) += A[kM x kK] * B[kK x kN] with inputs InT (see MmaInput). It knows its
+// register fragments, how to fill them from the row-major tiles in shared memory
+// (load_a(frag, tile, ld, row0, ks, lane): the atom at tile row row0, k step ks), and
+// which (row, col) of C each accumulator register of a lane holds; the tile layer
+// (gpu/gemm.cuh) is written against this interface only.
+struct Sm90 {  // NVIDIA Hopper; the atom is the sm_80+ warp-level mma.sync
+  static constexpr int kMaxSmem = 227 * 1024;  // dynamic shared memory per block (opt-in)
+};
 
 template <class Arch, class InT>
 struct MmaAtom;  // specialized per arch below
@@ -170,22 +168,23 @@ struct MmaAtomSm90Base {
     return ((lane & 7) + ((lane >> 4) << 3)) * ld + (((lane >> 3) & 1) << 3);
   }
 
-  MXF_DEV static void load_a(FragA& a, const uint16_t* tile, int ld, int lane) {
-    const uint16_t* p = tile + a_offset(lane, ld);
+  MXF_DEV static void load_a(FragA& a, const uint16_t* tile, int ld, int row0, int ks, int lane) {
+    const uint16_t* p = tile + row0 * ld + ks * kK + a_offset(lane, ld);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                  : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
                  : "r"(smem_addr(p)));
   }
   // B stored N-major (`tile` row n holds the K elements of column n): one 8 x 16 tile.
-  MXF_DEV static void load_b(FragB& b, const uint16_t* tile, int ld, int lane) {
-    const uint16_t* p = tile + b_offset(lane, ld);
+  MXF_DEV static void load_b(FragB& b, const uint16_t* tile, int ld, int n0, int ks, int lane) {
+    const uint16_t* p = tile + n0 * ld + ks * kK + b_offset(lane, ld);
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];"
                  : "=r"(b[0]), "=r"(b[1])
                  : "r"(smem_addr(p)));
   }
   // Two adjacent 8 x 16 B tiles (columns n..n+7 and n+8..n+15) with one instruction.
-  MXF_DEV static void load_b2(FragB& b0, FragB& b1, const uint16_t* tile, int ld, int lane) {
-    const uint16_t* p = tile + b2_offset(lane, ld);
+  MXF_DEV static void load_b2(FragB& b0, FragB& b1, const uint16_t* tile, int ld, int n0, int ks,
+                              int lane) {
+    const uint16_t* p = tile + n0 * ld + ks * kK + b2_offset(lane, ld);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                  : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1])
                  : "r"(smem_addr(p)));
@@ -297,111 +296,34 @@ inline Status memset_async(void* p, int64_t bytes, Stream stream, const char* wh
 }  // namespace mxf
 
 // ======================================================================================
-#elif defined(__HIP__)  // ------------------------------------------- AMD (clang -x hip)
+#elif defined(__HIP__) || defined(MXF_HIP_HOST)  // ------------ AMD (clang -x hip / host part)
 // ======================================================================================
-// Wave64 (gfx942 / gfx950). The CUDA-style keywords are defined at the top of this file.
-#define MXF_DEV __device__ __forceinline__
-#define MXF_KERNEL __global__
-#define MXF_LAUNCH_BOUNDS(threads) __attribute__((amdgpu_flat_work_group_size(1, threads)))
-#define MXF_LAUNCH_BOUNDS_MIN(threads, ctas) __attribute__((amdgpu_flat_work_group_size(1, threads)))
-#define MXF_HOST_LAUNCH 0  // device-only compile: the module's HIP loader launches
-#define MXF_DYNAMIC_SMEM(name) extern __shared__ __attribute__((aligned(16))) unsigned char name[]
-
-namespace mxf {
-namespace dev {
-
-constexpr int kWarpSize = 64;
-using LaneMask = uint64_t;
-
-MXF_DEV int thread_x() { return int(__builtin_amdgcn_workitem_id_x()); }
-MXF_DEV int block_x() { return int(__builtin_amdgcn_workgroup_id_x()); }
-MXF_DEV int block_y() { return int(__builtin_amdgcn_workgroup_id_y()); }
-MXF_DEV int block_z() { return int(__builtin_amdgcn_workgroup_id_z()); }
-MXF_DEV int block_dim_x() { return int(__builtin_amdgcn_workgroup_size_x()); }
-MXF_DEV int grid_dim_x() { return int(__builtin_amdgcn_grid_size_x() / __builtin_amdgcn_workgroup_size_x()); }
-MXF_DEV int grid_dim_y() { return int(__builtin_amdgcn_grid_size_y() / __builtin_amdgcn_workgroup_size_y()); }
-MXF_DEV int grid_dim_z() { return int(__builtin_amdgcn_grid_size_z() / __builtin_amdgcn_workgroup_size_z()); }
-MXF_DEV int lane_id() { return __builtin_amdgcn_mbcnt_hi(~0u, __builtin_amdgcn_mbcnt_lo(~0u, 0u)); }
-MXF_DEV int warp_id() { return thread_x() / kWarpSize; }
-
-MXF_DEV void sync_threads() {
-  __builtin_amdgcn_fence(__ATOMIC_RELEASE, "workgroup");
-  __builtin_amdgcn_s_barrier();
-  __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "workgroup");
-}
-MXF_DEV void sync_warp() { __builtin_amdgcn_wave_barrier(); }
-
-MXF_DEV int shfl(int v, int src) { return __builtin_amdgcn_ds_bpermute(src << 2, v); }
-MXF_DEV int shfl_xor(int v, int m) { return shfl(v, lane_id() ^ m); }
-MXF_DEV uint32_t shfl_xor(uint32_t v, int m) { return uint32_t(shfl_xor(int(v), m)); }
-MXF_DEV float shfl_xor(float v, int m) { return __builtin_bit_cast(float, shfl_xor(__builtin_bit_cast(int, v), m)); }
-MXF_DEV int shfl_down(int v, int d) {
-  int src = lane_id() + d;
-  return shfl(v, src < kWarpSize ? src : lane_id());
-}
-MXF_DEV float shfl_down(float v, int d) { return __builtin_bit_cast(float, shfl_down(__builtin_bit_cast(int, v), d)); }
-MXF_DEV int shfl_up(int v, int d) {
-  int src = lane_id() - d;
-  return shfl(v, src >= 0 ? src : lane_id());
-}
-
-MXF_DEV LaneMask ballot(bool p) { return __builtin_amdgcn_ballot_w64(p); }
-MXF_DEV int popc(LaneMask m) { return __builtin_popcountll(m); }
-MXF_DEV int lowest_lane(LaneMask m) { return __builtin_ctzll(m); }
-MXF_DEV LaneMask lanes_below() { return (uint64_t(1) << lane_id()) - 1u; }
-
-struct alignas(16) Vec16 {
-  uint32_t x, y, z, w;
-};
-MXF_DEV Vec16 zero16() { return Vec16{0u, 0u, 0u, 0u}; }
-MXF_DEV Vec16 ld16(const void* p) { return *static_cast<const Vec16*>(p); }
-MXF_DEV void st16(void* p, const Vec16& v) { *static_cast<Vec16*>(p) = v; }
-MXF_DEV Vec16 ld16_ro(const void* p) { return ld16(p); }
-
-MXF_DEV void atomic_add(float* p, float v) {
-  __hip_atomic_fetch_add(p, v, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
-}
-MXF_DEV void atomic_add(int* p, int v) {
-  __hip_atomic_fetch_add(p, v, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
-}
-// bf16 adds by compare-and-swap on the enclosing 32-bit word (gfx942 has
-// global_atomic_pk_add_bf16; switch to it once the ISA check confirms the builtin).
-MXF_DEV void atomic_add_bf16x2(uint16_t* p, uint32_t packed_lo_hi) {
-  uint32_t* w = reinterpret_cast<uint32_t*>(p);
-  uint32_t old = __hip_atomic_load(w, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
-  for (;;) {
-    float lo = bf16_to_f32(uint16_t(old)) + bf16_to_f32(uint16_t(packed_lo_hi));
-    float hi = bf16_to_f32(uint16_t(old >> 16)) + bf16_to_f32(uint16_t(packed_lo_hi >> 16));
-    uint32_t nw = uint32_t(f32_to_bf16(lo)) | (uint32_t(f32_to_bf16(hi)) << 16);
-    if (__hip_atomic_compare_exchange_strong(w, &old, nw, __ATOMIC_RELAXED, __ATOMIC_RELAXED,
-                                             __HIP_MEMORY_SCOPE_AGENT))
-      break;
-  }
-}
-MXF_DEV void atomic_add_bf16(uint16_t* p, uint16_t v) {
-  uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  uint16_t* base = reinterpret_cast<uint16_t*>(a & ~uintptr_t(3));
-  atomic_add_bf16x2(base, (a & 2) ? uint32_t(v) << 16 : uint32_t(v));  // +0 on the other half
-}
-
-MXF_DEV uint32_t pack_bf16x2(float lo, float hi) {
-  return uint32_t(f32_to_bf16(lo)) | (uint32_t(f32_to_bf16(hi)) << 16);
-}
-MXF_DEV uint32_t pack_f16x2(float lo, float hi) {
-  return uint32_t(f32_to_f16(lo)) | (uint32_t(f32_to_f16(hi)) << 16);
-}
-
-struct Gfx942 {};  // CDNA3 MFMA
-struct Gfx950 {};  // CDNA4 MFMA (+ scaled f8f6f4 MFMA)
-template <class Arch, class InT>
-struct MmaAtom;  // MFMA atoms: to be written with the gfx942/gfx950 targets
-
-}  // namespace dev
-}  // namespace mxf
+#include "mxforge/device_amd.h"
 
 #elif !defined(MXF_EMULATE)
-#error "mxforge/device.h: compile GPU sources with nvcc or clang -x hip (or the host test backend, gpu/emulate.h)"
+#error "mxforge/device.h: compile GPU sources with nvcc, clang -x hip, g++ -DMXF_HIP_HOST (the host part of an AMD instance) or the host test backend (gpu/emulate.h)"
 #endif  // __CUDACC__ / __HIP__ / MXF_EMULATE
+
+// A kernel template instance as the host launchers name it: dev::launch(MXF_KERNEL_REF(
+// moe_stage1_kernel, S), ...). A function pointer everywhere except in the host part of an
+// AMD instance (device_amd.h), where it is the kernel's name in the embedded code object.
+#ifndef MXF_KERNEL_REF
+#define MXF_KERNEL_REF(kernel, ...) kernel<__VA_ARGS__>
+#endif
+
+// Shared memory whose size is a compile-time constant (the GEMM tiles): static where the
+// arch allows any size (AMD: the code object then states the kernel's whole LDS, which
+// the compiler's occupancy figure and scripts/check_amd_isa.py see), else dynamic (CUDA:
+// static shared memory stops at 48 KB). Launchers pass dev::tile_smem_at_launch(bytes).
+#ifndef MXF_TILE_SMEM
+#define MXF_TILE_SMEM(name, bytes) MXF_DYNAMIC_SMEM(name)
+#define MXF_STATIC_TILE_SMEM 0
+#endif
+namespace mxf {
+namespace dev {
+constexpr unsigned tile_smem_at_launch(int bytes) { return MXF_STATIC_TILE_SMEM ? 0u : unsigned(bytes); }
+}  // namespace dev
+}  // namespace mxf
 
 // ---- portable helpers on top of the layer ---------------------------------------------
 #if defined(__CUDACC__) || defined(__HIP__)

@@ -7,6 +7,17 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__HIP__) && !defined(__global__)
+// AMD device compile (clang -x hip -nogpuinc): nothing comes from HIP headers, so the
+// CUDA-style keywords are defined from clang's attributes here, in the first header every
+// source includes (MXF_HD below uses them; device_amd.h the others).
+#define __global__ __attribute__((global))
+#define __device__ __attribute__((device))
+#define __host__ __attribute__((host))
+#define __shared__ __attribute__((shared))
+#define __constant__ __attribute__((constant))
+#define __forceinline__ __inline__ __attribute__((always_inline))
+#endif
 #if defined(__CUDACC__) || defined(__HIP__)
 #define MXF_HD __host__ __device__ __forceinline__
 #else
@@ -21,6 +32,8 @@ enum Rounding : int32_t { kRoundUp = 0, kFloor = 1, kCeil = 2, kEven = 3 };
 MXF_HD uint32_t f32_bits(float x) {
 #if defined(__CUDA_ARCH__)
   return __float_as_uint(x);
+#elif defined(__HIP__)  // no libc in the AMD device compile
+  return __builtin_bit_cast(uint32_t, x);
 #else
   uint32_t u;
   memcpy(&u, &x, 4);
@@ -30,6 +43,8 @@ MXF_HD uint32_t f32_bits(float x) {
 MXF_HD float bits_f32(uint32_t u) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(u);
+#elif defined(__HIP__)
+  return __builtin_bit_cast(float, u);
 #else
   float x;
   memcpy(&x, &u, 4);

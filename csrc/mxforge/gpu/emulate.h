@@ -6,6 +6,9 @@
 //
 // Use: compile a GPU translation unit as C++ with
 //     g++ -std=c++17 -DMXF_EMULATE -include mxforge/gpu/emulate.h -x c++ unit.cu
+// For an AMD (gfx942 / gfx950) unit add -DMXF_EMULATE_WARP=64: 64-lane wavefronts and
+// MFMA atoms computed on the host with the register layouts of mxforge/mfma.h, reading
+// their tiles (16-bit, or MX codes + scales in the dev::MxSmemRow layout) at mma time.
 // Every kernel then runs on the host through the same tile layer, epilogues, sort and
 // quantization code and the same host launchers (grids, plans, argument checks) as on
 // the GPU; kernels that diverge around a warp or CTA collective deadlock here, which is
@@ -22,11 +25,17 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
+#include "mxforge/mfma.h"
 #include "mxforge/numerics.h"
 #include "mxforge/registry.h"
 #include "mxforge/types.h"
+
+#ifndef MXF_EMULATE_WARP
+#define MXF_EMULATE_WARP 32
+#endif
 
 #define MXF_DEV inline
 #define MXF_KERNEL
@@ -91,8 +100,8 @@ inline std::mutex& atomic_mutex() {
 
 namespace dev {
 
-constexpr int kWarpSize = 32;
-using LaneMask = uint32_t;
+constexpr int kWarpSize = MXF_EMULATE_WARP;
+using LaneMask = typename std::conditional<kWarpSize == 64, uint64_t, uint32_t>::type;
 
 inline int thread_x() { return emu::tid(); }
 inline int block_x() { return int(emu::cta().index.x); }
@@ -138,9 +147,9 @@ inline int shfl_down(int v, int d) { return shfl(v, lane_id() + d < kWarpSize ? 
 inline float shfl_down(float v, int d) {
   return bits_f32(shfl_u32(f32_bits(v), lane_id() + d < kWarpSize ? lane_id() + d : lane_id()));
 }
-inline int popc(LaneMask m) { return __builtin_popcount(m); }
-inline int lowest_lane(LaneMask m) { return __builtin_ctz(m); }
-inline LaneMask lanes_below() { return (1u << lane_id()) - 1u; }
+inline int popc(LaneMask m) { return __builtin_popcountll(m); }
+inline int lowest_lane(LaneMask m) { return __builtin_ctzll(m); }
+inline LaneMask lanes_below() { return (LaneMask(1) << lane_id()) - 1u; }
 
 struct alignas(16) Vec16 {
   uint32_t x, y, z, w;
@@ -191,7 +200,9 @@ inline uint32_t pack2<Fp16>(float lo, float hi) { return pack_f16x2(lo, hi); }
 
 // The emulated atom: C[16x8] += A[16x16] * B[8x16]^T in fp32, reading the tiles at mma
 // time; the accumulator layout is sm90's, so the staging code is exercised as on the GPU.
-struct Emu {};
+struct Emu {
+  static constexpr int kMaxSmem = 227 * 1024;
+};
 using Sm90 = Emu;  // rendered sm90 sources compile unchanged against the emulator
 template <class Arch, class InT>
 struct MmaAtom;
@@ -203,11 +214,15 @@ struct MmaAtom<Emu, InT> {
   using FragC = float[4];
   static int acc_row(int lane, int i) { return (lane >> 2) + ((i >> 1) << 3); }
   static int acc_col(int lane, int i) { return ((lane & 3) << 1) + (i & 1); }
-  static void load_a(FragA& a, const uint16_t* t, int ld, int) { a = FragA{t, ld}; }
-  static void load_b(FragB& b, const uint16_t* t, int ld, int) { b = FragB{t, ld}; }
-  static void load_b2(FragB& b0, FragB& b1, const uint16_t* t, int ld, int) {
-    b0 = FragB{t, ld};
-    b1 = FragB{t + 8 * ld, ld};
+  static void load_a(FragA& a, const uint16_t* t, int ld, int r0, int ks, int) {
+    a = FragA{t + r0 * ld + ks * kK, ld};
+  }
+  static void load_b(FragB& b, const uint16_t* t, int ld, int n0, int ks, int) {
+    b = FragB{t + n0 * ld + ks * kK, ld};
+  }
+  static void load_b2(FragB& b0, FragB& b1, const uint16_t* t, int ld, int n0, int ks, int) {
+    b0 = FragB{t + n0 * ld + ks * kK, ld};
+    b1 = FragB{t + (n0 + 8) * ld + ks * kK, ld};
   }
   static void mma(FragC& c, const FragA& a, const FragB& b) {
     const int lane = lane_id();
@@ -219,6 +234,59 @@ struct MmaAtom<Emu, InT> {
     }
   }
 };
+
+// ---- emulated MFMA atoms (MXF_EMULATE_WARP=64) -----------------------------------------
+// C[16x16] += A[16 x K] * B[16 x K]^T, the accumulators of lane l at mfma.h's (acc_row,
+// acc_col). 16-bit tiles as the Sm90 stand-in reads them; MX tiles raw: codes at
+// MxSmemRow::data_byte, the block's e8m0 scale at MxSmemRow::scale_byte (2 * ld bytes per
+// row), each element decoded and scaled exactly, products summed in fp32.
+struct EmuTile {  // a fragment: where its rows start, their pitch, its first K element
+  const uint16_t* p;
+  int ld, k0;
+};
+template <class T>
+inline float emu_elem(const EmuTile& t, int row, int k) {
+  if constexpr (T::kMx) {
+    const uint8_t* r = reinterpret_cast<const uint8_t*>(t.p + row * t.ld);
+    const uint8_t byte = r[MxSmemRow<T>::data_byte(k)];
+    const uint32_t code = T::kElemsPerByte == 2 ? ((k & 1) ? byte >> 4 : byte & 15u) : byte;
+    const float v = T::kElemsPerByte == 2 ? e2m1_to_f32(uint8_t(code)) : e4m3_to_f32(uint8_t(code));
+    return v * e8m0_to_f32(r[MxSmemRow<T>::scale_byte(2 * t.ld, k / 32)]);
+  } else {
+    return T::to_f32(t.p[row * t.ld + k]);
+  }
+}
+template <int K, class AT, class BT>
+struct EmuMfma16 : Mfma16Shape<K> {
+  using S = Mfma16Shape<K>;
+  using FragA = EmuTile;
+  using FragB = EmuTile;
+  using FragC = float[4];
+  static void load_a(FragA& a, const uint16_t* t, int ld, int r0, int ks, int) { a = EmuTile{t + r0 * ld, ld, ks * K}; }
+  static void load_b(FragB& b, const uint16_t* t, int ld, int n0, int ks, int) { b = EmuTile{t + n0 * ld, ld, ks * K}; }
+  static void load_b2(FragB& b0, FragB& b1, const uint16_t* t, int ld, int n0, int ks, int lane) {
+    load_b(b0, t, ld, n0, ks, lane);
+    load_b(b1, t, ld, n0 + S::kN, ks, lane);
+  }
+  static void mma(FragC& c, const FragA& a, const FragB& b) {
+    if (a.k0 != b.k0) { fprintf(stderr, "emulate: MFMA of fragments of two k steps\n"); abort(); }
+    const int lane = lane_id();
+    for (int i = 0; i < 4; ++i) {
+      const int r = S::acc_row(lane, i), n = S::acc_col(lane, i);
+      float s = c[i];
+      for (int k = a.k0; k < a.k0 + K; ++k) s += emu_elem<AT>(a, r, k) * emu_elem<BT>(b, n, k);
+      c[i] = s;
+    }
+  }
+};
+#if MXF_EMULATE_WARP == 64
+template <class InT>
+struct MmaAtom<Gfx942, InT> : EmuMfma16<16, InT, InT> {};
+template <class InT>
+struct MmaAtom<Gfx950, InT> : EmuMfma16<32, InT, InT> {};
+template <class A, class B>
+struct MmaAtom<Gfx950, MxPair<A, B>> : EmuMfma16<128, A, B> {};
+#endif
 
 // ---- host side ---------------------------------------------------------------------------
 using Stream = void*;

@@ -10,14 +10,20 @@
 //     plain rows) and through a row policy (GatherRows, LayoutRows<Layout>), so the weight
 //     layout is read through Layout::w_off / s_off only. Out-of-range rows and K past the
 //     operand's end are zero-filled, which is how M, N and K tails are handled.
-//   * The warp MMA (per arch, through dev::MmaAtom) runs m16n8k16 atoms over a warp tile
-//     and stops at the last k16 step that holds data (K tails cost no MMA work).
+//     Where the arch multiplies MX operands natively (dev::MmaInput is an MxPair: gfx950's
+//     scaled MFMA for a4w4 / a8w4), the loaders store the codes and scales as they are
+//     instead (dev::MxSmemRow), and the atom applies the scales.
+//   * The warp MMA (per arch, through dev::MmaAtom: m16n8k16 mma.sync on sm90, 16x16xK MFMA
+//     on gfx942/gfx950) runs atoms over a warp tile and stops at the last k step that holds
+//     data (K tails cost no MMA work). "Warp" is the arch's SIMD group (dev::kWarpSize).
 //   * The accumulators leave through a fp32 staging tile in shared memory
 //     [BM][BN + 8], where the (portable) epilogues find any (row, column) they need.
 //
-// Shared memory (dynamic): A tile BM x (BK + 8) and B tile BN x (BK + 8) 16-bit elements
-// (the 16-byte row padding makes ldmatrix conflict-free), reused by the fp32 staging
-// tile after the main loop: max(2 (BM + BN)(BK + 8), 4 BM (BN + 8)) bytes.
+// Shared memory (MXF_TILE_SMEM: dynamic on CUDA, static on AMD): A tile BM x (BK + 8) and
+// B tile BN x (BK + 8) 16-bit elements (the 16-byte row padding makes ldmatrix
+// conflict-free and holds the scales of raw MX rows), reused by the fp32 staging tile
+// after the main loop: max(2 (BM + BN)(BK + 8), 4 BM (BN + 8)) bytes. codegen/schema.py
+// (tile_lds_bytes) repeats this formula to prune tiles an arch cannot hold.
 #pragma once
 #include <stdint.h>
 
@@ -37,13 +43,14 @@ struct GemmTile {
   static constexpr int kAtomM = AtomShape::kM, kAtomN = AtomShape::kN, kAtomK = AtomShape::kK;
   static_assert(BM % 16 == 0 && BN % 16 == 0 && BK % 32 == 0, "tile sizes");
   // Warps: 4 across N (fewer for narrow tiles, each warp at least one atom wide), 2 across
-  // M from BM = 64 on. 128 or 256 threads with 32-lane warps.
+  // M from BM = 64 on. 128 or 256 threads with 32-lane warps, 256 or 512 with wave64.
   static constexpr int kWarpsN = BN / kAtomN >= 4 ? 4 : BN / kAtomN;
   static constexpr int kWarpsM = BM >= 64 ? 2 : 1;
   static constexpr int kThreads = kWarpsM * kWarpsN * dev::kWarpSize;
   static constexpr int WM = BM / kWarpsM, WN = BN / kWarpsN;  // warp tile
   static constexpr int MI = WM / kAtomM, NI = WN / kAtomN;    // atoms per warp tile
   static_assert(WM % kAtomM == 0 && WN % kAtomN == 0 && BK % kAtomK == 0, "atoms tile the warp");
+  // (the MX atom of an arch may have a larger kK than kAtomK: WarpMma checks BK against it)
   static constexpr int kLdA = BK + 8, kLdB = BK + 8;          // 16-bit elements per smem row
   static constexpr int kLdC = BN + 8;                         // fp32 staging pitch
   static constexpr int kSmemA = BM * kLdA * 2, kSmemB = BN * kLdB * 2;
@@ -144,6 +151,9 @@ struct TileLoader {
   static constexpr int kSlots = (kChunks + NT - 1) / NT;
   static_assert(BK % Op::kChunkElems == 0, "block_k must hold whole chunks");
   static_assert(Op::kMx || IsSame<T, InT>::value, "16-bit operands are used as they are");
+  // InT == T for an MX operand: store codes and scales raw (dev::MxSmemRow), for an atom
+  // that takes MX inputs; else dequantize into the 16-bit InT.
+  static constexpr bool kRaw = Op::kMx && IsSame<T, InT>::value;
 
   Rows src;
   const int* row_of;  // [ROWS] handles in shared memory
@@ -182,11 +192,18 @@ struct TileLoader {
     for (int i = 0; i < kSlots; ++i) {
       const int q = dev::thread_x() + i * NT;
       if (kChunks % NT != 0 && q >= kChunks) continue;
-      uint16_t* dst = tile + (q / kCPR) * ld + (q % kCPR) * Op::kChunkElems;
-      if constexpr (Op::kMx)
-        dequant_chunk<typename Op::Elem, InT>(v[i], sc[i], dst);
-      else
-        dev::st16(dst, v[i]);
+      if constexpr (kRaw) {
+        uint8_t* row = reinterpret_cast<uint8_t*>(tile + (q / kCPR) * ld);
+        const int k = (q % kCPR) * Op::kChunkElems;
+        dev::st16(row + dev::MxSmemRow<T>::data_byte(k), v[i]);
+        if (k % 32 == 0) row[dev::MxSmemRow<T>::scale_byte(2 * ld, k / 32)] = sc[i];
+      } else {
+        uint16_t* dst = tile + (q / kCPR) * ld + (q % kCPR) * Op::kChunkElems;
+        if constexpr (Op::kMx)
+          dequant_chunk<typename Op::Elem, InT>(v[i], sc[i], dst);
+        else
+          dev::st16(dst, v[i]);
+      }
     }
   }
 
@@ -206,7 +223,7 @@ template <class Tile, class InT>
 struct WarpMma {
   using Atom = dev::MmaAtom<typename Tile::Arch_, InT>;
   static constexpr int MI = Tile::MI, NI = Tile::NI;
-  static_assert(Atom::kM == Tile::kAtomM && Atom::kN == Tile::kAtomN && Atom::kK == Tile::kAtomK,
+  static_assert(Atom::kM == Tile::kAtomM && Atom::kN == Tile::kAtomN && Tile::BK % Atom::kK == 0,
                 "tile shape assumes the arch's atom");
   float acc[MI][NI][Atom::kAccRegs];
 
@@ -222,7 +239,7 @@ struct WarpMma {
   MXF_DEV static int warp_n() { return dev::warp_id() % Tile::kWarpsN; }
 
   // One k-tile: A rows of this warp from `a` (pitch lda), B rows from `b` (pitch ldb),
-  // k16 steps [0, ksteps).
+  // atom k steps [0, ksteps).
   MXF_DEV void run(const uint16_t* a, int lda, const uint16_t* b, int ldb, int ksteps) {
     const int lane = dev::lane_id();
     a += warp_m() * Tile::WM * lda;
@@ -233,16 +250,14 @@ struct WarpMma {
       typename Atom::FragA fa[MI];
       typename Atom::FragB fb[NI];
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
-        Atom::load_a(fa[mi], a + mi * Atom::kM * lda + ks * Atom::kK, lda, lane);
+      for (int mi = 0; mi < MI; ++mi) Atom::load_a(fa[mi], a, lda, mi * Atom::kM, ks, lane);
       if constexpr (NI % 2 == 0) {
 #pragma unroll
         for (int ni = 0; ni < NI; ni += 2)
-          Atom::load_b2(fb[ni], fb[ni + 1], b + ni * Atom::kN * ldb + ks * Atom::kK, ldb, lane);
+          Atom::load_b2(fb[ni], fb[ni + 1], b, ldb, ni * Atom::kN, ks, lane);
       } else {
 #pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-          Atom::load_b(fb[ni], b + ni * Atom::kN * ldb + ks * Atom::kK, ldb, lane);
+        for (int ni = 0; ni < NI; ++ni) Atom::load_b(fb[ni], b, ldb, ni * Atom::kN, ks, lane);
       }
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi)
@@ -347,7 +362,7 @@ MXF_DEV void gemm_mainloop(WarpMma<Tile, InT>& mma, const ALoader& al0, const BL
         bl.l[s].load(int64_t(kt + D) * Tile::BK);
       }
       const int64_t left = K - int64_t(kt) * Tile::BK;
-      const int ksteps = int(cdiv(cmin<int64_t>(Tile::BK, left), Tile::kAtomK));
+      const int ksteps = int(cdiv(cmin<int64_t>(Tile::BK, left), WarpMma<Tile, InT>::Atom::kK));
       mma.run(ATileView<ALoader>::at(al.l[0], sa, kt * Tile::BK),
               ATileView<ALoader>::template ld<Tile>(al.l[0]), sb, Tile::kLdB, ksteps);
       dev::sync_threads();

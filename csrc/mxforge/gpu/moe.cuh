@@ -18,8 +18,9 @@
 //     read by a second (epilogue) kernel. split_k == 1 and the other ops: none.
 //   moe_1stage: none; the intermediate rows live in dynamic shared memory,
 //     2 * block_m * (round_up(I, 16) + 8) bytes on top of the tile's own (so I is limited
-//     to what fits in 227 KB: I = 2880 works up to block_m = 32 with block_n = block_k =
-//     128; larger shapes get a clear error).
+//     to what fits in Arch::kMaxSmem: 227 KB on sm90, where I = 2880 works up to block_m =
+//     32 with block_n = block_k = 128; 64 KiB on gfx942, 160 KiB on gfx950; larger shapes
+//     get a clear error).
 #pragma once
 #include <stdint.h>
 
@@ -91,11 +92,12 @@ struct MoeSpec {
   static constexpr Rw kRw = RW_;
   using Tile = GemmTile<Arch, BM, BN, BK>;
   static constexpr int NT = Tile::kThreads;
-  // MMA input type: fp16 activations keep fp16 (bf16 would round them); else bf16.
-  using InT = typename Cond<IsSame<AT, Fp16>::value, Fp16, Bf16>::type;
-  using ALoader = TileLoader<AT, InT, BM, BK, NT, GatherRows>;
+  // MMA input (device layer, per arch): a 16-bit type both operands are dequantized into
+  // (fp16 activations keep fp16, else bf16), or MX codes + scales for native MX MMAs.
+  using InT = typename dev::MmaInput<Arch, AT, BT>::type;
+  using ALoader = TileLoader<AT, typename dev::SmemOf<InT, AT>::type, BM, BK, NT, GatherRows>;
   using BRows = WeightRows<BT, Layout>;
-  using BLoader = TileLoader<BT, InT, BN, BK, NT, typename BRows::Rows>;
+  using BLoader = TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT, typename BRows::Rows>;
   // The one-stage kernel's second GEMM: bf16 intermediate x the same weight type.
   using B2Loader = TileLoader<BT, Bf16, BN, BK, NT, typename BRows::Rows>;
   static_assert(!(kSplitK > 1 && IsSame<AT, Fp4Mx>::value), "split-K never takes fp4 activations");
@@ -267,7 +269,7 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
 
 // ---- kernels -------------------------------------------------------------------------------
 #define MXF_MOE_SHARED(S)                                                   \
-  MXF_DYNAMIC_SMEM(smem);                                                   \
+  MXF_TILE_SMEM(smem, S::Tile::kSmem);                                      \
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];               \
   __shared__ float s_w[S::BM];                                              \
   const BlockRows rows{s_arow, s_orow, s_w};                                \
@@ -465,12 +467,13 @@ Status launch_moe_stage1(const MoeGemmArgs& a) {
     Status s = dev::memset_async(a.workspace, 4 * a.T * a.topk * a.N, st, "split-K workspace memset");
     if (s.code != 0) return s;
   }
-  Status s = dev::launch(moe_stage1_kernel<S>, grid, dim3(S::NT), S::Tile::kSmem, st,
-                         "moe_stage1 launch", a);
+  Status s = dev::launch(MXF_KERNEL_REF(moe_stage1_kernel, S), grid, dim3(S::NT),
+                         dev::tile_smem_at_launch(S::Tile::kSmem), st, "moe_stage1 launch", a);
   if constexpr (S::kSplitK > 1) {
     if (s.code == 0)
-      s = dev::launch(moe_stage1_splitk_epilogue_kernel<S>, dim3(grid.x, grid.y), dim3(S::NT),
-                      S::Tile::kSmem, st, "moe_stage1 split-K epilogue launch", a);
+      s = dev::launch(MXF_KERNEL_REF(moe_stage1_splitk_epilogue_kernel, S), dim3(grid.x, grid.y),
+                      dim3(S::NT), dev::tile_smem_at_launch(S::Tile::kSmem), st,
+                      "moe_stage1 split-K epilogue launch", a);
   }
   return s;
 }
@@ -481,8 +484,9 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   if (gemm_args_bad<S>(a, GemmOp::kStage2, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
   const dim3 grid(unsigned(a.max_blocks), unsigned(cdiv(a.N, S::BN)));
-  return dev::launch(moe_stage2_kernel<S>, grid, dim3(S::NT), S::Tile::kSmem,
-                     dev::stream_of(a.stream), "moe_stage2 launch", a);
+  return dev::launch(MXF_KERNEL_REF(moe_stage2_kernel, S), grid, dim3(S::NT),
+                     dev::tile_smem_at_launch(S::Tile::kSmem), dev::stream_of(a.stream),
+                     "moe_stage2 launch", a);
 }
 
 template <class S>
@@ -491,11 +495,11 @@ Status launch_moe_1stage(const MoeGemmArgs& a) {
   if (gemm_args_bad<S>(a, GemmOp::kOneStage, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
   const int64_t smem = onestage_smem_bytes<S>(a.N / 2);
-  if (smem > 227 * 1024)
+  if (smem > S::Arch::kMaxSmem)
     return dev::errorf("moe_1stage: I = %lld needs %lld bytes of shared memory with block_m %d "
-                       "(limit 232448); use the two-stage path",
-                       (long long)(a.N / 2), (long long)smem, S::BM);
-  return dev::launch(moe_1stage_kernel<S>, dim3(unsigned(a.max_blocks)), dim3(S::NT),
+                       "(limit %d); use the two-stage path",
+                       (long long)(a.N / 2), (long long)smem, S::BM, S::Arch::kMaxSmem);
+  return dev::launch(MXF_KERNEL_REF(moe_1stage_kernel, S), dim3(unsigned(a.max_blocks)), dim3(S::NT),
                      size_t(smem), dev::stream_of(a.stream), "moe_1stage launch", a);
 }
 #endif

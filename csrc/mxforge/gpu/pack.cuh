@@ -77,7 +77,7 @@ Status launch_pack(const PackArgs& a) {
   if (c.null(a.src_s, "src_s is null") || c.null(a.dst_s, "dst_s is null")) return c.st;
   const int64_t work = a.E * Layout::rows(a.N) * (Layout::kpad(a.K) / 32);
   const int grid = int(cmin<int64_t>(cdiv(work, kPackThreads), 1 << 16));
-  return dev::launch(mx_pack_kernel<Layout>, dim3(grid), dim3(kPackThreads), 0,
+  return dev::launch(MXF_KERNEL_REF(mx_pack_kernel, Layout), dim3(grid), dim3(kPackThreads), 0,
                      dev::stream_of(a.stream), "mx_pack launch", a);
 }
 #endif

@@ -135,7 +135,7 @@ Status launch_quant(const QuantArgs& a) {
   Check c;
   if (quant_args_bad(a, true, c)) return c.st;
   const int grid = quant_grid(a.M * cdiv(a.K, 32));
-  return dev::launch(mx_quant_kernel<In, MxT>, dim3(grid), dim3(kQuantThreads), 0,
+  return dev::launch(MXF_KERNEL_REF(mx_quant_kernel, In, MxT), dim3(grid), dim3(kQuantThreads), 0,
                      dev::stream_of(a.stream), "mxfp4_quant launch", a);
 }
 
@@ -144,7 +144,7 @@ Status launch_dequant(const QuantArgs& a) {
   Check c;
   if (quant_args_bad(a, false, c)) return c.st;
   const int grid = quant_grid(a.M * cdiv(a.K, 32));
-  return dev::launch(mx_dequant_kernel<MxT, Out>, dim3(grid), dim3(kQuantThreads), 0,
+  return dev::launch(MXF_KERNEL_REF(mx_dequant_kernel, MxT, Out), dim3(grid), dim3(kQuantThreads), 0,
                      dev::stream_of(a.stream), "mxfp4_dequant launch", a);
 }
 #endif

@@ -246,7 +246,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSortThreads) moe_sort_kernel(SortArgs a, Sort
 inline bool sort_args_bad(const SortArgs& a, Check& c) {
   if (c.fail(a.T < 0 || a.T > kTokenMask, "T must be in [0, 2^24)") ||
       c.fail(a.topk < 1 || a.topk > 64, "topk must be in [1, 64]") ||
-      c.fail(a.E < 1 || a.E > kSortMaxExperts, "E must be in [1, 1024] for the sm90 sorter") ||
+      c.fail(a.E < 1 || a.E > kSortMaxExperts, "E must be in [1, 1024] for the GPU sorter") ||
       c.fail(a.block_m < 1 || a.block_m > 4096, "block_m must be in [1, 4096]") ||
       c.fail(a.zero_bytes < 0, "zero_bytes must be >= 0") ||
       c.fail(a.zero_bytes > 0 && a.zero_buf == nullptr, "zero_buf is null but zero_bytes > 0"))
@@ -283,32 +283,39 @@ template <class Role>
 Status launch_sort_kernel(const SortArgs& a, const SortPlan& p, const QuantArgs& q,
                           const char* what) {
   const int grid = 1 + p.fill_ctas + p.quant_ctas;
-  return dev::launch(moe_sort_kernel<Role>, dim3(grid), dim3(kSortThreads),
+  return dev::launch(MXF_KERNEL_REF(moe_sort_kernel, Role), dim3(grid), dim3(kSortThreads),
                      size_t(sort_smem_bytes(a.E)), dev::stream_of(a.stream), what, a, p, q);
 }
 
-inline Status launch_sort(const SortArgs& a) {
+// (A template so that only the TUs that call it instantiate its kernel: clang's HIP device
+// compile emits every kernel an inline host function names, used or not.)
+template <class Role = NoQuantRole>
+Status launch_sort(const SortArgs& a) {
   Check c;
   if (sort_args_bad(a, c)) return c.st;
-  return launch_sort_kernel<NoQuantRole>(a, sort_plan(a), QuantArgs{}, "moe_sort launch");
+  return launch_sort_kernel<Role>(a, sort_plan(a), QuantArgs{}, "moe_sort launch");
 }
 
 // fused_quant_sort: one launch (sorter + fillers + quantizers) for T <= kFusedMaxTokens,
-// else the mxfp4_quant kernel followed by the moe_sort kernel; sort only without x.
+// else the mxfp4_quant kernel followed by the sort; sort only without x. Every sort of
+// the entry runs the one kernel moe_sort_kernel<QuantRole<In, MxT>> (with no quantizer
+// CTAs when it only sorts: the bytes are the plain sort's), so an instance has one kernel
+// per kernel template, which is how AMD code objects name their kernels (device_amd.h).
 template <class In, class MxT>
 Status launch_fused_quant_sort(const FusedQuantSortArgs& f) {
-  if (f.quant.x == nullptr) return launch_sort(f.sort);
+  using Fused = QuantRole<In, MxT>;
+  if (f.quant.x == nullptr) return launch_sort<Fused>(f.sort);
   Check c;
   if (sort_args_bad(f.sort, c) || quant_args_bad(f.quant, true, c)) return c.st;
   if (f.quant.stream != f.sort.stream)
     return Status::error("quant.stream and sort.stream must be the same stream");
   if (f.sort.T > kFusedMaxTokens) {
     Status st = launch_quant<In, MxT>(f.quant);
-    return st.code != 0 ? st : launch_sort(f.sort);
+    return st.code != 0 ? st : launch_sort<Fused>(f.sort);
   }
   SortPlan p = sort_plan(f.sort);
   p.quant_ctas = int(cdiv(f.quant.M * cdiv(f.quant.K, 32), kSortThreads));
-  return launch_sort_kernel<QuantRole<In, MxT>>(f.sort, p, f.quant, "fused_quant_sort launch");
+  return launch_sort_kernel<Fused>(f.sort, p, f.quant, "fused_quant_sort launch");
 }
 #endif
 

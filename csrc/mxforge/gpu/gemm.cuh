@@ -303,25 +303,6 @@ struct ATileView<ResidentA> {
   MXF_DEV static int ld(const ResidentA& r) { return r.ld; }
 };
 
-// How many k-tiles of loads a CTA keeps in flight (register copies of the loaders). At
-// small T a CTA walks a long chain of k-tiles whose time is the load latency, not the MMAs,
-// so decode tiles (block_m <= 32, few 16-byte chunks per thread) keep up to 3 in flight;
-// larger tiles keep 1 (their registers go to accumulators). check_sass.py fails any
-// instance where this spills.
-template <class L>
-struct LoaderSlots {
-  static constexpr int value = L::kSlots;
-};
-template <>
-struct LoaderSlots<ResidentA> {
-  static constexpr int value = 0;
-};
-template <class Tile, class ALoader, class BLoader>
-struct LoadDepth {
-  static constexpr int kSlots = LoaderSlots<ALoader>::value + LoaderSlots<BLoader>::value;
-  static constexpr int value = Tile::BM > 32 ? 1 : kSlots <= 6 ? 3 : kSlots <= 10 ? 2 : 1;
-};
-
 template <class L, int D>
 struct LoaderRing {  // D copies of a loader: one register set per k-tile in flight
   L l[D];
@@ -334,12 +315,16 @@ struct LoaderRing {  // D copies of a loader: one register set per k-tile in fli
 // The main loop over k-tiles [kt0, kt1) of a K-long reduction: the loads of the next
 // DEPTH k-tiles are in flight (in registers) while the MMAs of the current one run; tile kt
 // lives in copy kt % DEPTH (the inner loop is unrolled, so every index is a constant and
-// nothing leaves registers). DEPTH 0 = LoadDepth's choice. Ends with a barrier, so shared
-// memory is free for the epilogue.
-template <int DEPTH = 0, class Tile, class InT, class ALoader, class BLoader>
+// nothing leaves registers). Ends with a barrier, so shared memory is free for the
+// epilogue.
+// DEPTH is 1 everywhere for now. Measured on the H100 (2026-11-23, benchmarks/README.md):
+// DEPTH 3 on block_m <= 32 tiles with <= 6 chunks per thread made T = 4..8 5-10 % faster
+// but T >= 16 up to 40 % slower (the register copies cost occupancy). Several k-tiles in
+// flight want a shared-memory ring (cp.async / TMA), which costs no registers.
+template <int DEPTH = 1, class Tile, class InT, class ALoader, class BLoader>
 MXF_DEV void gemm_mainloop(WarpMma<Tile, InT>& mma, const ALoader& al0, const BLoader& bl0,
                            uint16_t* sa, uint16_t* sb, int kt0, int kt1, int64_t K) {
-  constexpr int D = DEPTH > 0 ? DEPTH : LoadDepth<Tile, ALoader, BLoader>::value;
+  constexpr int D = DEPTH;
   if (kt0 >= kt1) return;
   LoaderRing<ALoader, D> al(al0);
   LoaderRing<BLoader, D> bl(bl0);

@@ -158,25 +158,25 @@ def ninja_log_size(out_dir: Path) -> int:
     return log.stat().st_size if log.exists() else 0
 
 
-def summarize(out_dir: Path, targets: list[str], log_offset: int) -> None:
-    """Per-target compile time and the slowest units of this run: the lines ninja appended
-    to its log (start/end in ms, output path) since `log_offset`."""
+def summarize(out_dir: Path, counts: dict[str, int], log_offset: int) -> None:
+    """Per target: instances, compile time of this run (the lines ninja appended to its log
+    since `log_offset`: start/end in ms, output path) and the size of its objects in the
+    module; then the slowest units of this run."""
     log = out_dir / ".ninja_log"
-    if not log.exists():
-        return
-    with open(log, "rb") as fh:
-        fh.seek(log_offset)
-        lines = fh.read().decode(errors="replace").splitlines()
     ran: dict[str, float] = {}
-    for line in lines:
-        parts = line.split("\t")
-        if len(parts) >= 4 and parts[0].isdigit():
-            ran[parts[3]] = (int(parts[1]) - int(parts[0])) / 1000
-    if not ran:
-        return
-    per_target = {t: sum(v for o, v in ran.items() if f"/obj/{t}/" in o) for t in targets}
-    print("mxforge build: compile time " + ", ".join(f"{t} {v:.1f} s" for t, v in per_target.items())
-          + f" (sum over {len(ran)} units)")
+    if log.exists():
+        with open(log, "rb") as fh:
+            fh.seek(log_offset)
+            lines = fh.read().decode(errors="replace").splitlines()
+        for line in lines:
+            parts = line.split("\t")
+            if len(parts) >= 4 and parts[0].isdigit():
+                ran[parts[3]] = (int(parts[1]) - int(parts[0])) / 1000
+    for t, n in counts.items():
+        secs = sum(v for o, v in ran.items() if f"/obj/{t}/" in o)
+        size = sum(f.stat().st_size for f in (out_dir / "obj" / t).rglob("*.o"))
+        print(f"mxforge build: target {t}: {n} instances, compiled in {secs:.1f} s this run "
+              f"(sum over units), objects {size / 1e6:.1f} MB")
     for o, v in sorted(ran.items(), key=lambda kv: -kv[1])[:5]:
         print(f"  {v:6.1f} s  {Path(o).name}")
 
@@ -247,7 +247,7 @@ def build(set_name: str, targets: list[str], jobs: int | None, list_only: bool,
             remove_install_leftovers()
             changed = install_atomically(module, PACKAGE / f"_C{python_ext_suffix()}")
             install_atomically(man_tmp, PACKAGE / MANIFEST_NAME)
-    summarize(out_dir, targets, log_offset)
+    summarize(out_dir, {t: sum(i.target == t for i in chosen) for t in targets}, log_offset)
     dt = time.monotonic() - t0
     size = module.stat().st_size
     if not install:

@@ -308,6 +308,10 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     "EMU942_S1": A4W4.replace("gfx950", "gfx942"),
     "CPU_S2": "cpu_moe_stage2_fp8xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_plain",
     "EMU950_S2": "gfx950_moe_stage2_fp8xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_plain",
+    # sm90 instances on the 32-lane backend: block_m 32 tiles split their k steps over two
+    # warp groups (GemmTile::kWarpsK), which the GPU tests check on the H100 only
+    "EMU90_S1": A4W4.replace("gfx950", "sm90"),
+    "EMU90_S2": "sm90_moe_stage2_fp8xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_plain",
 }
 
 
@@ -325,7 +329,7 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     iset = load_set(ROOT / "instances", "default", tuple(T.TARGETS), list(EMULATED.values()))
     assert len(iset.instances) == len(EMULATED)
     rendered = R.render(iset.instances, ROOT / "templates", tmp_path / "src",
-                        ["cpu", "gfx942", "gfx950"], {})
+                        ["cpu", "gfx942", "gfx950", "sm90"], {})
     srcs = [s for ss in rendered.sources.values() for s in ss if not s.name.startswith("registry_")]
     header = [f"mxf::Status mxf_{n}(const void*);" for n in EMULATED.values()]
     header += [f"#define {k} mxf_{n}" for k, n in EMULATED.items()]
@@ -333,8 +337,9 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     base = [*cxx, "-std=c++17", "-O1", f"-I{ROOT / 'csrc'}", f"-I{tmp_path}", "-w"]
     cmds = []
     for s in srcs:
-        if s.suffix == ".hip":  # an AMD instance, on the host test backend
-            cmds.append(base + ["-DMXF_EMULATE", "-DMXF_EMULATE_WARP=64", "-include",
+        if s.suffix in (".hip", ".cu"):  # an AMD (sm90) instance, on the host test backend
+            warp = "64" if s.suffix == ".hip" else "32"
+            cmds.append(base + ["-DMXF_EMULATE", f"-DMXF_EMULATE_WARP={warp}", "-include",
                                 "mxforge/gpu/emulate.h", "-x", "c++", "-c", str(s), "-o", f"{s}.o"])
         else:
             cmds.append(base + ["-fopenmp", "-c", str(s), "-o", f"{s}.o"])
@@ -355,6 +360,7 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SORT identical" in r.stdout, r.stdout
     rel = {ln.split()[1]: float(ln.split()[2]) for ln in r.stdout.splitlines() if ln.startswith("REL")}
-    assert set(rel) == {"stage1_gfx950", "stage1_gfx942", "stage2_gfx950"}, r.stdout
+    assert set(rel) == {"stage1_gfx950", "stage1_gfx942", "stage2_gfx950", "stage1_sm90",
+                        "stage2_sm90"}, r.stdout
     for name, err in rel.items():  # bf16 outputs: tests/helpers.py's 2^-8 (stage 2: 8 * 2^-9)
         assert 0 <= err <= (8 * 2**-9 if name.startswith("stage2") else 2**-8), r.stdout

@@ -136,6 +136,8 @@ MXF_DEV uint32_t pack_f16x2(float lo, float hi) {
 // (gpu/gemm.cuh) is written against this interface only.
 struct Sm90 {  // NVIDIA Hopper; the atom is the sm_80+ warp-level mma.sync
   static constexpr int kMaxSmem = 227 * 1024;  // dynamic shared memory per block (opt-in)
+  // Warp groups that split a decode tile's (block_m <= 32) k steps (gemm.cuh, GemmTile).
+  static constexpr int kDecodeWarpsK = 2;
 };
 
 template <class Arch, class InT>

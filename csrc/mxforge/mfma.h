@@ -9,11 +9,16 @@ namespace mxf {
 namespace dev {
 
 // Arch tags. kMaxSmem: LDS per work-group (the one-stage kernel's launcher checks it).
+// kDecodeWarpsK: warp groups splitting a decode tile's k steps (gemm.cuh, GemmTile); 1 on
+// AMD, where 64-lane wavefronts already give a decode tile 256 lanes and nothing has been
+// measured.
 struct Gfx942 {  // CDNA3: bf16/fp16 MFMA
   static constexpr int kMaxSmem = 64 * 1024;
+  static constexpr int kDecodeWarpsK = 1;
 };
 struct Gfx950 {  // CDNA4: + 16x16x32 bf16/fp16 and scaled f8f6f4 MFMA
   static constexpr int kMaxSmem = 160 * 1024;
+  static constexpr int kDecodeWarpsK = 1;
 };
 
 // gfx950 multiplies MX operands natively for fp4 and fp8 activations against fp4 weights

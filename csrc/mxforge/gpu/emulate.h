@@ -202,6 +202,7 @@ inline uint32_t pack2<Fp16>(float lo, float hi) { return pack_f16x2(lo, hi); }
 // time; the accumulator layout is sm90's, so the staging code is exercised as on the GPU.
 struct Emu {
   static constexpr int kMaxSmem = 227 * 1024;
+  static constexpr int kDecodeWarpsK = 2;  // as sm90's
 };
 using Sm90 = Emu;  // rendered sm90 sources compile unchanged against the emulator
 template <class Arch, class InT>

@@ -44,9 +44,15 @@ struct GemmTile {
   static_assert(BM % 16 == 0 && BN % 16 == 0 && BK % 32 == 0, "tile sizes");
   // Warps: 4 across N (fewer for narrow tiles, each warp at least one atom wide), 2 across
   // M from BM = 64 on. 128 or 256 threads with 32-lane warps, 256 or 512 with wave64.
+  // Decode tiles (BM <= 32) add Arch::kDecodeWarpsK warp groups that take alternate atom
+  // k steps of each k-tile (their partial sums meet in the staging tile, in group order):
+  // at small T a layer has few CTAs, and a CTA's time per k-tile is mostly its threads
+  // dequantizing the B tile, which more threads share.
   static constexpr int kWarpsN = BN / kAtomN >= 4 ? 4 : BN / kAtomN;
   static constexpr int kWarpsM = BM >= 64 ? 2 : 1;
-  static constexpr int kThreads = kWarpsM * kWarpsN * dev::kWarpSize;
+  static constexpr int kWarpsK = BM <= 32 && (BK / kAtomK) % Arch::kDecodeWarpsK == 0
+                                     ? Arch::kDecodeWarpsK : 1;
+  static constexpr int kThreads = kWarpsM * kWarpsN * kWarpsK * dev::kWarpSize;
   static constexpr int WM = BM / kWarpsM, WN = BN / kWarpsN;  // warp tile
   static constexpr int MI = WM / kAtomM, NI = WN / kAtomN;    // atoms per warp tile
   static_assert(WM % kAtomM == 0 && WN % kAtomN == 0 && BK % kAtomK == 0, "atoms tile the warp");
@@ -235,17 +241,20 @@ struct WarpMma {
 #pragma unroll
         for (int i = 0; i < Atom::kAccRegs; ++i) acc[mi][ni][i] = 0.0f;
   }
-  MXF_DEV static int warp_m() { return dev::warp_id() / Tile::kWarpsN; }
+  static constexpr int KW = Tile::kWarpsK;
+  MXF_DEV static int warp_m() { return (dev::warp_id() / Tile::kWarpsN) % Tile::kWarpsM; }
   MXF_DEV static int warp_n() { return dev::warp_id() % Tile::kWarpsN; }
+  MXF_DEV static int warp_k() { return dev::warp_id() / (Tile::kWarpsN * Tile::kWarpsM); }
 
   // One k-tile: A rows of this warp from `a` (pitch lda), B rows from `b` (pitch ldb),
-  // atom k steps [0, ksteps).
+  // atom k steps [0, ksteps), of which this warp's group takes warp_k(), warp_k() + KW, ...
   MXF_DEV void run(const uint16_t* a, int lda, const uint16_t* b, int ldb, int ksteps) {
     const int lane = dev::lane_id();
-    a += warp_m() * Tile::WM * lda;
-    b += warp_n() * Tile::WN * ldb;
+    a += warp_m() * Tile::WM * lda + warp_k() * Atom::kK * (KW > 1);
+    b += warp_n() * Tile::WN * ldb + warp_k() * Atom::kK * (KW > 1);
+    ksteps -= warp_k();
 #pragma unroll
-    for (int ks = 0; ks < Tile::BK / Atom::kK; ++ks) {
+    for (int ks = 0; ks < Tile::BK / Atom::kK; ks += KW) {
       if (ks >= ksteps) break;
       typename Atom::FragA fa[MI];
       typename Atom::FragB fb[NI];
@@ -266,18 +275,27 @@ struct WarpMma {
     }
   }
 
-  // Accumulators -> fp32 staging tile [BM][kLdC].
+  // Accumulators -> fp32 staging tile [BM][kLdC]: group 0 writes, the other k groups add
+  // theirs one after another (a fixed order: results do not depend on warp timing). Every
+  // thread of the CTA calls it (it has barriers when KW > 1).
   MXF_DEV void stage(float* c) const {
     const int lane = dev::lane_id();
     const int r0 = warp_m() * Tile::WM, c0 = warp_n() * Tile::WN;
 #pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
+    for (int g = 0; g < KW; ++g) {
+      if (g > 0) dev::sync_threads();
+      if (warp_k() != g) continue;
 #pragma unroll
-      for (int ni = 0; ni < NI; ++ni)
+      for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-        for (int i = 0; i < Atom::kAccRegs; ++i)
-          c[(r0 + mi * Atom::kM + Atom::acc_row(lane, i)) * Tile::kLdC + c0 + ni * Atom::kN +
-            Atom::acc_col(lane, i)] = acc[mi][ni][i];
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+          for (int i = 0; i < Atom::kAccRegs; ++i) {
+            float& dst = c[(r0 + mi * Atom::kM + Atom::acc_row(lane, i)) * Tile::kLdC + c0 +
+                           ni * Atom::kN + Atom::acc_col(lane, i)];
+            dst = g == 0 ? acc[mi][ni][i] : dst + acc[mi][ni][i];
+          }
+    }
   }
 };
 

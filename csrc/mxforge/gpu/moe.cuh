@@ -456,13 +456,23 @@ bool gemm_args_bad(const MoeGemmArgs& a, GemmOp op, Check& c) {
   return false;
 }
 
+// CTAs along grid x: the sorted blocks that can hold work. Every block below
+// num_valid_ids[0] / block_m holds at least one route (the sorter pads each non-empty
+// expert to whole blocks and lays the experts out from block 0), so there are at most
+// min(T * topk, max_blocks) of them; the CTAs past that would only read their block and
+// exit, and at decode they were most of the grid (T = 1, topk 8, E = 256, block_m 16: 8
+// blocks of work, 256 entries in sorted_expert_ids).
+inline unsigned grid_blocks(const MoeGemmArgs& a) {
+  return unsigned(cmin<int64_t>(a.max_blocks, a.T * a.topk));
+}
+
 template <class S>
 Status launch_moe_stage1(const MoeGemmArgs& a) {
   Check c;
   if (gemm_args_bad<S>(a, GemmOp::kStage1, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
   const dev::Stream st = dev::stream_of(a.stream);
-  const dim3 grid(unsigned(a.max_blocks), unsigned(cdiv(a.N, S::BN)), unsigned(S::kSplitK));
+  const dim3 grid(grid_blocks(a), unsigned(cdiv(a.N, S::BN)), unsigned(S::kSplitK));
   if constexpr (S::kSplitK > 1) {
     Status s = dev::memset_async(a.workspace, 4 * a.T * a.topk * a.N, st, "split-K workspace memset");
     if (s.code != 0) return s;
@@ -483,7 +493,7 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   Check c;
   if (gemm_args_bad<S>(a, GemmOp::kStage2, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
-  const dim3 grid(unsigned(a.max_blocks), unsigned(cdiv(a.N, S::BN)));
+  const dim3 grid(grid_blocks(a), unsigned(cdiv(a.N, S::BN)));
   return dev::launch(MXF_KERNEL_REF(moe_stage2_kernel, S), grid, dim3(S::NT),
                      dev::tile_smem_at_launch(S::Tile::kSmem), dev::stream_of(a.stream),
                      "moe_stage2 launch", a);
@@ -499,7 +509,7 @@ Status launch_moe_1stage(const MoeGemmArgs& a) {
     return dev::errorf("moe_1stage: I = %lld needs %lld bytes of shared memory with block_m %d "
                        "(limit %d); use the two-stage path",
                        (long long)(a.N / 2), (long long)smem, S::BM, S::Arch::kMaxSmem);
-  return dev::launch(MXF_KERNEL_REF(moe_1stage_kernel, S), dim3(unsigned(a.max_blocks)), dim3(S::NT),
+  return dev::launch(MXF_KERNEL_REF(moe_1stage_kernel, S), dim3(grid_blocks(a)), dim3(S::NT),
                      size_t(smem), dev::stream_of(a.stream), "moe_1stage launch", a);
 }
 #endif

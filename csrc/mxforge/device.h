@@ -294,6 +294,22 @@ inline Status memset_async(void* p, int64_t bytes, Stream stream, const char* wh
   return status_of(cudaMemsetAsync(p, 0, size_t(bytes), stream), what);
 }
 
+// SMs of the current device (cached per device; 1 if the query fails, so a launch still
+// happens, with the few-CTA variant).
+inline int sm_count() {
+  static std::mutex mu;
+  static std::vector<int> count;  // by device index, 0 = not asked yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0) return 1;
+  std::lock_guard<std::mutex> lock(mu);
+  if (count.size() <= size_t(device)) count.resize(size_t(device) + 1, 0);
+  if (count[device] == 0) {
+    int n = 0;
+    count[device] = cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && n > 0 ? n : 1;
+  }
+  return count[device];
+}
+
 }  // namespace dev
 }  // namespace mxf
 

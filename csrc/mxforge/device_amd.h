@@ -73,6 +73,9 @@ inline Stream stream_of(int64_t s) { return reinterpret_cast<Stream>(static_cast
 // A failed Status with a formatted message (kept in the calling thread's buffer).
 Status errorf(const char* fmt, ...);
 Status memset_async(void* p, int64_t bytes, Stream stream, const char* what);
+// Compute units of the device. Named by the launchers' choice of a decode variant, which
+// AMD instances do not have (Gfx*::kDecodeWarpsK = 1), so never called: not defined.
+int sm_count();
 
 }  // namespace dev
 }  // namespace mxf

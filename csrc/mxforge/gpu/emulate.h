@@ -305,6 +305,9 @@ inline Status memset_async(void* p, int64_t bytes, Stream, const char*) {
   if (bytes > 0) memset(p, 0, size_t(bytes));
   return Status::ok();
 }
+// An H100's SM count: emulated launches choose between an instance and its decode variant
+// as they would there.
+inline int sm_count() { return 132; }
 
 // Runs the grid: CTA after CTA, by one team of blockDim.x threads (a barrier between CTAs
 // keeps them apart: the shared statics of one CTA are the next one's).

@@ -35,7 +35,7 @@ namespace mxf {
 namespace gpu {
 
 // ---- tile configuration -----------------------------------------------------------------
-template <class Arch, int BM_, int BN_, int BK_>
+template <class Arch, int BM_, int BN_, int BK_, int WARPS_K_ = 1>
 struct GemmTile {
   using Arch_ = Arch;
   static constexpr int BM = BM_, BN = BN_, BK = BK_;
@@ -44,14 +44,14 @@ struct GemmTile {
   static_assert(BM % 16 == 0 && BN % 16 == 0 && BK % 32 == 0, "tile sizes");
   // Warps: 4 across N (fewer for narrow tiles, each warp at least one atom wide), 2 across
   // M from BM = 64 on. 128 or 256 threads with 32-lane warps, 256 or 512 with wave64.
-  // Decode tiles (BM <= 32) add Arch::kDecodeWarpsK warp groups that take alternate atom
-  // k steps of each k-tile (their partial sums meet in the staging tile, in group order):
-  // at small T a layer has few CTAs, and a CTA's time per k-tile is mostly its threads
-  // dequantizing the B tile, which more threads share.
+  // WARPS_K > 1 adds warp groups that take alternate atom k steps of each k-tile (their
+  // partial sums meet in the staging tile, in group order): where a launch has few CTAs
+  // (decode), a CTA's time per k-tile is mostly its threads dequantizing the B tile, which
+  // more threads share (moe.cuh picks it per launch, MoeSpec::Decode).
   static constexpr int kWarpsN = BN / kAtomN >= 4 ? 4 : BN / kAtomN;
   static constexpr int kWarpsM = BM >= 64 ? 2 : 1;
-  static constexpr int kWarpsK = BM <= 32 && (BK / kAtomK) % Arch::kDecodeWarpsK == 0
-                                     ? Arch::kDecodeWarpsK : 1;
+  static constexpr int kWarpsK = WARPS_K_;
+  static_assert((BK / kAtomK) % kWarpsK == 0, "warp groups share a k-tile's atom steps evenly");
   static constexpr int kThreads = kWarpsM * kWarpsN * kWarpsK * dev::kWarpSize;
   static constexpr int WM = BM / kWarpsM, WN = BN / kWarpsN;  // warp tile
   static constexpr int MI = WM / kAtomM, NI = WN / kAtomN;    // atoms per warp tile

@@ -77,9 +77,11 @@ struct WeightRows<Bf16, Layout> {
   MXF_DEV static int64_t kend(int64_t K) { return K; }
 };
 
-// Everything an instance fixes at compile time.
+// Everything an instance fixes at compile time. WARPS_K: warp groups per k-tile (GemmTile);
+// an instance states 1, and its launcher runs Decode (the same instance with the arch's
+// kDecodeWarpsK groups on block_m <= 32 tiles) when the launch has few CTAs.
 template <class Arch_, class A_, class B_, class Out_, int BM_, int BN_, int BK_, int SPLITK_,
-          Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_>
+          Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_, int WARPS_K_ = 1>
 struct MoeSpec {
   using Arch = Arch_;
   using AT = A_;
@@ -90,7 +92,9 @@ struct MoeSpec {
   static constexpr Act kAct = ACT_;
   static constexpr bool kInterleaved = INTERLEAVED_, kBias = BIAS_;
   static constexpr Rw kRw = RW_;
-  using Tile = GemmTile<Arch, BM, BN, BK>;
+  using Tile = GemmTile<Arch, BM, BN, BK, WARPS_K_>;
+  using Decode = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
+                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1)>;
   static constexpr int NT = Tile::kThreads;
   // MMA input (device layer, per arch): a 16-bit type both operands are dequantized into
   // (fp16 activations keep fp16, else bf16), or MX codes + scales for native MX MMAs.
@@ -466,6 +470,22 @@ inline unsigned grid_blocks(const MoeGemmArgs& a) {
   return unsigned(cmin<int64_t>(a.max_blocks, a.T * a.topk));
 }
 
+// Launch S, or S::Decode where the grid has at most kFewCtasPerSm CTAs per SM: then the
+// GPU is far from full and a CTA's k-tile chain is its time, which the decode variant's
+// extra warp groups shorten; with more CTAs the extra threads and the staging reduction
+// cost more than they give. Measured on the H100 (2026-11-23, benchmarks/README.md):
+// decode warp groups on every block_m <= 32 launch made T <= 8 1.3-1.9x faster but some
+// T >= 16 launches (thousands of CTAs) up to 15 % slower.
+constexpr int kFewCtasPerSm = 4;
+template <class S, class Launch>
+Status launch_spec(dim3 grid, Launch&& launch) {
+  if constexpr (!IsSame<S, typename S::Decode>::value) {
+    const int64_t ctas = int64_t(grid.x) * grid.y * grid.z;
+    if (ctas <= int64_t(kFewCtasPerSm) * dev::sm_count()) return launch(static_cast<typename S::Decode*>(nullptr));
+  }
+  return launch(static_cast<S*>(nullptr));
+}
+
 template <class S>
 Status launch_moe_stage1(const MoeGemmArgs& a) {
   Check c;
@@ -477,8 +497,11 @@ Status launch_moe_stage1(const MoeGemmArgs& a) {
     Status s = dev::memset_async(a.workspace, 4 * a.T * a.topk * a.N, st, "split-K workspace memset");
     if (s.code != 0) return s;
   }
-  Status s = dev::launch(MXF_KERNEL_REF(moe_stage1_kernel, S), grid, dim3(S::NT),
-                         dev::tile_smem_at_launch(S::Tile::kSmem), st, "moe_stage1 launch", a);
+  Status s = launch_spec<S>(grid, [&](auto* spec) {
+    using K = typename RemovePtr<decltype(spec)>::type;
+    return dev::launch(MXF_KERNEL_REF(moe_stage1_kernel, K), grid, dim3(K::NT),
+                       dev::tile_smem_at_launch(K::Tile::kSmem), st, "moe_stage1 launch", a);
+  });
   if constexpr (S::kSplitK > 1) {
     if (s.code == 0)
       s = dev::launch(MXF_KERNEL_REF(moe_stage1_splitk_epilogue_kernel, S), dim3(grid.x, grid.y),
@@ -494,9 +517,12 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   if (gemm_args_bad<S>(a, GemmOp::kStage2, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
   const dim3 grid(grid_blocks(a), unsigned(cdiv(a.N, S::BN)));
-  return dev::launch(MXF_KERNEL_REF(moe_stage2_kernel, S), grid, dim3(S::NT),
-                     dev::tile_smem_at_launch(S::Tile::kSmem), dev::stream_of(a.stream),
-                     "moe_stage2 launch", a);
+  return launch_spec<S>(grid, [&](auto* spec) {
+    using K = typename RemovePtr<decltype(spec)>::type;
+    return dev::launch(MXF_KERNEL_REF(moe_stage2_kernel, K), grid, dim3(K::NT),
+                       dev::tile_smem_at_launch(K::Tile::kSmem), dev::stream_of(a.stream),
+                       "moe_stage2 launch", a);
+  });
 }
 
 template <class S>
@@ -509,8 +535,12 @@ Status launch_moe_1stage(const MoeGemmArgs& a) {
     return dev::errorf("moe_1stage: I = %lld needs %lld bytes of shared memory with block_m %d "
                        "(limit %d); use the two-stage path",
                        (long long)(a.N / 2), (long long)smem, S::BM, S::Arch::kMaxSmem);
-  return dev::launch(MXF_KERNEL_REF(moe_1stage_kernel, S), dim3(grid_blocks(a)), dim3(S::NT),
-                     size_t(smem), dev::stream_of(a.stream), "moe_1stage launch", a);
+  const dim3 grid(grid_blocks(a));
+  return launch_spec<S>(grid, [&](auto* spec) {
+    using K = typename RemovePtr<decltype(spec)>::type;
+    return dev::launch(MXF_KERNEL_REF(moe_1stage_kernel, K), grid, dim3(K::NT), size_t(smem),
+                       dev::stream_of(a.stream), "moe_1stage launch", a);
+  });
 }
 #endif
 

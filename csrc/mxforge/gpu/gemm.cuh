@@ -242,16 +242,19 @@ struct WarpMma {
         for (int i = 0; i < Atom::kAccRegs; ++i) acc[mi][ni][i] = 0.0f;
   }
   static constexpr int KW = Tile::kWarpsK;
-  MXF_DEV static int warp_m() { return (dev::warp_id() / Tile::kWarpsN) % Tile::kWarpsM; }
+  // (KW == 1 compiles to the code before warp groups existed: no k-group arithmetic)
+  MXF_DEV static int warp_m() {
+    return KW > 1 ? (dev::warp_id() / Tile::kWarpsN) % Tile::kWarpsM : dev::warp_id() / Tile::kWarpsN;
+  }
   MXF_DEV static int warp_n() { return dev::warp_id() % Tile::kWarpsN; }
-  MXF_DEV static int warp_k() { return dev::warp_id() / (Tile::kWarpsN * Tile::kWarpsM); }
+  MXF_DEV static int warp_k() { return KW > 1 ? dev::warp_id() / (Tile::kWarpsN * Tile::kWarpsM) : 0; }
 
   // One k-tile: A rows of this warp from `a` (pitch lda), B rows from `b` (pitch ldb),
   // atom k steps [0, ksteps), of which this warp's group takes warp_k(), warp_k() + KW, ...
   MXF_DEV void run(const uint16_t* a, int lda, const uint16_t* b, int ldb, int ksteps) {
     const int lane = dev::lane_id();
-    a += warp_m() * Tile::WM * lda + warp_k() * Atom::kK * (KW > 1);
-    b += warp_n() * Tile::WN * ldb + warp_k() * Atom::kK * (KW > 1);
+    a += warp_m() * Tile::WM * lda + warp_k() * Atom::kK;
+    b += warp_n() * Tile::WN * ldb + warp_k() * Atom::kK;
     ksteps -= warp_k();
 #pragma unroll
     for (int ks = 0; ks < Tile::BK / Atom::kK; ks += KW) {

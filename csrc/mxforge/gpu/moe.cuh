@@ -2,7 +2,7 @@
 // layer in gemm.cuh. One kernel template per op; every dtype pair, tile, activation and
 // flag is a template parameter of MoeSpec, so there is one piece of code per idea.
 //
-// Grid: x = sorted block (sorted_expert_ids entries, max_blocks), y = N tile, z = K split.
+// Grid: x = sorted block (min(T * topk, max_blocks): grid_blocks), y = N tile, z = K split.
 // A CTA whose block starts at or past num_valid_ids[0] (or whose expert is -1) exits at
 // once; rows whose token is >= T (sentinels) are never read (zero A rows) nor written.
 //

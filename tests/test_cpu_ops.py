@@ -7,6 +7,7 @@ import torch
 import mxforge
 from mxforge import reference as ref
 from mxforge.dispatch import instances
+from mxforge.ops import TOKEN_LIMIT
 
 from .helpers import make_layer, random_mx, routing
 from .op_checks import CHECKS, MX_ELEM, check_fused_moe
@@ -85,6 +86,16 @@ def assert_sort_equal(got: mxforge.SortResult, want: tuple) -> None:
         assert torch.equal(g.cpu(), w), f"{name} differs"
 
 
+def assert_blocks_fit_the_grid(got: mxforge.SortResult, T: int, k: int, block_m: int) -> None:
+    """The GPU GEMMs launch min(T*k, sorted blocks) CTAs along x (grid_blocks in
+    csrc/mxforge/gpu/moe.cuh): every block below num_valid_ids[0] / block_m must hold a route,
+    so there can be no more than T*k of them."""
+    nb = int(got.num_valid_ids[0]) // block_m
+    assert nb <= min(T * k, got.sorted_expert_ids.numel())
+    tokens = got.sorted_ids[: nb * block_m].view(nb, block_m) & (TOKEN_LIMIT - 1)
+    assert bool((tokens < T).any(dim=1).all())
+
+
 @pytest.mark.parametrize("T, E, k, block_m", [(0, 8, 2, 16), (1, 256, 8, 16), (3, 256, 8, 32),
                                               (64, 128, 4, 64), (513, 32, 4, 128), (200, 7, 3, 16)])
 @pytest.mark.parametrize("skew", ["random", "one_expert"])
@@ -94,6 +105,7 @@ def test_sort_matches_reference(T, E, k, block_m, skew, rng):
     assert_sort_equal(got, ref.moe_sort(ids, w, E, block_m))
     nv = int(got.num_valid_ids[0])
     assert nv % block_m == 0 and int(got.num_valid_ids[1]) == T
+    assert_blocks_fit_the_grid(got, T, k, block_m)
 
 
 def test_sort_expert_mask_and_zero_buf(rng):
@@ -106,6 +118,7 @@ def test_sort_expert_mask_and_zero_buf(rng):
     assert (buf == 0).all()
     used = got.sorted_expert_ids[: int(got.num_valid_ids[0]) // 32]
     assert not (used % 3 == 0).any()
+    assert_blocks_fit_the_grid(got, T, k, 32)
 
 
 def test_sort_rejects_out_of_range_ids(rng):
@@ -115,6 +128,7 @@ def test_sort_rejects_out_of_range_ids(rng):
         mxforge.moe_sort(ids, w, 8, 16)
     got = mxforge.moe_sort(ids, w, 8, 16, validate=False)  # dropped, as the reference does
     assert_sort_equal(got, ref.moe_sort(ids, w, 8, 16))
+    assert_blocks_fit_the_grid(got, 4, 2, 16)
 
 
 @pytest.mark.parametrize("inst", instances(target="cpu", op="fused_quant_sort"), ids=lambda i: i.name)

@@ -57,9 +57,7 @@ def _rebuild_act(data: torch.Tensor, scales: torch.Tensor | None, dtype: str, K:
 
 
 def _flatten_weight(w: MoeWeight) -> tuple[Any, ...]:
-    if not isinstance(w, MoeWeight):
-        raise InputError(f"weights: expected a MoeWeight (mxforge.pack_weight / mx_weight), "
-                         f"got {type(w).__name__}")
+    ops.check_weight("weights", w)
     return w.data, w.scales, w.bias, w.dtype, w.layout, w.E, w.N, w.K, w.gate_up
 
 
@@ -367,7 +365,7 @@ def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Te
                out_dtype: str = "bf16", routed_weight: str = "stage2",
                instance: str | None = None) -> torch.Tensor:
     """Down GEMM + routed-weight multiply + accumulation: returns out [T, H] (+=)."""
-    out = _out_for(sort, _weight_arg("w2", w2), out, out_dtype)
+    out = _out_for(sort, ops.check_weight("w2", w2), out, out_dtype)
     torch.ops.mxforge.moe_stage2(*ACT.flatten(inter), *WEIGHT.flatten(w2), *SORT.flatten(sort),
                                  out, out_dtype, routed_weight, instance)
     return out
@@ -383,7 +381,7 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
                activation: str = "silu", out: torch.Tensor | None = None, out_dtype: str = "bf16",
                routed_weight: str = "stage2", instance: str | None = None) -> torch.Tensor:
     """Stage 1 (bf16 intermediate) and stage 2 in one launch: returns out [T, H] (+=)."""
-    out = _out_for(sort, _weight_arg("w2", w2), out, out_dtype)
+    out = _out_for(sort, ops.check_weight("w2", w2), out, out_dtype)
     torch.ops.mxforge.moe_1stage(*ACT.flatten(a), *WEIGHT.flatten(w1), *WEIGHT.flatten(w2),
                                  *SORT.flatten(sort), activation, out, out_dtype, routed_weight,
                                  instance)
@@ -407,35 +405,24 @@ _define("fused_moe", f"Tensor x, {WEIGHT.fields('w1')}, {WEIGHT.fields('w2')}, "
         lambda x, *_: x.new_empty(x.shape, dtype=torch.bfloat16))
 
 
-def _weight_arg(name: str, w: Any) -> MoeWeight:
-    if not isinstance(w, MoeWeight):
-        raise InputError(f"{name}: expected a MoeWeight (mxforge.pack_weight / mx_weight), "
-                         f"got {type(w).__name__}")
-    return w
-
-
 def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch.Tensor,
               topk_ids: torch.Tensor, activation: str = "silu", a_dtype: str = "pk_fp4",
               stage2_input: str = "bf16", routed_weight: str = "stage2",
               rounding: str = "round_up", path: str = "auto",
               expert_mask: torch.Tensor | None = None, impl: str = "kernel",
               validate: bool = True) -> torch.Tensor:
-    """The whole MoE layer: x [T, H] bf16 -> [T, H] bf16.
-
-    a_dtype: activation dtype of stage 1 (pk_fp4 = a4w4, fp8 = a8w4, bf16 = a16w4).
-    stage2_input: bf16 (skip-inter-quant: stage 1 writes bf16, stage 2 runs a16w4) or
-    pk_fp4 (stage 1 re-quantizes, stage 2 runs a4w4). routed_weight: stage1 or stage2.
-    path: auto | two_stage | one_stage. impl="torch" runs mxforge.reference (by name only).
-    """
     if impl != "kernel":  # the reference, or ops' error naming the allowed values
         return ops.fused_moe(x, w1, w2, topk_weights, topk_ids, activation, a_dtype,
                              stage2_input, routed_weight, rounding, path, expert_mask, impl,
                              validate)
     ops.check_rows("x", x)
-    return torch.ops.mxforge.fused_moe(x, *WEIGHT.flatten(_weight_arg("w1", w1)),
-                                       *WEIGHT.flatten(_weight_arg("w2", w2)), topk_weights,
+    return torch.ops.mxforge.fused_moe(x, *WEIGHT.flatten(ops.check_weight("w1", w1)),
+                                       *WEIGHT.flatten(ops.check_weight("w2", w2)), topk_weights,
                                        topk_ids, activation, a_dtype, stage2_input, routed_weight,
                                        rounding, path, expert_mask, validate)
+
+
+fused_moe.__doc__ = ops.fused_moe.__doc__  # one text for the op and its torch wrapper
 
 
 OPS = ("quantize", "dequantize", "mx_pack", "moe_sort", "fused_quant_sort", "moe_stage1",

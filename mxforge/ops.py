@@ -456,11 +456,17 @@ def fused_quant_sort(x: Activation, topk_ids: torch.Tensor, topk_weights: torch.
 
 # ---- GEMM stages ------------------------------------------------------------------------
 
+def check_weight(name: str, w: Any) -> MoeWeight:
+    """`w` itself, or an InputError naming the argument when it is not a MoeWeight."""
+    if not isinstance(w, MoeWeight):
+        raise InputError(f"{name}: expected a MoeWeight (mxforge.pack_weight / mx_weight), "
+                         f"got {type(w).__name__}")
+    return w
+
+
 def _gemm_key(target: str, op: str, a: Activation, w: MoeWeight, out: str, activation: str = "",
               routed_weight: str = "", bias: bool = False) -> Key:
-    if not isinstance(w, MoeWeight):
-        raise InputError(f"weights: expected a MoeWeight (mxforge.pack_weight / mx_weight), "
-                         f"got {type(w).__name__}")
+    check_weight("weights", w)
     return Key(target, op, a=dtype_of(a), b=w.dtype, out=out, activation=activation,
                gate_up=(w.gate_up or "concat") if op != "moe_stage2" else "",
                routed_weight=routed_weight, bias=bias, layout=w.layout)
@@ -595,9 +601,7 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
                activation: str = "silu", out: torch.Tensor | None = None, out_dtype: str = "bf16",
                routed_weight: str = "stage2", instance: str | None = None) -> torch.Tensor:
     """Stage 1 (bf16 intermediate) and stage 2 in one launch: returns out [T, H] (+=)."""
-    for name, w in (("w1", w1), ("w2", w2)):
-        if not isinstance(w, MoeWeight):
-            raise InputError(f"{name}: expected a MoeWeight, got {type(w).__name__}")
+    check_weight("w1", w1), check_weight("w2", w2)
     if (w2.dtype, w2.layout) != (w1.dtype, w1.layout) or (w1.bias is None) != (w2.bias is None):
         raise InputError(f"w1 ({w1.dtype}, {w1.layout}, bias={w1.bias is not None}) and w2 "
                          f"({w2.dtype}, {w2.layout}, bias={w2.bias is not None}) must match "
@@ -670,9 +674,7 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
         raise InputError(f"impl {impl!r} (allowed: kernel, torch)")
     check_rows("x", x)
     check("x", x, dtypes=(torch.bfloat16, torch.float16), contiguous=False)
-    for name, w in (("w1", w1), ("w2", w2)):
-        if not isinstance(w, MoeWeight):
-            raise InputError(f"{name}: expected a MoeWeight, got {type(w).__name__}")
+    check_weight("w1", w1), check_weight("w2", w2)
     T, H = x.shape
     if (w1.K, w2.N) != (H, H) or w2.K * 2 != w1.N or w1.E != w2.E:
         raise InputError(f"weights do not fit x [T, {H}]: w1 [{w1.E}, {w1.N}, {w1.K}] must be "

@@ -309,7 +309,9 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     "CPU_S2": "cpu_moe_stage2_fp8xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_plain",
     "EMU950_S2": "gfx950_moe_stage2_fp8xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_plain",
     # sm90 instances on the 32-lane backend: block_m 32 tiles split their k steps over two
-    # warp groups (GemmTile::kWarpsK), which the GPU tests check on the H100 only
+    # warp groups (GemmTile::kWarpsK), fp4 chunks become bf16 pairs through the packed
+    # bf16 multiply (emulated as sm_90 rounds it), and sentinel rows are stored as zeros
+    # without conversion; the GPU tests check the same on the H100
     "EMU90_S1": A4W4.replace("gfx950", "sm90"),
     "EMU90_S2": "sm90_moe_stage2_fp8xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_plain",
 }

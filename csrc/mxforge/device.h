@@ -126,6 +126,14 @@ MXF_DEV uint32_t pack_f16x2(float lo, float hi) {
   asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
+// Two bf16 products, each rounded to nearest even (sm_90's packed bf16 multiply;
+// subnormal inputs and results are kept, not flushed).
+constexpr bool kHasBf16x2Mul = true;
+MXF_DEV uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
+  uint32_t r;
+  asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
 
 // ---- MMA atoms -----------------------------------------------------------------------
 // An MMA atom is the smallest warp-wide matrix multiply-accumulate of an architecture:

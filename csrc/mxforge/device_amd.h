@@ -150,6 +150,9 @@ MXF_DEV Vec16 ld16(const void* p) { return *static_cast<const Vec16*>(p); }
 MXF_DEV void st16(void* p, const Vec16& v) { *static_cast<Vec16*>(p) = v; }
 // No separate read-only path on CDNA: a plain (global_load_dwordx4) load.
 MXF_DEV Vec16 ld16_ro(const void* p) { return ld16(p); }
+// No packed bf16 multiply is used on AMD: dequantization multiplies in fp32 (gemm.cuh).
+constexpr bool kHasBf16x2Mul = false;
+uint32_t mul_bf16x2(uint32_t a, uint32_t b);  // (declared for the shared code; not defined)
 
 // ---- atomics ------------------------------------------------------------------------
 MXF_DEV void atomic_add(float* p, float v) {
@@ -323,6 +326,8 @@ Vec16 zero16();
 Vec16 ld16(const void* p);
 void st16(void* p, const Vec16& v);
 Vec16 ld16_ro(const void* p);
+constexpr bool kHasBf16x2Mul = false;
+uint32_t mul_bf16x2(uint32_t a, uint32_t b);
 void atomic_add(float* p, float v);
 void atomic_add(int* p, int v);
 void atomic_add_bf16x2(uint16_t* p, uint32_t packed_lo_hi);

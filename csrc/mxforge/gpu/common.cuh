@@ -17,10 +17,6 @@ template <class A, class B>
 struct IsSame { static constexpr bool value = false; };
 template <class A>
 struct IsSame<A, A> { static constexpr bool value = true; };
-template <class T>
-struct RemovePtr { using type = T; };
-template <class T>
-struct RemovePtr<T*> { using type = T; };
 template <bool C, class A, class B>
 struct Cond { using type = A; };
 template <class A, class B>

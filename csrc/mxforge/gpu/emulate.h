@@ -191,6 +191,14 @@ inline uint32_t pack_bf16x2(float lo, float hi) {
 inline uint32_t pack_f16x2(float lo, float hi) {
   return uint32_t(f32_to_f16(lo)) | (uint32_t(f32_to_f16(hi)) << 16);
 }
+// sm_90's mul.rn.bf16x2: a product of two bf16 is exact in fp32 (8-bit significands),
+// then rounded to bf16 as the instruction rounds.
+constexpr bool kHasBf16x2Mul = true;
+inline uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
+  const float lo = bf16_to_f32(uint16_t(a)) * bf16_to_f32(uint16_t(b));
+  const float hi = bf16_to_f32(uint16_t(a >> 16)) * bf16_to_f32(uint16_t(b >> 16));
+  return pack_bf16x2(lo, hi);
+}
 template <class InT>
 inline uint32_t pack2(float lo, float hi);
 template <>

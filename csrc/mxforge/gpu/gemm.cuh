@@ -115,9 +115,21 @@ struct Operand<Fp8Mx> {
 // pairs at `dst` (16-byte aligned).
 template <class Elem, class InT>
 MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* dst) {
-  const float sc = e8m0_to_f32(s);
   const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-  if constexpr (IsSame<Elem, E2m1>::value) {
+  if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul) {
+    // Two e2m1 codes -> a bf16 pair by bit moves, then two exact bf16x2 multiplies
+    // (e2m1_pair_bf16x2): about half the instructions of decoding each element in fp32,
+    // and at decode the GEMM's time is mostly these instructions (ncu: issue-bound).
+    const E2m1PairScale k = e2m1_pair_scale(s);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      uint32_t o[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) o[j] = e2m1_pair_bf16x2((w[q] >> (8 * j)) & 0xffu, k);
+      dev::st16(dst + 8 * q, dev::Vec16{o[0], o[1], o[2], o[3]});
+    }
+  } else if constexpr (IsSame<Elem, E2m1>::value) {
+    const float sc = e8m0_to_f32(s);
     // byte j of the chunk = elements 2j (low nibble) and 2j + 1: one output pair
 #pragma unroll
     for (int q = 0; q < 4; ++q) {  // 8 pairs (16 bytes of output) per source word pair
@@ -131,6 +143,7 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* dst) {
       dev::st16(dst + 8 * q, dev::Vec16{o[0], o[1], o[2], o[3]});
     }
   } else {
+    const float sc = e8m0_to_f32(s);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {  // 16 elements = 2 x 8
       uint32_t o[4];
@@ -167,12 +180,13 @@ struct TileLoader {
   bool vec;
   dev::Vec16 v[kSlots];
   uint8_t sc[kSlots];
+  uint32_t dead = 0;  // bit i: slot i holds no data (no row, or past kend): stored as zeros
 
-  TileLoader() = default;  // LoaderRing's copies
   MXF_DEV TileLoader(const Rows& r, const int* rows_, int64_t kend_)
       : src(r), row_of(rows_), kend(kend_), vec(r.vec_ok()) {}
 
   MXF_DEV void load(int64_t k0) {
+    dead = 0;
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) {
       const int q = dev::thread_x() + i * NT;
@@ -181,7 +195,10 @@ struct TileLoader {
       if (kChunks % NT != 0 && q >= kChunks) continue;
       const int64_t r = row_of[q / kCPR];
       const int64_t k = k0 + (q % kCPR) * Op::kChunkElems;
-      if (r < 0 || k >= kend) continue;
+      if (r < 0 || k >= kend) {
+        dead |= 1u << i;
+        continue;
+      }
       const uint8_t* p = src.data(r, Op::kbyte(k));
       if constexpr (Op::kMx) {  // chunks never straddle kend (Kp is a multiple of 32)
         v[i] = vec ? dev::ld16_ro(p) : load_bytes(p, 16);
@@ -198,18 +215,38 @@ struct TileLoader {
     for (int i = 0; i < kSlots; ++i) {
       const int q = dev::thread_x() + i * NT;
       if (kChunks % NT != 0 && q >= kChunks) continue;
-      if constexpr (kRaw) {
-        uint8_t* row = reinterpret_cast<uint8_t*>(tile + (q / kCPR) * ld);
-        const int k = (q % kCPR) * Op::kChunkElems;
-        dev::st16(row + dev::MxSmemRow<T>::data_byte(k), v[i]);
-        if (k % 32 == 0) row[dev::MxSmemRow<T>::scale_byte(2 * ld, k / 32)] = sc[i];
-      } else {
-        uint16_t* dst = tile + (q / kCPR) * ld + (q % kCPR) * Op::kChunkElems;
-        if constexpr (Op::kMx)
-          dequant_chunk<typename Op::Elem, InT>(v[i], sc[i], dst);
-        else
-          dev::st16(dst, v[i]);
-      }
+      if ((dead >> i) & 1u)
+        put_zero(q, tile, ld);
+      else
+        put(q, v[i], sc[i], tile, ld);
+    }
+  }
+
+  // A chunk with no data: zeros (at decode most A rows of a block are empty, and zeros
+  // cost no conversion).
+  MXF_DEV static void put_zero(int q, uint16_t* tile, int ld) {
+    if constexpr (kRaw || !Op::kMx) {
+      put(q, dev::zero16(), 127, tile, ld);
+    } else {
+      uint16_t* dst = tile + (q / kCPR) * ld + (q % kCPR) * Op::kChunkElems;
+#pragma unroll
+      for (int j = 0; j < Op::kChunkElems / 8; ++j) dev::st16(dst + 8 * j, dev::zero16());
+    }
+  }
+
+  // Chunk q (16 bytes v, scale s) into its place in the tile: raw, dequantized or copied.
+  MXF_DEV static void put(int q, const dev::Vec16& x, uint8_t s, uint16_t* tile, int ld) {
+    if constexpr (kRaw) {
+      uint8_t* row = reinterpret_cast<uint8_t*>(tile + (q / kCPR) * ld);
+      const int k = (q % kCPR) * Op::kChunkElems;
+      dev::st16(row + dev::MxSmemRow<T>::data_byte(k), x);
+      if (k % 32 == 0) row[dev::MxSmemRow<T>::scale_byte(2 * ld, k / 32)] = s;
+    } else {
+      uint16_t* dst = tile + (q / kCPR) * ld + (q % kCPR) * Op::kChunkElems;
+      if constexpr (Op::kMx)
+        dequant_chunk<typename Op::Elem, InT>(x, s, dst);
+      else
+        dev::st16(dst, x);
     }
   }
 
@@ -324,55 +361,33 @@ struct ATileView<ResidentA> {
   MXF_DEV static int ld(const ResidentA& r) { return r.ld; }
 };
 
-template <class L, int D>
-struct LoaderRing {  // D copies of a loader: one register set per k-tile in flight
-  L l[D];
-  MXF_DEV explicit LoaderRing(const L& x) {
-#pragma unroll
-    for (int i = 0; i < D; ++i) l[i] = x;
-  }
-};
-
 // The main loop over k-tiles [kt0, kt1) of a K-long reduction: the loads of the next
-// DEPTH k-tiles are in flight (in registers) while the MMAs of the current one run; tile kt
-// lives in copy kt % DEPTH (the inner loop is unrolled, so every index is a constant and
-// nothing leaves registers). Ends with a barrier, so shared memory is free for the
-// epilogue.
-// DEPTH is 1 everywhere for now. Measured on the H100 (2026-11-23, benchmarks/README.md):
-// DEPTH 3 on block_m <= 32 tiles with <= 6 chunks per thread made T = 4..8 5-10 % faster
-// but T >= 16 up to 40 % slower (the register copies cost occupancy). Several k-tiles in
-// flight want a shared-memory ring (cp.async / TMA), which costs no registers.
-template <int DEPTH = 1, class Tile, class InT, class ALoader, class BLoader>
-MXF_DEV void gemm_mainloop(WarpMma<Tile, InT>& mma, const ALoader& al0, const BLoader& bl0,
-                           uint16_t* sa, uint16_t* sb, int kt0, int kt1, int64_t K) {
-  constexpr int D = DEPTH;
+// k-tile are in flight (in registers) while the MMAs of the current one run. Ends with a
+// barrier, so shared memory is free for the epilogue.
+// Measured on the H100 and dropped (2026-11-23, benchmarks/README.md): three k-tiles of
+// loads in flight as register copies (5-10 % faster at T = 4..8, up to 40 % slower from
+// T = 16: the registers cost occupancy), and a cp.async ring of up to 8 k-tiles in shared
+// memory for the decode variants (2-13 % slower at T <= 2 than this loop: at decode the
+// GEMM is bound by the issue of its dequantization instructions, ncu, not by load latency).
+template <class Tile, class InT, class ALoader, class BLoader>
+MXF_DEV void gemm_mainloop(WarpMma<Tile, InT>& mma, ALoader al, BLoader bl, uint16_t* sa,
+                           uint16_t* sb, int kt0, int kt1, int64_t K) {
   if (kt0 >= kt1) return;
-  LoaderRing<ALoader, D> al(al0);
-  LoaderRing<BLoader, D> bl(bl0);
-#pragma unroll
-  for (int s = 0; s < D; ++s)
-    if (kt0 + s < kt1) {
-      al.l[s].load(int64_t(kt0 + s) * Tile::BK);
-      bl.l[s].load(int64_t(kt0 + s) * Tile::BK);
+  al.load(int64_t(kt0) * Tile::BK);
+  bl.load(int64_t(kt0) * Tile::BK);
+  for (int kt = kt0; kt < kt1; ++kt) {
+    al.store(sa, Tile::kLdA);
+    bl.store(sb, Tile::kLdB);
+    dev::sync_threads();
+    if (kt + 1 < kt1) {
+      al.load(int64_t(kt + 1) * Tile::BK);
+      bl.load(int64_t(kt + 1) * Tile::BK);
     }
-  for (int base = kt0; base < kt1; base += D) {
-#pragma unroll
-    for (int s = 0; s < D; ++s) {
-      const int kt = base + s;
-      if (kt >= kt1) break;
-      al.l[s].store(sa, Tile::kLdA);
-      bl.l[s].store(sb, Tile::kLdB);
-      dev::sync_threads();
-      if (kt + D < kt1) {
-        al.l[s].load(int64_t(kt + D) * Tile::BK);
-        bl.l[s].load(int64_t(kt + D) * Tile::BK);
-      }
-      const int64_t left = K - int64_t(kt) * Tile::BK;
-      const int ksteps = int(cdiv(cmin<int64_t>(Tile::BK, left), WarpMma<Tile, InT>::Atom::kK));
-      mma.run(ATileView<ALoader>::at(al.l[0], sa, kt * Tile::BK),
-              ATileView<ALoader>::template ld<Tile>(al.l[0]), sb, Tile::kLdB, ksteps);
-      dev::sync_threads();
-    }
+    const int64_t left = K - int64_t(kt) * Tile::BK;
+    const int ksteps = int(cdiv(cmin<int64_t>(Tile::BK, left), WarpMma<Tile, InT>::Atom::kK));
+    mma.run(ATileView<ALoader>::at(al, sa, kt * Tile::BK), ATileView<ALoader>::template ld<Tile>(al),
+            sb, Tile::kLdB, ksteps);
+    dev::sync_threads();
   }
 }
 

@@ -120,22 +120,39 @@ struct BlockRows {
 
 // Reads the block's sorted rows. False (uniformly for the CTA) when the block is past
 // num_valid_ids[0] or has no expert; the caller then returns before any barrier.
+// All of the block's metadata is read in one round trip: the loads do not wait for the
+// checks (every index is in bounds: block x < max_blocks entries of sorted_expert_ids, rows
+// below the sorter's capacity T * topk + E * block_m - topk), which at decode, where a
+// CTA's time is a chain of memory latencies, saves two of them.
 template <int BM, int NT>
 MXF_DEV bool block_rows(const MoeGemmArgs& a, RowIs a_is, RowIs out_is, const BlockRows& rows,
                         int& expert) {
+  constexpr int PER = (BM + NT - 1) / NT;  // rows per thread (1: NT >= BM for every tile)
   const int bx = dev::block_x();
-  if (int64_t(bx) * BM >= int64_t(a.num_valid_ids[0])) return false;
+  const int64_t first = int64_t(bx) * BM;
+  const int64_t capacity = a.T * a.topk + a.E * BM - a.topk;
+  const int nvalid = a.num_valid_ids[0];
   expert = a.sorted_expert_ids[bx];
-  if (expert < 0 || expert >= a.E) return false;
-  for (int r = dev::thread_x(); r < BM; r += NT) {
-    const int64_t i = int64_t(bx) * BM + r;
-    const int id = a.sorted_ids[i];
-    const int t = id & kTokenMask, slot = id >> kTokenBits;
+  int id[PER];
+  float w[PER];
+#pragma unroll
+  for (int j = 0; j < PER; ++j) {
+    const int r = dev::thread_x() + j * NT;
+    const bool in = r < BM && first + r < capacity;
+    id[j] = in ? a.sorted_ids[first + r] : int(kTokenMask);  // (a token >= T: no row)
+    w[j] = in ? a.sorted_weights[first + r] : 0.0f;
+  }
+  if (first >= int64_t(nvalid) || expert < 0 || expert >= a.E) return false;
+#pragma unroll
+  for (int j = 0; j < PER; ++j) {
+    const int r = dev::thread_x() + j * NT;
+    if (r >= BM) continue;
+    const int t = id[j] & kTokenMask, slot = id[j] >> kTokenBits;
     const bool ok = t < a.T;
     const int route = int(t * a.topk + slot);
     rows.arow[r] = ok ? (a_is == RowIs::kRoute ? route : t) : -1;
     rows.orow[r] = ok ? (out_is == RowIs::kRoute ? route : t) : -1;
-    rows.w[r] = ok ? a.sorted_weights[i] : 0.0f;
+    rows.w[r] = ok ? w[j] : 0.0f;
   }
   return true;
 }
@@ -386,9 +403,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a)
       typename S::BLoader bl(S::BRows::make(a.b, a.b_scales, e, a.N, a.K), s_brow, S::BRows::kend(a.K));
       WarpMma<typename S::Tile, typename S::InT> mma;
       mma.zero();
-      // One k-tile in flight: the one-stage kernel holds the intermediate and two GEMMs'
-      // state, and its registers are near the limit already (docs/sm90-sass.txt).
-      gemm_mainloop<1>(mma, al, bl, sa, sb, 0, int(cdiv(a.K, S::BK)), a.K);
+      gemm_mainloop(mma, al, bl, sa, sb, 0, int(cdiv(a.K, S::BK)), a.K);
       mma.stage(sc);
       dev::sync_threads();
       for (int idx = dev::thread_x(); idx < S::BM * (S::BN / 2); idx += S::NT) {
@@ -411,7 +426,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a)
       typename S::B2Loader bl(S::BRows::make(a.b2, a.b2_scales, e, H, I), s_brow, S::BRows::kend(I));
       WarpMma<typename S::Tile, Bf16> mma;
       mma.zero();
-      gemm_mainloop<1>(mma, al, bl, sa, sb, 0, int(cdiv(I, S::BK)), I);
+      gemm_mainloop(mma, al, bl, sa, sb, 0, int(cdiv(I, S::BK)), I);
       mma.stage(sc);
       dev::sync_threads();
       accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(sc, a, bias_e, n0, H, rows);
@@ -470,6 +485,28 @@ inline unsigned grid_blocks(const MoeGemmArgs& a) {
   return unsigned(cmin<int64_t>(a.max_blocks, a.T * a.topk));
 }
 
+// The kernel of op OP for spec K, and its dynamic shared memory.
+template <GemmOp OP, class K>
+struct MoeKernel;
+template <class K>
+struct MoeKernel<GemmOp::kStage1, K> {
+  static auto fn() { return MXF_KERNEL_REF(moe_stage1_kernel, K); }
+  static size_t smem(const MoeGemmArgs&) { return dev::tile_smem_at_launch(K::Tile::kSmem); }
+  static constexpr const char* kWhat = "moe_stage1 launch";
+};
+template <class K>
+struct MoeKernel<GemmOp::kStage2, K> {
+  static auto fn() { return MXF_KERNEL_REF(moe_stage2_kernel, K); }
+  static size_t smem(const MoeGemmArgs&) { return dev::tile_smem_at_launch(K::Tile::kSmem); }
+  static constexpr const char* kWhat = "moe_stage2 launch";
+};
+template <class K>
+struct MoeKernel<GemmOp::kOneStage, K> {
+  static auto fn() { return MXF_KERNEL_REF(moe_1stage_kernel, K); }
+  static size_t smem(const MoeGemmArgs& a) { return size_t(onestage_smem_bytes<K>(a.N / 2)); }
+  static constexpr const char* kWhat = "moe_1stage launch";
+};
+
 // Launch S, or S::Decode where the grid has at most kFewCtasPerSm CTAs per SM: then the
 // GPU is far from full and a CTA's k-tile chain is its time, which the decode variant's
 // extra warp groups shorten; with more CTAs the extra threads and the staging reduction
@@ -477,13 +514,16 @@ inline unsigned grid_blocks(const MoeGemmArgs& a) {
 // decode warp groups on every block_m <= 32 launch made T <= 8 1.3-1.9x faster but some
 // T >= 16 launches (thousands of CTAs) up to 15 % slower.
 constexpr int kFewCtasPerSm = 4;
-template <class S, class Launch>
-Status launch_spec(dim3 grid, Launch&& launch) {
-  if constexpr (!IsSame<S, typename S::Decode>::value) {
-    const int64_t ctas = int64_t(grid.x) * grid.y * grid.z;
-    if (ctas <= int64_t(kFewCtasPerSm) * dev::sm_count()) return launch(static_cast<typename S::Decode*>(nullptr));
+template <GemmOp OP, class S>
+Status launch_gemm(dim3 grid, const MoeGemmArgs& a) {
+  using D = typename S::Decode;
+  if constexpr (!IsSame<S, D>::value) {
+    if (int64_t(grid.x) * grid.y * grid.z <= int64_t(kFewCtasPerSm) * dev::sm_count())
+      return dev::launch(MoeKernel<OP, D>::fn(), grid, dim3(D::NT), MoeKernel<OP, D>::smem(a),
+                         dev::stream_of(a.stream), MoeKernel<OP, D>::kWhat, a);
   }
-  return launch(static_cast<S*>(nullptr));
+  return dev::launch(MoeKernel<OP, S>::fn(), grid, dim3(S::NT), MoeKernel<OP, S>::smem(a),
+                     dev::stream_of(a.stream), MoeKernel<OP, S>::kWhat, a);
 }
 
 template <class S>
@@ -497,11 +537,7 @@ Status launch_moe_stage1(const MoeGemmArgs& a) {
     Status s = dev::memset_async(a.workspace, 4 * a.T * a.topk * a.N, st, "split-K workspace memset");
     if (s.code != 0) return s;
   }
-  Status s = launch_spec<S>(grid, [&](auto* spec) {
-    using K = typename RemovePtr<decltype(spec)>::type;
-    return dev::launch(MXF_KERNEL_REF(moe_stage1_kernel, K), grid, dim3(K::NT),
-                       dev::tile_smem_at_launch(K::Tile::kSmem), st, "moe_stage1 launch", a);
-  });
+  Status s = launch_gemm<GemmOp::kStage1, S>(grid, a);
   if constexpr (S::kSplitK > 1) {
     if (s.code == 0)
       s = dev::launch(MXF_KERNEL_REF(moe_stage1_splitk_epilogue_kernel, S), dim3(grid.x, grid.y),
@@ -516,13 +552,7 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   Check c;
   if (gemm_args_bad<S>(a, GemmOp::kStage2, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
-  const dim3 grid(grid_blocks(a), unsigned(cdiv(a.N, S::BN)));
-  return launch_spec<S>(grid, [&](auto* spec) {
-    using K = typename RemovePtr<decltype(spec)>::type;
-    return dev::launch(MXF_KERNEL_REF(moe_stage2_kernel, K), grid, dim3(K::NT),
-                       dev::tile_smem_at_launch(K::Tile::kSmem), dev::stream_of(a.stream),
-                       "moe_stage2 launch", a);
-  });
+  return launch_gemm<GemmOp::kStage2, S>(dim3(grid_blocks(a), unsigned(cdiv(a.N, S::BN))), a);
 }
 
 template <class S>
@@ -535,12 +565,7 @@ Status launch_moe_1stage(const MoeGemmArgs& a) {
     return dev::errorf("moe_1stage: I = %lld needs %lld bytes of shared memory with block_m %d "
                        "(limit %d); use the two-stage path",
                        (long long)(a.N / 2), (long long)smem, S::BM, S::Arch::kMaxSmem);
-  const dim3 grid(grid_blocks(a));
-  return launch_spec<S>(grid, [&](auto* spec) {
-    using K = typename RemovePtr<decltype(spec)>::type;
-    return dev::launch(MXF_KERNEL_REF(moe_1stage_kernel, K), grid, dim3(K::NT), size_t(smem),
-                       dev::stream_of(a.stream), "moe_1stage launch", a);
-  });
+  return launch_gemm<GemmOp::kOneStage, S>(dim3(grid_blocks(a)), a);
 }
 #endif
 

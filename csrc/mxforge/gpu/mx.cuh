@@ -5,6 +5,7 @@
 #pragma once
 #include <stdint.h>
 
+#include "mxforge/gpu/common.cuh"
 #include "mxforge/numerics.h"
 #include "mxforge/types.h"
 
@@ -61,6 +62,29 @@ MXF_HD float e2m1_decode_fast(uint32_t code) {
 MXF_HD float e4m3_decode_fast(uint32_t b) {
   float v = bits_f32(((b & 0x80u) << 24) | ((b & 0x7fu) << 20)) * 0x1p120f;
   return (b & 0x7fu) == 0x7fu ? bits_f32(0x7fc00000u) : v;
+}
+
+// Two e2m1 codes (one byte: lo = element 2j, hi = 2j + 1) times 2^(s-127) -> a bf16 pair,
+// exactly, where the device layer multiplies bf16 pairs (dev::kHasBf16x2Mul). As above, a
+// code s.ee.m placed as bf16 bits s<<15 | ee.m<<6 is value * 2^-126 (ee = 0, m = 1: the
+// subnormal 2^-127). x = b | b << 12 puts hi's bits 12 above lo's, so one shift per field
+// moves both: ee.m by 6 (to bits 6-8 and 22-24), the sign by 12 (to bits 15 and 31). Then
+// two exact multiplies: by 2^(min(s,128)-1) (the result, value * 2^(min(s,128)-127) >=
+// 2^-128, is a bf16 at worst subnormal with room for e2m1's 2 significant bits), and by
+// 2^max(s-128,0) (exact unless it overflows to inf, as the fp32 path); s = 255 (NaN)
+// multiplies by NaN.
+struct E2m1PairScale {
+  uint32_t lo, hi;  // bf16x2 factors, the same in both halves
+};
+MXF_HD E2m1PairScale e2m1_pair_scale(uint8_t s) {
+  const uint32_t a = (uint32_t(s < 128 ? s : 128) + 126u) << 7;  // 2^(min(s,128)-1)
+  const uint32_t b = s == kE8m0Nan ? 0x7fc0u : (uint32_t(s > 128 ? s : 128) - 1u) << 7;
+  return E2m1PairScale{a | (a << 16), b | (b << 16)};
+}
+MXF_DEV uint32_t e2m1_pair_bf16x2(uint32_t byte, const E2m1PairScale& k) {
+  const uint32_t x = byte * 0x1001u;
+  const uint32_t p = ((x << 6) & 0x01c001c0u) | ((x << 12) & 0x80008000u);
+  return dev::mul_bf16x2(dev::mul_bf16x2(p, k.lo), k.hi);
 }
 
 // decode(code) == Elem::decode(code) bit for bit (NaN payloads aside), without the

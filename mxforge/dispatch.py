@@ -286,20 +286,41 @@ def rows_per_expert(shape: Shape) -> float:
     return routes / active
 
 
+# The heuristic's constants, re-derived from the H100 tuned table (mxforge/tuned/sm90-h100.csv;
+# scripts/heuristic_agreement.py measures the agreement, README "Dispatch and tuning"):
+BLOCK_M_ROWS_FACTOR = 2  # block_m holds at least twice the rows per active expert ...
+BLOCK_M_CAP = 64         # ... but no more than 64 while a block_m <= 64 exists
+SMALL_BLOCK_M_N = 64     # block_m 16 tiles prefer block_n 64 (twice the CTAs of 128)
+
+
 def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     """Sort key (smaller is better) and a one-line reason.
 
-    - block_m: the smallest compiled block_m that holds the average rows per active expert
-      (T*topk / min(E, T*topk)); if none is that large, the largest. Small blocks waste
-      less padding at decode, large blocks reuse each weight tile across more rows.
+    - block_m: the smallest compiled block_m that holds BLOCK_M_ROWS_FACTOR x the average
+      rows per active expert (T*topk / min(E, T*topk)), at most BLOCK_M_CAP; if none
+      does, the largest up to the cap; larger ones last. Small blocks waste less padding
+      at decode; a block of twice the expected rows absorbs the routing's spread (a
+      full-to-overflowing block costs a second, mostly empty one), and past 64 rows the
+      tuner found the mma.sync tiles no faster (at >= 32 rows per expert it chose 64 in 18
+      of 21 stage-1 rows, 128 in 3).
     - split_k (GPU stage 1 only; 1 elsewhere): K splits only while the grid is smaller than
       the GPU (blocks x N tiles < its SMs/CUs, GPU_PARALLELISM) and each split keeps
       >= 2 K tiles.
-    - then the largest block_n, then the largest block_k (fewer, fuller tiles).
+    - block_n: SMALL_BLOCK_M_N with block_m 16 (small-T launches: more, smaller CTAs keep
+      more SMs busy), else the largest; then block_k 128 (block_k 256 won only in a few
+      decode cases, and block_k 64 serves dense 16-bit weights).
+    Re-derived from the H100 tuned table (2026-11-23): block_m agrees in 78 of 81 stage-1
+    rows (the earlier rule, one times the rows and no cap: 63), the tile at the tuned
+    block_m in 101 of 136 rows (largest block_n and block_k: 90).
     """
     rpe = rows_per_expert(shape)
-    fits = inst.block_m >= rpe
-    bm_cost = (0, inst.block_m) if fits else (1, -inst.block_m)
+    want_m = BLOCK_M_ROWS_FACTOR * rpe
+    if inst.block_m > BLOCK_M_CAP:
+        bm_cost: tuple[int, int] = (2, inst.block_m)
+    elif inst.block_m >= want_m:
+        bm_cost = (0, inst.block_m)
+    else:
+        bm_cost = (1, -inst.block_m)
     want_split = 1
     if inst.target != "cpu" and inst.op == "moe_stage1" and shape.N and inst.block_n:
         blocks = max(1, min(shape.E or 1, shape.T * shape.topk))
@@ -308,10 +329,13 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
         while tiles * want_split * 2 <= GPU_PARALLELISM[inst.target] and k_tiles >= 4 * want_split:
             want_split *= 2
     sk_cost = abs(inst.split_k - want_split)
-    why = (f"block_m {inst.block_m} {'holds' if fits else 'is below'} {rpe:.1f} rows/expert; "
+    n_cost = abs(inst.block_n - SMALL_BLOCK_M_N) if inst.block_m == 16 else -inst.block_n
+    k_cost = abs(inst.block_k - 128)
+    why = (f"block_m {inst.block_m} {'holds' if bm_cost[0] == 0 else 'is not'} "
+           f"{BLOCK_M_ROWS_FACTOR} x {rpe:.1f} rows/expert (cap {BLOCK_M_CAP}); "
            f"split_k {inst.split_k} (wanted {want_split}); block_n {inst.block_n}, "
            f"block_k {inst.block_k}")
-    return (bm_cost, sk_cost, -inst.block_n, -inst.block_k, inst.name), why
+    return (bm_cost, sk_cost, n_cost, k_cost, inst.name), why
 
 
 def candidates(key: Key) -> list[Instance]:

@@ -43,8 +43,28 @@ def test_heuristic_block_m_follows_rows_per_expert():
     big = select(A4W4_S1, Shape(T=8192, N=384, K=3072, E=256, topk=8))
     bms = sorted({i.block_m for i in dispatch.candidates(A4W4_S1)})
     assert small.source == "heuristic" and small.instance.block_m == bms[0]
-    assert big.instance.block_m == bms[-1]
+    assert big.instance.block_m == max(b for b in bms if b <= dispatch.BLOCK_M_CAP)
     assert "block_m" in small.explain() and small.instance.name in small.explain()
+
+
+def _synthetic(op: str, bm: int, bn: int, bk: int, sk: int = 1) -> dispatch.Instance:
+    return dispatch.Instance(0, f"sm90_{op}_m{bm}_n{bn}_k{bk}_sk{sk}", "sm90", op, "", "pk_fp4",
+                             "pk_fp4", "bf16", bm, bn, bk, sk, "silu", "concat", "none", False, "plain")
+
+
+@pytest.mark.parametrize("T, want", [(1, (16, 64, 128)), (64, (16, 64, 128)),     # 2 rows/expert
+                                     (512, (32, 128, 128)),                       # 16: 2x -> 32
+                                     (1024, (64, 128, 128)),                      # 32: 2x -> 64
+                                     (8192, (64, 128, 128))])                     # 256: cap 64
+def test_heuristic_rule_re_derived_from_the_tuned_table(T, want):
+    """The rule of dispatch.heuristic_rank on a synthetic instance set (independent of the
+    compiled one): block_m >= 2 x rows per expert, capped at 64; block_n 64 at block_m 16,
+    else the largest; block_k 128 (stage 2: no split-K)."""
+    insts = [_synthetic("moe_stage2", bm, bn, bk) for bm in (16, 32, 64, 128) for bn in (32, 64, 128)
+             for bk in (128, 256)]
+    shape = Shape(T=T, N=3072, K=192, E=256, topk=8)
+    best = min(insts, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+    assert (best.block_m, best.block_n, best.block_k) == want
 
 
 def test_tuned_table_hit_and_t_ranges(tuned_file):

@@ -23,16 +23,9 @@ from mxforge import dispatch as D  # noqa: E402
 
 
 def instances(set_name: str, target: str) -> list[D.Instance]:
+    """The set's instances for `target` as dispatch sees them (the registry rows)."""
     iset = load_set(ROOT / "instances", set_name, tuple(T.TARGETS), [f"{target}_*"])
-    out = []
-    for n, i in enumerate(iset.instances):
-        p = dict(i.params)
-        out.append(D.Instance(n, i.name, i.target, i.op, i.args_type, p.get("a", ""), p.get("b", ""),
-                              p.get("out", ""), p.get("block_m", 0), p.get("block_n", 0),
-                              p.get("block_k", 0), p.get("split_k", 1), p.get("activation", ""),
-                              p.get("gate_up", ""), p.get("routed_weight", ""), bool(p.get("bias", False)),
-                              p.get("layout", "")))
-    return out
+    return [D.Instance(index=n, **i.row()) for n, i in enumerate(iset.instances)]
 
 
 def main() -> None:

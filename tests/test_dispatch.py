@@ -234,3 +234,14 @@ def test_bench_and_tune_need_a_gpu():
         bench("minimax-m2.1-tp8")
     with pytest.raises(mxforge.MxforgeError, match="CUDA GPU"):
         tune("minimax-m2.1-tp8")
+
+
+def test_heuristic_agreement_script_reads_the_shipped_table():
+    """scripts/heuristic_agreement.py (the README's measure of the heuristic against a tuned
+    table) runs without a GPU and counts every row of the table it reads."""
+    table = ROOT / "mxforge" / "tuned" / "sm90-h100.csv"
+    rows = len(table.read_text().strip().splitlines()) - 1
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "heuristic_agreement.py"), str(table)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "at the tuned block_m in " in out.stdout and f"/{rows} rows" in out.stdout, out.stdout

@@ -45,7 +45,7 @@ class Instance:
             "block_k": p.get("block_k", 0), "split_k": p.get("split_k", 1),
             "activation": p.get("activation", ""), "gate_up": p.get("gate_up", ""),
             "routed_weight": p.get("routed_weight", ""), "bias": int(bool(p.get("bias", False))),
-            "layout": p.get("layout", ""),
+            "layout": p.get("layout", ""), "b_path": p.get("b_path", ""),
         }
 
 
@@ -61,6 +61,9 @@ def canonical_name(target: str, op: str, fields: dict[str, Any]) -> str:
         v = fields[key]
         if key == "bias":
             parts.append("bias" if v else "nobias")
+        elif key == "b_path":  # only the non-default path is named (names predate the field)
+            if v != schema.default_of(op, "b_path"):
+                parts.append(f"b{v}")
         elif key in ("block_m", "block_n", "block_k", "split_k", "out", "routed_weight"):
             parts.append(f"{_PREFIX[key]}{v}")
         else:

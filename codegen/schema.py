@@ -55,6 +55,10 @@ BIAS = _f("bias", (False, True), False, "add a per-expert fp32 bias to the GEMM 
 LAYOUT = _f("layout", LAYOUTS, "plain", "weight layout the instance reads (docs/ops.md)")
 ACT = _f("activation", ACTIVATIONS, doc="gate activation")
 GU = _f("gate_up", GATE_UP, "concat", "how gate and up rows are stored in w1")
+B_PATH = _f("b_path", ("smem", "regs"), "smem",
+            "how pk_fp4 weights reach the MMAs: dequantized into shared memory by the CTA, or "
+            "loaded and converted in registers by each warp (sm90, block_m <= 32, block_k a "
+            "multiple of 128; csrc/mxforge/gpu/gemm.cuh, RegFragB)")
 
 
 @dataclass(frozen=True)
@@ -88,12 +92,12 @@ OPS: dict[str, OpSpec] = {
                (A_GEMM, B_GEMM, _f("out", ("bf16", "pk_fp4"), doc="intermediate dtype"),
                 BM, BN, BK, _f("split_k", SPLIT_K, 1, "K splits (never with pk_fp4 activations)"),
                 ACT, GU, BIAS, _f("routed_weight", ("none", "stage1"), "none",
-                                  "multiply by the routed weight here"), LAYOUT),
+                                  "multiply by the routed weight here"), LAYOUT, B_PATH),
                "MoeGemmArgs"),
         OpSpec("moe_stage2", "down GEMM + routed-weight multiply + accumulation per token",
                (A_GEMM, B_GEMM, _f("out", ("bf16", "fp32"), "bf16", "output dtype"),
                 BM, BN, BK, BIAS, _f("routed_weight", ("none", "stage2"), "stage2",
-                                     "multiply by the routed weight here"), LAYOUT),
+                                     "multiply by the routed weight here"), LAYOUT, B_PATH),
                "MoeGemmArgs"),
         OpSpec("moe_1stage", "stage 1 and stage 2 fused in one launch (decode)",
                (A_GEMM, B_GEMM, _f("out", ("bf16", "fp32"), "bf16", "output dtype"),
@@ -135,6 +139,20 @@ def _layout(c: dict[str, Any]) -> str | None:
     return None
 
 
+def _b_path(c: dict[str, Any]) -> str | None:
+    if c.get("b_path", "smem") != "regs":
+        return None
+    if c["target"] != "sm90":
+        return f"b_path regs exists on target sm90 only (target {c['target']}; use b_path smem)"
+    if c["b"] != "pk_fp4" or c["a"] == "fp16":
+        return (f"b_path regs needs pk_fp4 weights and a bf16 MMA input (a in pk_fp4, bf16, fp8); "
+                f"asked a={c['a']}, b={c['b']}")
+    if c["block_m"] > 32 or c["block_k"] % 128:
+        return (f"b_path regs needs block_m <= 32 and block_k a multiple of 128 (asked block_m "
+                f"{c['block_m']}, block_k {c['block_k']})")
+    return None
+
+
 def _requant(c: dict[str, Any]) -> str | None:
     if c["op"] == "moe_stage1" and c["out"] == "pk_fp4" and c["block_n"] < 64:
         return "re-quantized output needs block_n >= 64 (32 output columns per scale block)"
@@ -173,6 +191,7 @@ CONSTRAINTS: tuple[Constraint, ...] = (
     Constraint("dtype_pair", _pair),
     Constraint("split_k", _split_k),
     Constraint("layout", _layout),
+    Constraint("b_path", _b_path),
     Constraint("requant_tile", _requant),
     Constraint("target_lds", _lds),
     Constraint("target_native_mx_k", _native_mx),
@@ -180,7 +199,7 @@ CONSTRAINTS: tuple[Constraint, ...] = (
 
 # Short codes used in canonical names (every field appears, in this order).
 NAME_ORDER = ("a", "b", "out", "block_m", "block_n", "block_k", "split_k", "activation",
-              "gate_up", "routed_weight", "bias", "layout")
+              "gate_up", "routed_weight", "bias", "layout", "b_path")
 
 
 def default_of(op: str, name: str) -> Any:

@@ -51,6 +51,7 @@ class Instance:
     routed_weight: str
     bias: bool
     layout: str
+    b_path: str = ""  # moe_stage1/2: "smem" or "regs" (not a key: both serve the same calls)
 
     def key(self) -> "Key":
         return Key(**{f: getattr(self, f) for f in KEY_FIELDS})
@@ -309,6 +310,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     - block_n: SMALL_BLOCK_M_N with block_m 16 (small-T launches: more, smaller CTAs keep
       more SMs busy), else the largest; then block_k 128 (block_k 256 won only in a few
       decode cases, and block_k 64 serves dense 16-bit weights).
+    - b_path: smem before regs (the register path wins or loses by shape and T on the H100,
+      benchmarks/README.md, so only a tuned table chooses it).
     Re-derived from the H100 tuned table (2026-11-23): block_m agrees in 78 of 81 stage-1
     rows (the earlier rule, one times the rows and no cap: 63), the tile at the tuned
     block_m in 101 of 136 rows (largest block_n and block_k: 90).
@@ -331,11 +334,12 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     sk_cost = abs(inst.split_k - want_split)
     n_cost = abs(inst.block_n - SMALL_BLOCK_M_N) if inst.block_m == 16 else -inst.block_n
     k_cost = abs(inst.block_k - 128)
+    path_cost = int(inst.b_path == "regs")  # the register path only where the tuner chose it
     why = (f"block_m {inst.block_m} {'holds' if bm_cost[0] == 0 else 'is not'} "
            f"{BLOCK_M_ROWS_FACTOR} x {rpe:.1f} rows/expert (cap {BLOCK_M_CAP}); "
            f"split_k {inst.split_k} (wanted {want_split}); block_n {inst.block_n}, "
            f"block_k {inst.block_k}")
-    return (bm_cost, sk_cost, n_cost, k_cost, inst.name), why
+    return (bm_cost, sk_cost, n_cost, k_cost, path_cost, inst.name), why
 
 
 def candidates(key: Key) -> list[Instance]:
@@ -385,7 +389,7 @@ def clear_caches() -> None:
 
 def describe_instances(rows: Iterable[Instance]) -> str:
     cols = ("name", "op", "a", "b", "out", "block_m", "block_n", "block_k", "split_k",
-            "activation", "layout")
+            "activation", "layout", "b_path")
     rows = list(rows)
     widths = {c: max([len(c)] + [len(str(getattr(r, c))) for r in rows]) for c in cols}
     head = "  ".join(c.ljust(widths[c]) for c in cols)

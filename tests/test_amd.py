@@ -314,6 +314,14 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     # without conversion; the GPU tests check the same on the H100
     "EMU90_S1": A4W4.replace("gfx950", "sm90"),
     "EMU90_S2": "sm90_moe_stage2_fp8xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_plain",
+    # sm90 block_m <= 32 tiles take their fp4 weights as register fragments (gemm.cuh,
+    # RegFragB: RegK order, mma.sync on registers, emulated from the PTX fragment layouts);
+    # block_k 256 ones split each k-tile's two 128-wide groups over two warp groups, and the
+    # last k-tile of stage 1 (H = 352) has a partial group and one past K
+    "CPU_S1B": "cpu_moe_stage1_bf16xpk_fp4_obf16_m32_n128_k128_sk1_silu_concat_rwnone_nobias_plain",
+    "EMU90_S1B": "sm90_moe_stage1_bf16xpk_fp4_obf16_m32_n64_k256_sk1_silu_concat_rwnone_nobias_plain",
+    "CPU_S2B": "cpu_moe_stage2_bf16xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_plain",
+    "EMU90_S2B": "sm90_moe_stage2_bf16xpk_fp4_obf16_m32_n64_k256_rwstage2_nobias_plain",
 }
 
 
@@ -363,6 +371,6 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     assert "SORT identical" in r.stdout, r.stdout
     rel = {ln.split()[1]: float(ln.split()[2]) for ln in r.stdout.splitlines() if ln.startswith("REL")}
     assert set(rel) == {"stage1_gfx950", "stage1_gfx942", "stage2_gfx950", "stage1_sm90",
-                        "stage2_sm90"}, r.stdout
+                        "stage2_sm90", "stage1_sm90_a16", "stage2_sm90_a16"}, r.stdout
     for name, err in rel.items():  # bf16 outputs: tests/helpers.py's 2^-8 (stage 2: 8 * 2^-9)
         assert 0 <= err <= (8 * 2**-9 if name.startswith("stage2") else 2**-8), r.stdout

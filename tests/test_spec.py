@@ -95,6 +95,26 @@ def test_split_k_with_fp4_activations_is_invalid(tmp_path: Path) -> None:
     assert "split_k > 1 is invalid with pk_fp4 activations" in e.message
 
 
+def test_b_path_regs_is_sm90_only_and_named(tmp_path: Path) -> None:
+    regs = GOOD_GROUP.replace("block_k: 128", "block_k: 128\n    b_path: regs")
+    e = error_of(tmp_path, regs)  # targets: [cpu]
+    assert "b_path regs exists on target sm90 only (target cpu" in e.message
+    e = error_of(tmp_path, regs.replace("[cpu]", "[sm90]").replace("block_m: [16, 32]", "block_m: 64"))
+    assert "b_path regs needs block_m <= 32 and block_k a multiple of 128" in e.message
+    e = error_of(tmp_path, regs.replace("[cpu]", "[sm90]").replace("block_k: 128", "block_k: 64"))
+    assert "block_k 64" in e.message
+    names = [i.name for i in load_spec_file(write(tmp_path, regs.replace("[cpu]", "[sm90]")), TARGET_NAMES)]
+    assert names and all(n.endswith("_plain_bregs") for n in names)
+    # the default path keeps the names that existed before the field (tuned tables use them)
+    plain = [i.name for i in load_spec_file(write(tmp_path, GOOD_GROUP), TARGET_NAMES)]
+    assert plain and all(n.endswith("_plain") for n in plain)
+    # in a list, the combinations regs cannot serve are pruned, smem kept
+    both = GOOD_GROUP.replace("block_k: 128", "block_k: 128\n    b_path: [smem, regs]").replace(
+        "block_m: [16, 32]", "block_m: [32, 64]").replace("[cpu]", "[sm90]")
+    names = sorted(i.name for i in load_spec_file(write(tmp_path, both), TARGET_NAMES))
+    assert [n.endswith("_bregs") for n in names] == [False, True, False]  # m32 smem/regs, m64 smem
+
+
 def test_lists_prune_invalid_combinations(tmp_path: Path) -> None:
     text = GOOD_GROUP.replace("a: pk_fp4", "a: [pk_fp4, bf16]").replace(
         "block_k: 128", "block_k: 128\n    split_k: [1, 2]")

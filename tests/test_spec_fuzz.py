@@ -167,7 +167,10 @@ def allowed_combination(c: dict[str, Any]) -> bool:
             and not (c["layout"] == "shuffled" and c["b"] != "pk_fp4")
             and not (c["op"] == "moe_stage1" and c["out"] == "pk_fp4" and bn < 64)
             and not (limit is not None and lds > limit)
-            and not (scaled_mfma and bk % 128))
+            and not (scaled_mfma and bk % 128)
+            and not (c.get("b_path", "smem") == "regs"
+                     and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] != "fp16"
+                              and bm <= 32 and bk % 128 == 0)))
 
 
 def expands(g: dict[str, Any]) -> bool:

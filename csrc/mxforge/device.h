@@ -146,6 +146,9 @@ struct Sm90 {  // NVIDIA Hopper; the atom is the sm_80+ warp-level mma.sync
   static constexpr int kMaxSmem = 227 * 1024;  // dynamic shared memory per block (opt-in)
   // Warp groups that split a decode tile's (block_m <= 32) k steps (gemm.cuh, GemmTile).
   static constexpr int kDecodeWarpsK = 2;
+  // pk_fp4 weights reach the MMAs as register fragments (gemm.cuh, RegFragB) on block_m <= 32
+  // tiles with block_k a multiple of 128.
+  static constexpr bool kRegFragB = true;
 };
 
 template <class Arch, class InT>

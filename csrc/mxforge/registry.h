@@ -29,6 +29,7 @@ struct InstanceInfo {
   const char* routed_weight;
   int bias;
   const char* layout;
+  const char* b_path;  // moe_stage1/2: "smem" or "regs"; "" for other ops
   LaunchFn launch;
 };
 

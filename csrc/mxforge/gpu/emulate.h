@@ -80,6 +80,7 @@ struct Cta {
   std::unique_ptr<Barrier> cta_barrier;
   std::vector<std::unique_ptr<Barrier>> warp_barriers;
   std::vector<uint64_t> slots;  // one per thread, for warp collectives
+  std::vector<uint32_t> frags;  // six per thread, for the register-fragment MMA
   std::vector<unsigned char> smem;
 };
 inline Cta& cta() {
@@ -211,6 +212,7 @@ inline uint32_t pack2<Fp16>(float lo, float hi) { return pack_f16x2(lo, hi); }
 struct Emu {
   static constexpr int kMaxSmem = 227 * 1024;
   static constexpr int kDecodeWarpsK = 2;  // as sm90's
+  static constexpr bool kRegFragB = true;  // as sm90's
 };
 using Sm90 = Emu;  // rendered sm90 sources compile unchanged against the emulator
 template <class Arch, class InT>
@@ -241,6 +243,36 @@ struct MmaAtom<Emu, InT> {
       for (int k = 0; k < kK; ++k) s += InT::to_f32(a.p[r * a.ld + k]) * InT::to_f32(b.p[n * b.ld + k]);
       c[i] = s;
     }
+  }
+  // mma.sync on register fragments (gemm.cuh's RegFragB path), a warp collective: the
+  // lanes publish their fragments, and each computes its accumulators from the PTX
+  // m16n8k16 layouts: lane l = 4g + j holds A (g, 2j..2j+1), (g+8, 2j..), (g, 2j+8..),
+  // (g+8, 2j+8..) in a[0..3] and B (k 2j..2j+1, n g), (k 2j+8..2j+9, n g) in b[0..1],
+  // each register two 16-bit values, the lower k in the low half.
+  static void mma(FragC& c, const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    emu::Cta& cta = emu::cta();
+    const int lane = lane_id(), w0 = warp_id() * kWarpSize;
+    for (int i = 0; i < 4; ++i) cta.frags[6 * thread_x() + i] = a[i];
+    for (int i = 0; i < 2; ++i) cta.frags[6 * thread_x() + 4 + i] = b[i];
+    sync_warp();
+    auto half = [](uint32_t w, int k) { return uint16_t(w >> (16 * (k & 1))); };
+    auto A = [&](int r, int k) {  // the lane holding (r, k) and its register
+      const int l = 4 * (r % 8) + (k % 8) / 2, reg = (r / 8) + 2 * (k / 8);
+      return InT::to_f32(half(cta.frags[6 * (w0 + l) + reg], k));
+    };
+    auto B = [&](int k, int n) {
+      const int l = 4 * n + (k % 8) / 2, reg = k / 8;
+      return InT::to_f32(half(cta.frags[6 * (w0 + l) + 4 + reg], k));
+    };
+    float out[4];
+    for (int i = 0; i < 4; ++i) {
+      const int r = acc_row(lane, i), n = acc_col(lane, i);
+      float s = c[i];
+      for (int k = 0; k < kK; ++k) s += A(r, k) * B(k, n);
+      out[i] = s;
+    }
+    sync_warp();
+    for (int i = 0; i < 4; ++i) c[i] = out[i];
   }
 };
 
@@ -329,6 +361,7 @@ inline Status launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, S
   c.block = block;
   c.smem.assign(smem + 16, 0xA5);  // garbage, like real shared memory
   c.slots.assign(block.x, 0);
+  c.frags.assign(6 * size_t(block.x), 0);
   c.cta_barrier.reset(new emu::Barrier(int(block.x)));
   c.warp_barriers.clear();
   for (unsigned w = 0; w < (block.x + kWarpSize - 1) / kWarpSize; ++w)

@@ -35,10 +35,13 @@ namespace mxf {
 namespace gpu {
 
 // ---- tile configuration -----------------------------------------------------------------
-template <class Arch, int BM_, int BN_, int BK_, int WARPS_K_ = 1>
+template <class Arch, int BM_, int BN_, int BK_, int WARPS_K_ = 1, bool REG_B_ = false>
 struct GemmTile {
   using Arch_ = Arch;
   static constexpr int BM = BM_, BN = BN_, BK = BK_;
+  // REG_B: the B operand skips shared memory (RegFragB below: each warp loads and converts
+  // its own fragments); A is double-buffered in the B tile's place, in RegK order.
+  static constexpr bool kRegB = REG_B_;
   using AtomShape = dev::MmaAtom<Arch, Bf16>;  // the arch's atom (Fp16's has the same shape)
   static constexpr int kAtomM = AtomShape::kM, kAtomN = AtomShape::kN, kAtomK = AtomShape::kK;
   static_assert(BM % 16 == 0 && BN % 16 == 0 && BK % 32 == 0, "tile sizes");
@@ -57,9 +60,13 @@ struct GemmTile {
   static constexpr int MI = WM / kAtomM, NI = WN / kAtomN;    // atoms per warp tile
   static_assert(WM % kAtomM == 0 && WN % kAtomN == 0 && BK % kAtomK == 0, "atoms tile the warp");
   // (the MX atom of an arch may have a larger kK than kAtomK: WarpMma checks BK against it)
-  static constexpr int kLdA = BK + 8, kLdB = BK + 8;          // 16-bit elements per smem row
+  static_assert(!kRegB || (kWarpsM == 1 && BK % 128 == 0 && (BK / 128) % kWarpsK == 0),
+                "register B fragments: one warp row, whole 128-wide k groups per warp group");
+  // A rows of a register-B tile are 32 bytes longer than a multiple of 128 (BK + 16), which
+  // with RegK's swizzle makes its 16-byte fragment reads conflict-free.
+  static constexpr int kLdA = BK + (kRegB ? 16 : 8), kLdB = BK + 8;  // 16-bit elements per row
   static constexpr int kLdC = BN + 8;                         // fp32 staging pitch
-  static constexpr int kSmemA = BM * kLdA * 2, kSmemB = BN * kLdB * 2;
+  static constexpr int kSmemA = BM * kLdA * 2, kSmemB = kRegB ? kSmemA : BN * kLdB * 2;
   static constexpr int kSmemMain = kSmemA + kSmemB;
   static constexpr int kSmemC = BM * kLdC * 4;
   static constexpr int kSmem = kSmemMain > kSmemC ? kSmemMain : kSmemC;
@@ -111,22 +118,64 @@ struct Operand<Fp8Mx> {
   MXF_DEV static int64_t kbyte(int64_t k) { return k; }
 };
 
+// ---- K orders of a tile in shared memory ----------------------------------------------------
+// Where the 16-bit elements of a k-tile row sit. Both are applied per unit of 8 elements
+// (16 bytes): col(k) is the row column of the unit that starts at k (k % 8 == 0) and
+// arrange() orders its 8 elements.
+struct NaturalK {  // element k at column k (the ldmatrix path)
+  static constexpr bool kNatural = true;
+  MXF_HD static int col(int k) { return k; }
+  MXF_HD static dev::Vec16 arrange(const dev::Vec16& x) { return x; }
+};
+// The register-fragment order (sm90 tiles with pk_fp4 weights, RegFragB). A GEMM may sum
+// K in any order as long as A and B agree, so K is permuted to suit how the weights
+// arrive: in each 128-wide k group, lane j of a quad (lane % 4) loads the 16 bytes of
+// 32-element block j of its weight row (one load, one scale), and pair p = 4q + i of that
+// block is elements (8q + i, 8q + i + 4), which e2m1_word_pairs_bf16x2 makes from word q
+// in four instructions. m16n8k16 step s of the group then takes pairs 2s and 2s + 1 of
+// every lane's block (b0b1 and b2b3; A's a0a1/a2a3 and a4a5/a6a7 from the same pairs of
+// rows g and g + 8), so the 8 steps cover the group's 128 elements once. A stores each
+// unit of 8 in pair order (arrange) and unit v of block j at unit v ^ (j / 2) of the
+// block: a quarter warp's 16-byte reads of rows g, g + 1 (pitch = 32 mod 128 bytes) then
+// hit eight different bank groups.
+struct RegK {
+  static constexpr bool kNatural = false;
+  MXF_HD static int col(int k) {
+    const int j = (k >> 5) & 3, v = (k >> 3) & 3;
+    return (k & ~31) + 8 * (v ^ (j >> 1));
+  }
+  MXF_HD static dev::Vec16 arrange(const dev::Vec16& x) {  // (e0..e7) -> (e0,e4)(e1,e5)(e2,e6)(e3,e7)
+    return dev::Vec16{(x.x & 0xffffu) | (x.z << 16), (x.x >> 16) | (x.z & 0xffff0000u),
+                      (x.y & 0xffffu) | (x.w << 16), (x.y >> 16) | (x.w & 0xffff0000u)};
+  }
+};
+
 // Dequantize one 16-byte MX chunk (32 e2m1 or 16 e4m3 elements, one scale) into InT
-// pairs at `dst` (16-byte aligned).
-template <class Elem, class InT>
-MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* dst) {
+// pairs of the row `row` (16-byte aligned) from column k on, in K order `Order`.
+template <class Elem, class InT, class Order>
+MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* row, int k) {
   const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-  if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul) {
+  if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul &&
+                !Order::kNatural) {
+    const E2m1PairScale ks = e2m1_pair_scale(s);
+    const bool hi = e2m1_scale_needs_hi(s);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      uint32_t o[4];
+      e2m1_word_pairs_bf16x2(w[q], ks, hi, o);
+      dev::st16(row + Order::col(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
+    }
+  } else if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul) {
     // Two e2m1 codes -> a bf16 pair by bit moves, then two exact bf16x2 multiplies
     // (e2m1_pair_bf16x2): about half the instructions of decoding each element in fp32,
     // and at decode the GEMM's time is mostly these instructions (ncu: issue-bound).
-    const E2m1PairScale k = e2m1_pair_scale(s);
+    const E2m1PairScale ks = e2m1_pair_scale(s);
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       uint32_t o[4];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) o[j] = e2m1_pair_bf16x2((w[q] >> (8 * j)) & 0xffu, k);
-      dev::st16(dst + 8 * q, dev::Vec16{o[0], o[1], o[2], o[3]});
+      for (int j = 0; j < 4; ++j) o[j] = e2m1_pair_bf16x2((w[q] >> (8 * j)) & 0xffu, ks);
+      dev::st16(row + k + 8 * q, dev::Vec16{o[0], o[1], o[2], o[3]});
     }
   } else if constexpr (IsSame<Elem, E2m1>::value) {
     const float sc = e8m0_to_f32(s);
@@ -140,7 +189,7 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* dst) {
         o[j] = dev::pack2<InT>(MxDecode<E2m1>::decode(b & 15u) * sc,
                                MxDecode<E2m1>::decode((b >> 4) & 15u) * sc);
       }
-      dev::st16(dst + 8 * q, dev::Vec16{o[0], o[1], o[2], o[3]});
+      dev::st16(row + Order::col(k + 8 * q), Order::arrange(dev::Vec16{o[0], o[1], o[2], o[3]}));
     }
   } else {
     const float sc = e8m0_to_f32(s);
@@ -153,16 +202,26 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* dst) {
         o[j] = dev::pack2<InT>(MxDecode<E4m3>::decode(two & 255u) * sc,
                                MxDecode<E4m3>::decode((two >> 8) & 255u) * sc);
       }
-      dev::st16(dst + 8 * h, dev::Vec16{o[0], o[1], o[2], o[3]});
+      dev::st16(row + Order::col(k + 8 * h), Order::arrange(dev::Vec16{o[0], o[1], o[2], o[3]}));
     }
   }
 }
 
-// Loads ROWS x BK tiles of an operand of dtype T into shared memory as InT. Thread t owns
-// chunks t, t + NT, ... of the tile (row-major over 16-byte chunks, so a warp reads
-// consecutive chunks of a row). Row handles come from `rows_` in shared memory (-1: a
-// row that does not exist, zero-filled).
-template <class T, class InT, int ROWS, int BK, int NT, class Rows>
+// Up to 16 bytes one by one (unaligned rows, or the last partial chunk of a row). Fully
+// unrolled so that w[] stays in registers (a runtime index would put it on the stack).
+MXF_DEV dev::Vec16 load_bytes(const uint8_t* p, int n) {
+  uint32_t w[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+  for (int b = 0; b < 16; ++b)
+    if (b < n) w[b / 4] |= uint32_t(p[b]) << (8 * (b % 4));
+  return dev::Vec16{w[0], w[1], w[2], w[3]};
+}
+
+// Loads ROWS x BK tiles of an operand of dtype T into shared memory as InT, in K order
+// `Order` (NaturalK or RegK). Thread t owns chunks t, t + NT, ... of the tile (row-major
+// over 16-byte chunks, so a warp reads consecutive chunks of a row). Row handles come
+// from `rows_` in shared memory (-1: a row that does not exist, zero-filled).
+template <class T, class InT, int ROWS, int BK, int NT, class Rows, class Order = NaturalK>
 struct TileLoader {
   using Op = Operand<T>;
   static constexpr int kCPR = BK / Op::kChunkElems;  // chunks per row
@@ -173,6 +232,7 @@ struct TileLoader {
   // InT == T for an MX operand: store codes and scales raw (dev::MxSmemRow), for an atom
   // that takes MX inputs; else dequantize into the 16-bit InT.
   static constexpr bool kRaw = Op::kMx && IsSame<T, InT>::value;
+  static_assert(!kRaw || Order::kNatural, "raw MX rows are stored in natural K order");
 
   Rows src;
   const int* row_of;  // [ROWS] handles in shared memory
@@ -228,9 +288,10 @@ struct TileLoader {
     if constexpr (kRaw || !Op::kMx) {
       put(q, dev::zero16(), 127, tile, ld);
     } else {
-      uint16_t* dst = tile + (q / kCPR) * ld + (q % kCPR) * Op::kChunkElems;
+      uint16_t* row = tile + (q / kCPR) * ld;
+      const int k = (q % kCPR) * Op::kChunkElems;
 #pragma unroll
-      for (int j = 0; j < Op::kChunkElems / 8; ++j) dev::st16(dst + 8 * j, dev::zero16());
+      for (int j = 0; j < Op::kChunkElems / 8; ++j) dev::st16(row + Order::col(k + 8 * j), dev::zero16());
     }
   }
 
@@ -242,22 +303,60 @@ struct TileLoader {
       dev::st16(row + dev::MxSmemRow<T>::data_byte(k), x);
       if (k % 32 == 0) row[dev::MxSmemRow<T>::scale_byte(2 * ld, k / 32)] = s;
     } else {
-      uint16_t* dst = tile + (q / kCPR) * ld + (q % kCPR) * Op::kChunkElems;
+      uint16_t* row = tile + (q / kCPR) * ld;
+      const int k = (q % kCPR) * Op::kChunkElems;
       if constexpr (Op::kMx)
-        dequant_chunk<typename Op::Elem, InT>(x, s, dst);
+        dequant_chunk<typename Op::Elem, InT, Order>(x, s, row, k);
       else
-        dev::st16(dst, x);
+        dev::st16(row + Order::col(k), Order::arrange(x));
     }
   }
 
-  // Up to 16 bytes one by one (unaligned rows, or the last partial chunk of a row). Fully
-  // unrolled so that w[] stays in registers (a runtime index would put it on the stack).
-  MXF_DEV static dev::Vec16 load_bytes(const uint8_t* p, int n) {
-    uint32_t w[4] = {0u, 0u, 0u, 0u};
+};
+
+// ---- register B fragments ------------------------------------------------------------------
+// The pk_fp4 weights of a kRegB tile skip shared memory: each warp loads the bytes of its
+// own columns straight into registers and converts them right before its MMAs, in RegK
+// order (lane (g, j) = (lane / 4, lane % 4): column g of each 8-wide atom, 32-element block
+// j of each 128-wide k group, one 16-byte load and one scale byte). No stores, no ldmatrix
+// and no barrier for B, and half the conversion instructions of the shared-memory path
+// (ncu: the dequantization's issue was the GEMMs' limit). A Stage holds one k-tile of a
+// lane's loads; the main loop keeps several in flight.
+template <class Tile, class Rows>
+struct RegFragB {
+  static constexpr int NI = Tile::NI, KW = Tile::kWarpsK;
+  static constexpr int GPW = Tile::BK / 128 / KW;  // 128-wide k groups per warp per k-tile
+  struct Stage {
+    dev::Vec16 v[NI][GPW];
+    uint8_t s[NI][GPW];
+  };
+  Rows src;
+  int64_t kend;  // Kp: blocks at or past it read as zero
+  bool vec;
+  int row[NI];   // the weight row of this lane's column in atom ni, -1: none (zero)
+
+  // rows_: the tile's BN row handles in shared memory; n0: this warp's first column.
+  MXF_DEV RegFragB(const Rows& r, const int* rows_, int64_t kend_, int n0)
+      : src(r), kend(kend_), vec(r.vec_ok()) {
 #pragma unroll
-    for (int b = 0; b < 16; ++b)
-      if (b < n) w[b / 4] |= uint32_t(p[b]) << (8 * (b % 4));
-    return dev::Vec16{w[0], w[1], w[2], w[3]};
+    for (int ni = 0; ni < NI; ++ni) row[ni] = rows_[n0 + ni * 8 + (dev::lane_id() >> 2)];
+  }
+  // First element of group gi of warp group wk in the k-tile that starts at k0.
+  MXF_DEV static int64_t group_k(int64_t k0, int gi, int wk) { return k0 + 128 * (wk + gi * KW); }
+
+  MXF_DEV void load(Stage& st, int64_t k0, int wk) const {
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+      for (int gi = 0; gi < GPW; ++gi) {
+        const int64_t k = group_k(k0, gi, wk) + 32 * (dev::lane_id() & 3);
+        st.v[ni][gi] = dev::zero16();
+        st.s[ni][gi] = 127;
+        if (row[ni] < 0 || k >= kend) continue;
+        const uint8_t* p = src.data(row[ni], k / 2);
+        st.v[ni][gi] = vec ? dev::ld16_ro(p) : load_bytes(p, 16);
+        st.s[ni][gi] = src.scale(row[ni], k / 32);
+      }
   }
 };
 
@@ -312,6 +411,55 @@ struct WarpMma {
       for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
         for (int ni = 0; ni < NI; ++ni) Atom::mma(acc[mi][ni], fa[mi], fb[ni]);
+    }
+  }
+
+  // One k-tile of a kRegB tile: A rows from `a` (RegK order, pitch lda), B from this lane's
+  // loaded stage `st`; `left` = K elements from the k-tile's start (groups past K are
+  // skipped; a partial group runs whole: its missing elements are zero in A and B).
+  template <class Stage>
+  MXF_DEV void run_regb(const uint16_t* a, int lda, const Stage& st, int64_t left) {
+    static_assert(Tile::kRegB && Tile::kWarpsM == 1, "register B fragments need a kRegB tile");
+    constexpr int GPW = Tile::BK / 128 / KW;
+    const int lane = dev::lane_id(), g = lane >> 2, j = lane & 3;
+#pragma unroll
+    for (int gi = 0; gi < GPW; ++gi) {
+      const int grp = warp_k() + gi * KW;
+      if (128 * int64_t(grp) >= left) break;
+      E2m1PairScale ks[NI];
+      bool hi[NI];
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni) {
+        ks[ni] = e2m1_pair_scale(st.s[ni][gi]);
+        hi[ni] = e2m1_scale_needs_hi(st.s[ni][gi]);
+      }
+#pragma unroll
+      for (int v = 0; v < 4; ++v) {  // word v of each block: m16n8k16 steps 2v and 2v + 1
+        const int col = 128 * grp + RegK::col(32 * j + 8 * v);
+        dev::Vec16 xa[MI][2];  // rows g and g + 8 of atom mi: pairs 4v .. 4v + 3 of block j
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) xa[mi][h] = dev::ld16(a + (mi * Atom::kM + g + 8 * h) * lda + col);
+        uint32_t fb[NI][4];
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni) {
+          const dev::Vec16& w = st.v[ni][gi];
+          const uint32_t word = v == 0 ? w.x : v == 1 ? w.y : v == 2 ? w.z : w.w;
+          e2m1_word_pairs_bf16x2(word, ks[ni], hi[ni], fb[ni]);
+        }
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+          for (int ni = 0; ni < NI; ++ni) {
+            const uint32_t a0[4] = {xa[mi][0].x, xa[mi][1].x, xa[mi][0].y, xa[mi][1].y};
+            const uint32_t b0[2] = {fb[ni][0], fb[ni][1]};
+            Atom::mma(acc[mi][ni], a0, b0);
+            const uint32_t a1[4] = {xa[mi][0].z, xa[mi][1].z, xa[mi][0].w, xa[mi][1].w};
+            const uint32_t b1[2] = {fb[ni][2], fb[ni][3]};
+            Atom::mma(acc[mi][ni], a1, b1);
+          }
+      }
     }
   }
 
@@ -388,6 +536,37 @@ MXF_DEV void gemm_mainloop(WarpMma<Tile, InT>& mma, ALoader al, BLoader bl, uint
     mma.run(ATileView<ALoader>::at(al, sa, kt * Tile::BK), ATileView<ALoader>::template ld<Tile>(al),
             sb, Tile::kLdB, ksteps);
     dev::sync_threads();
+  }
+}
+
+// The main loop of a kRegB tile: B comes in register stages (RegFragB), STAGES k-tiles
+// deep, so STAGES - 1 k-tiles of weight loads are in flight while a k-tile's MMAs run; A
+// is double-buffered in shared memory (sa0 / sa1), one barrier per k-tile. Ends with a
+// barrier, so shared memory is free for the epilogue.
+template <int STAGES, class Tile, class InT, class ALoader, class BRegs>
+MXF_DEV void gemm_mainloop_regb(WarpMma<Tile, InT>& mma, ALoader al, const BRegs& bl, uint16_t* sa0,
+                                uint16_t* sa1, int kt0, int kt1, int64_t K) {
+  if (kt0 >= kt1) return;
+  const int wk = mma.warp_k();
+  typename BRegs::Stage st[STAGES];
+#pragma unroll
+  for (int d = 0; d < STAGES; ++d)
+    if (kt0 + d < kt1) bl.load(st[d], int64_t(kt0 + d) * Tile::BK, wk);
+  al.load(int64_t(kt0) * Tile::BK);
+  al.store(sa0, Tile::kLdA);
+  dev::sync_threads();
+  for (int kt = kt0; kt < kt1; kt += STAGES) {
+#pragma unroll
+    for (int d = 0; d < STAGES; ++d) {
+      const int t = kt + d;
+      if (t >= kt1) break;
+      const bool next = t + 1 < kt1;
+      if (next) al.load(int64_t(t + 1) * Tile::BK);
+      mma.run_regb(((t - kt0) & 1) ? sa1 : sa0, Tile::kLdA, st[d], K - int64_t(t) * Tile::BK);
+      if (t + STAGES < kt1) bl.load(st[d], int64_t(t + STAGES) * Tile::BK, wk);
+      if (next) al.store(((t + 1 - kt0) & 1) ? sa1 : sa0, Tile::kLdA);
+      dev::sync_threads();
+    }
   }
 }
 

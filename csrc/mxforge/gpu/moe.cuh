@@ -80,8 +80,12 @@ struct WeightRows<Bf16, Layout> {
 // Everything an instance fixes at compile time. WARPS_K: warp groups per k-tile (GemmTile);
 // an instance states 1, and its launcher runs Decode (the same instance with the arch's
 // kDecodeWarpsK groups on block_m <= 32 tiles) when the launch has few CTAs.
+// REG_B: the instance takes its pk_fp4 weights as register fragments (schema field b_path
+// = regs; kRegB below). SmemPath is the same spec through shared memory (the one-stage
+// kernel's: its second GEMM reads the intermediate in natural K order).
 template <class Arch_, class A_, class B_, class Out_, int BM_, int BN_, int BK_, int SPLITK_,
-          Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_, int WARPS_K_ = 1>
+          Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_, int WARPS_K_ = 1,
+          bool REG_B_ = false>
 struct MoeSpec {
   using Arch = Arch_;
   using AT = A_;
@@ -92,16 +96,34 @@ struct MoeSpec {
   static constexpr Act kAct = ACT_;
   static constexpr bool kInterleaved = INTERLEAVED_, kBias = BIAS_;
   static constexpr Rw kRw = RW_;
-  using Tile = GemmTile<Arch, BM, BN, BK, WARPS_K_>;
-  using Decode = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
-                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1)>;
-  static constexpr int NT = Tile::kThreads;
   // MMA input (device layer, per arch): a 16-bit type both operands are dequantized into
   // (fp16 activations keep fp16, else bf16), or MX codes + scales for native MX MMAs.
   using InT = typename dev::MmaInput<Arch, AT, BT>::type;
-  using ALoader = TileLoader<AT, typename dev::SmemOf<InT, AT>::type, BM, BK, NT, GatherRows>;
+  // pk_fp4 weights as register fragments (gemm.cuh, RegFragB): the arch must have that
+  // path, and the tile one warp row (block_m <= 32) and whole 128-wide k groups (codegen's
+  // b_path constraint says the same); its warp groups then split a k-tile's groups, so
+  // there are at most block_k / 128 of them.
+  static constexpr bool kRegB = REG_B_;
+  static_assert(!kRegB || (Arch::kRegFragB && IsSame<BT, Fp4Mx>::value && IsSame<InT, Bf16>::value &&
+                           BM <= 32 && BK % 128 == 0),
+                "b_path regs: sm90, pk_fp4 weights, bf16 MMA input, block_m <= 32, block_k % 128 == 0");
+  static constexpr int kWarpsK = kRegB ? cmin(WARPS_K_, BK / 128) : WARPS_K_;
+  using Tile = GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>;
+  using Decode = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
+                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), REG_B_>;
+  using SmemPath = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
+                           RW_, Layout_, WARPS_K_, false>;
+  static constexpr int NT = Tile::kThreads;
+  using ALoader = TileLoader<AT, typename dev::SmemOf<InT, AT>::type, BM, BK, NT, GatherRows,
+                             typename Cond<kRegB, RegK, NaturalK>::type>;
   using BRows = WeightRows<BT, Layout>;
-  using BLoader = TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT, typename BRows::Rows>;
+  using BLoader = typename Cond<kRegB, RegFragB<Tile, typename BRows::Rows>,
+                                TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT,
+                                           typename BRows::Rows>>::type;
+  // k-tiles of register B stages: deeper where a lane's stage is small (the loads in flight
+  // per lane are (kRegBStages - 1) x NI x groups x 16 bytes).
+  static constexpr int kRegBLoadsPerStage = Tile::NI * (BK / 128) / kWarpsK;
+  static constexpr int kRegBStages = kRegBLoadsPerStage <= 1 ? 4 : kRegBLoadsPerStage <= 4 ? 3 : 2;
   // The one-stage kernel's second GEMM: bf16 intermediate x the same weight type.
   using B2Loader = TileLoader<BT, Bf16, BN, BK, NT, typename BRows::Rows>;
   static_assert(!(kSplitK > 1 && IsSame<AT, Fp4Mx>::value), "split-K never takes fp4 activations");
@@ -289,6 +311,24 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
 }
 
 // ---- kernels -------------------------------------------------------------------------------
+// The GEMM of a stage-1 / stage-2 CTA: A rows s_arow x weight rows s_brow of expert e over
+// k-tiles [kt0, kt1), into `mma` (zeroed here), through the tile's main loop.
+template <class S>
+MXF_DEV void moe_gemm(WarpMma<typename S::Tile, typename S::InT>& mma, const MoeGemmArgs& a, int e,
+                      const int* s_arow, const int* s_brow, uint16_t* sa, uint16_t* sb, int kt0,
+                      int kt1) {
+  typename S::ALoader al(ActRows<typename S::AT>::make(a), s_arow, ActRows<typename S::AT>::kend(a.K));
+  const auto rows = S::BRows::make(a.b, a.b_scales, e, a.N, a.K);
+  mma.zero();
+  if constexpr (S::kRegB) {
+    const typename S::BLoader bl(rows, s_brow, S::BRows::kend(a.K), mma.warp_n() * S::Tile::WN);
+    gemm_mainloop_regb<S::kRegBStages>(mma, al, bl, sa, sb, kt0, kt1, a.K);
+  } else {
+    typename S::BLoader bl(rows, s_brow, S::BRows::kend(a.K));
+    gemm_mainloop(mma, al, bl, sa, sb, kt0, kt1, a.K);
+  }
+}
+
 #define MXF_MOE_SHARED(S)                                                   \
   MXF_TILE_SMEM(smem, S::Tile::kSmem);                                      \
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];               \
@@ -307,13 +347,10 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_kernel(MoeGemmArgs a) {
   gate_up_rows<S::BN, S::NT, S::kInterleaved>(s_brow, j0, I);
   dev::sync_threads();
 
-  typename S::ALoader al(ActRows<typename S::AT>::make(a), s_arow, ActRows<typename S::AT>::kend(a.K));
-  typename S::BLoader bl(S::BRows::make(a.b, a.b_scales, e, a.N, a.K), s_brow, S::BRows::kend(a.K));
   WarpMma<typename S::Tile, typename S::InT> mma;
-  mma.zero();
   int kt0, kt1;
   k_range<S::BK>(a.K, S::kSplitK, dev::block_z(), kt0, kt1);
-  gemm_mainloop(mma, al, bl, sa, sb, kt0, kt1, a.K);
+  moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
   mma.stage(sc);
   dev::sync_threads();
   if constexpr (S::kSplitK == 1)
@@ -352,11 +389,8 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage2_kernel(MoeGemmArgs a) {
   plain_rows<S::BN, S::NT>(s_brow, n0, a.N);
   dev::sync_threads();
 
-  typename S::ALoader al(ActRows<typename S::AT>::make(a), s_arow, ActRows<typename S::AT>::kend(a.K));
-  typename S::BLoader bl(S::BRows::make(a.b, a.b_scales, e, a.N, a.K), s_brow, S::BRows::kend(a.K));
   WarpMma<typename S::Tile, typename S::InT> mma;
-  mma.zero();
-  gemm_mainloop(mma, al, bl, sa, sb, 0, int(cdiv(a.K, S::BK)), a.K);
+  moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, 0, int(cdiv(a.K, S::BK)));
   mma.stage(sc);
   dev::sync_threads();
   accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(
@@ -368,12 +402,15 @@ template <class S>
 MXF_HD int64_t onestage_inter_pitch(int64_t I) { return round_up(I, 16) + 8; }
 template <class S>
 MXF_HD int64_t onestage_smem_bytes(int64_t I) {
-  return 2 * S::BM * onestage_inter_pitch<S>(I) + S::Tile::kSmem;
+  return 2 * S::BM * onestage_inter_pitch<S>(I) + S::SmemPath::Tile::kSmem;
 }
 
 // (One CTA per SM: the intermediate fills most of shared memory, so registers are free.)
-template <class S>
-MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a) {
+// The one-stage kernel keeps the shared-memory B path (S_::SmemPath): its second GEMM reads
+// the intermediate as it lies, in natural K order.
+template <class S_>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S_::SmemPath::NT, 1) moe_1stage_kernel(MoeGemmArgs a) {
+  using S = typename S_::SmemPath;
   MXF_DYNAMIC_SMEM(smem);
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];
   __shared__ float s_w[S::BM];
@@ -490,18 +527,21 @@ template <GemmOp OP, class K>
 struct MoeKernel;
 template <class K>
 struct MoeKernel<GemmOp::kStage1, K> {
+  using Tile = typename K::Tile;
   static auto fn() { return MXF_KERNEL_REF(moe_stage1_kernel, K); }
   static size_t smem(const MoeGemmArgs&) { return dev::tile_smem_at_launch(K::Tile::kSmem); }
   static constexpr const char* kWhat = "moe_stage1 launch";
 };
 template <class K>
 struct MoeKernel<GemmOp::kStage2, K> {
+  using Tile = typename K::Tile;
   static auto fn() { return MXF_KERNEL_REF(moe_stage2_kernel, K); }
   static size_t smem(const MoeGemmArgs&) { return dev::tile_smem_at_launch(K::Tile::kSmem); }
   static constexpr const char* kWhat = "moe_stage2 launch";
 };
 template <class K>
 struct MoeKernel<GemmOp::kOneStage, K> {
+  using Tile = typename K::SmemPath::Tile;
   static auto fn() { return MXF_KERNEL_REF(moe_1stage_kernel, K); }
   static size_t smem(const MoeGemmArgs& a) { return size_t(onestage_smem_bytes<K>(a.N / 2)); }
   static constexpr const char* kWhat = "moe_1stage launch";
@@ -514,16 +554,20 @@ struct MoeKernel<GemmOp::kOneStage, K> {
 // decode warp groups on every block_m <= 32 launch made T <= 8 1.3-1.9x faster but some
 // T >= 16 launches (thousands of CTAs) up to 15 % slower.
 constexpr int kFewCtasPerSm = 4;
+// (A decode variant whose tile is the instance's own, as for a register-B tile with
+// block_k 128, which has one k group per k-tile to share, is not a second kernel.)
 template <GemmOp OP, class S>
 Status launch_gemm(dim3 grid, const MoeGemmArgs& a) {
   using D = typename S::Decode;
-  if constexpr (!IsSame<S, D>::value) {
+  using KS = MoeKernel<OP, S>;
+  using KD = MoeKernel<OP, D>;
+  if constexpr (!IsSame<typename KS::Tile, typename KD::Tile>::value) {
     if (int64_t(grid.x) * grid.y * grid.z <= int64_t(kFewCtasPerSm) * dev::sm_count())
-      return dev::launch(MoeKernel<OP, D>::fn(), grid, dim3(D::NT), MoeKernel<OP, D>::smem(a),
-                         dev::stream_of(a.stream), MoeKernel<OP, D>::kWhat, a);
+      return dev::launch(KD::fn(), grid, dim3(KD::Tile::kThreads), KD::smem(a),
+                         dev::stream_of(a.stream), KD::kWhat, a);
   }
-  return dev::launch(MoeKernel<OP, S>::fn(), grid, dim3(S::NT), MoeKernel<OP, S>::smem(a),
-                     dev::stream_of(a.stream), MoeKernel<OP, S>::kWhat, a);
+  return dev::launch(KS::fn(), grid, dim3(KS::Tile::kThreads), KS::smem(a), dev::stream_of(a.stream),
+                     KS::kWhat, a);
 }
 
 template <class S>

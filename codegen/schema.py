@@ -162,7 +162,9 @@ def _requant(c: dict[str, Any]) -> str | None:
 def tile_lds_bytes(block_m: int, block_n: int, block_k: int) -> int:
     """Shared memory of a GEMM tile: GemmTile::kSmem (csrc/mxforge/gpu/gemm.cuh: the A and
     B tiles of 16-bit rows padded by 8, or the fp32 staging tile) plus the kernels' row
-    arrays (MXF_MOE_SHARED in moe.cuh). check_amd_isa.py compares it with the compiler's."""
+    arrays (MXF_MOE_SHARED in moe.cuh). check_amd_isa.py compares it with the compiler's.
+    A `b_path: regs` tile (sm90) needs less (two A tiles instead of A and B), so the bound
+    is conservative there."""
     tiles = max(2 * (block_m + block_n) * (block_k + 8), 4 * block_m * (block_n + 8))
     return tiles + 4 * (3 * block_m + block_n)
 

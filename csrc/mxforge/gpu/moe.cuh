@@ -81,8 +81,7 @@ struct WeightRows<Bf16, Layout> {
 // an instance states 1, and its launcher runs Decode (the same instance with the arch's
 // kDecodeWarpsK groups on block_m <= 32 tiles) when the launch has few CTAs.
 // REG_B: the instance takes its pk_fp4 weights as register fragments (schema field b_path
-// = regs; kRegB below). SmemPath is the same spec through shared memory (the one-stage
-// kernel's: its second GEMM reads the intermediate in natural K order).
+// = regs of moe_stage1/2; kRegB below).
 template <class Arch_, class A_, class B_, class Out_, int BM_, int BN_, int BK_, int SPLITK_,
           Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_, int WARPS_K_ = 1,
           bool REG_B_ = false>
@@ -111,8 +110,6 @@ struct MoeSpec {
   using Tile = GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>;
   using Decode = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
                          RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), REG_B_>;
-  using SmemPath = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
-                           RW_, Layout_, WARPS_K_, false>;
   static constexpr int NT = Tile::kThreads;
   using ALoader = TileLoader<AT, typename dev::SmemOf<InT, AT>::type, BM, BK, NT, GatherRows,
                              typename Cond<kRegB, RegK, NaturalK>::type>;
@@ -402,15 +399,15 @@ template <class S>
 MXF_HD int64_t onestage_inter_pitch(int64_t I) { return round_up(I, 16) + 8; }
 template <class S>
 MXF_HD int64_t onestage_smem_bytes(int64_t I) {
-  return 2 * S::BM * onestage_inter_pitch<S>(I) + S::SmemPath::Tile::kSmem;
+  return 2 * S::BM * onestage_inter_pitch<S>(I) + S::Tile::kSmem;
 }
 
 // (One CTA per SM: the intermediate fills most of shared memory, so registers are free.)
-// The one-stage kernel keeps the shared-memory B path (S_::SmemPath): its second GEMM reads
-// the intermediate as it lies, in natural K order.
-template <class S_>
-MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S_::SmemPath::NT, 1) moe_1stage_kernel(MoeGemmArgs a) {
-  using S = typename S_::SmemPath;
+// The one-stage kernel has the shared-memory B path only (moe_1stage has no b_path field):
+// its second GEMM reads the intermediate as it lies, in natural K order.
+template <class S>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a) {
+  static_assert(!S::kRegB, "the one-stage kernel reads its weights through shared memory");
   MXF_DYNAMIC_SMEM(smem);
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];
   __shared__ float s_w[S::BM];
@@ -541,7 +538,7 @@ struct MoeKernel<GemmOp::kStage2, K> {
 };
 template <class K>
 struct MoeKernel<GemmOp::kOneStage, K> {
-  using Tile = typename K::SmemPath::Tile;
+  using Tile = typename K::Tile;
   static auto fn() { return MXF_KERNEL_REF(moe_1stage_kernel, K); }
   static size_t smem(const MoeGemmArgs& a) { return size_t(onestage_smem_bytes<K>(a.N / 2)); }
   static constexpr const char* kWhat = "moe_1stage launch";

@@ -51,7 +51,7 @@ class Instance:
     routed_weight: str
     bias: bool
     layout: str
-    b_path: str = ""  # moe_stage1/2: "smem" or "regs" (not a key: both serve the same calls)
+    b_path: str  # moe_stage1/2: "smem" or "regs" ("" elsewhere; not a key: both serve the same calls)
 
     def key(self) -> "Key":
         return Key(**{f: getattr(self, f) for f in KEY_FIELDS})

@@ -140,66 +140,57 @@ int main() {
                     memcmp(ref.w.data(), emu.w.data(), P * sizeof(float)) == 0;
   printf("SORT %s\n", same ? "identical" : "DIFFERENT");
 
-  // stage 1, a4w4: x [T, H] fp4, w1 [E, 2I, H] fp4 -> [T*topk, I] bf16
-  const MxAct x4 = quantize(CPU_QUANT_FP4, T, H, 2);
+  // The GEMMs' A operand: rows `stride` elements (bf16) or bytes (MX) apart, MX scales.
+  struct Act {
+    const void* data;
+    int64_t stride;
+    const uint8_t* scales;
+    int64_t scale_stride;
+  };
+  // stage 1: x [T, H], w1 [E, 2I, H] fp4 -> [T*topk, I] bf16
   const MxWeight w1 = random_fp4_weight(2 * I, H);
-  auto stage1 = [&](mxf::Status (*fn)(const void*), const char* name) {
+  auto stage1 = [&](mxf::Status (*fn)(const void*), const char* name, const Act& x) {
     std::vector<uint16_t> out(size_t(R) * I, 0xFFFF);  // poisoned: every element is written
     mxf::MoeGemmArgs a = gemm_args(ref);
-    a.a = x4.q.data(), a.a_stride = x4.stride, a.a_scales = x4.s.data(), a.a_scale_stride = H / 32;
+    a.a = x.data, a.a_stride = x.stride, a.a_scales = x.scales, a.a_scale_stride = x.scale_stride;
     a.b = w1.q.data(), a.b_scales = w1.s.data();
     a.out = out.data(), a.out_stride = I;
     a.N = 2 * I, a.K = H;
     check(fn(&a), name);
     return out;
   };
-  const std::vector<uint16_t> s1_ref = stage1(CPU_S1, "cpu stage1");
-  printf("REL stage1_gfx950 %.3e\n", rel_l2(stage1(EMU950_S1, "gfx950 stage1"), s1_ref));
-  printf("REL stage1_gfx942 %.3e\n", rel_l2(stage1(EMU942_S1, "gfx942 stage1"), s1_ref));
-  printf("REL stage1_sm90 %.3e\n", rel_l2(stage1(EMU90_S1, "sm90 stage1"), s1_ref));
-
-  // stage 2, a8w4: [T*topk, I] fp8, w2 [E, H, I] fp4 -> out[T, H] += routed weight * row
-  const MxAct a8 = quantize(CPU_QUANT_FP8, R, I, 1);
+  // stage 2: [T*topk, I], w2 [E, H, I] fp4 -> out[T, H] += routed weight * row
   const MxWeight w2 = random_fp4_weight(H, I);
-  auto stage2 = [&](mxf::Status (*fn)(const void*), const char* name) {
+  auto stage2 = [&](mxf::Status (*fn)(const void*), const char* name, const Act& x) {
     std::vector<uint16_t> out(size_t(T) * H, 0);  // accumulated into
     mxf::MoeGemmArgs a = gemm_args(ref);
-    a.a = a8.q.data(), a.a_stride = a8.stride, a.a_scales = a8.s.data(), a.a_scale_stride = I / 32;
+    a.a = x.data, a.a_stride = x.stride, a.a_scales = x.scales, a.a_scale_stride = x.scale_stride;
     a.b = w2.q.data(), a.b_scales = w2.s.data();
     a.out = out.data(), a.out_stride = H;
     a.N = H, a.K = I;
     check(fn(&a), name);
     return out;
   };
-  const std::vector<uint16_t> s2_ref = stage2(CPU_S2, "cpu stage2");
-  printf("REL stage2_gfx950 %.3e\n", rel_l2(stage2(EMU950_S2, "gfx950 stage2"), s2_ref));
-  printf("REL stage2_sm90 %.3e\n", rel_l2(stage2(EMU90_S2, "sm90 stage2"), s2_ref));
 
-  // a16w4 on sm90's register-fragment path: bf16 activations, stage 1 and stage 2
-  const std::vector<uint16_t> x16 = random_bf16(size_t(T) * H), a16 = random_bf16(size_t(R) * I);
-  auto stage1b = [&](mxf::Status (*fn)(const void*), const char* name) {
-    std::vector<uint16_t> out(size_t(R) * I, 0xFFFF);
-    mxf::MoeGemmArgs a = gemm_args(ref);
-    a.a = x16.data(), a.a_stride = H;
-    a.b = w1.q.data(), a.b_scales = w1.s.data();
-    a.out = out.data(), a.out_stride = I;
-    a.N = 2 * I, a.K = H;
-    check(fn(&a), name);
-    return out;
-  };
-  printf("REL stage1_sm90_a16 %.3e\n", rel_l2(stage1b(EMU90_S1B, "sm90 stage1 a16w4"),
-                                            stage1b(CPU_S1B, "cpu stage1 a16w4")));
-  auto stage2b = [&](mxf::Status (*fn)(const void*), const char* name) {
-    std::vector<uint16_t> out(size_t(T) * H, 0);
-    mxf::MoeGemmArgs a = gemm_args(ref);
-    a.a = a16.data(), a.a_stride = I;
-    a.b = w2.q.data(), a.b_scales = w2.s.data();
-    a.out = out.data(), a.out_stride = H;
-    a.N = H, a.K = I;
-    check(fn(&a), name);
-    return out;
-  };
-  printf("REL stage2_sm90_a16 %.3e\n", rel_l2(stage2b(EMU90_S2B, "sm90 stage2 a16w4"),
-                                            stage2b(CPU_S2B, "cpu stage2 a16w4")));
+  // a4w4 stage 1 and a8w4 stage 2 on every backend
+  const MxAct x4 = quantize(CPU_QUANT_FP4, T, H, 2);
+  const Act a4{x4.q.data(), x4.stride, x4.s.data(), H / 32};
+  const std::vector<uint16_t> s1_ref = stage1(CPU_S1, "cpu stage1", a4);
+  printf("REL stage1_gfx950 %.3e\n", rel_l2(stage1(EMU950_S1, "gfx950 stage1", a4), s1_ref));
+  printf("REL stage1_gfx942 %.3e\n", rel_l2(stage1(EMU942_S1, "gfx942 stage1", a4), s1_ref));
+  printf("REL stage1_sm90 %.3e\n", rel_l2(stage1(EMU90_S1, "sm90 stage1", a4), s1_ref));
+  const MxAct x8 = quantize(CPU_QUANT_FP8, R, I, 1);
+  const Act a8{x8.q.data(), x8.stride, x8.s.data(), I / 32};
+  const std::vector<uint16_t> s2_ref = stage2(CPU_S2, "cpu stage2", a8);
+  printf("REL stage2_gfx950 %.3e\n", rel_l2(stage2(EMU950_S2, "gfx950 stage2", a8), s2_ref));
+  printf("REL stage2_sm90 %.3e\n", rel_l2(stage2(EMU90_S2, "sm90 stage2", a8), s2_ref));
+
+  // a16w4 (bf16 activations) on sm90's register-fragment path, stage 1 and stage 2
+  const std::vector<uint16_t> x16 = random_bf16(size_t(T) * H), y16 = random_bf16(size_t(R) * I);
+  const Act b1{x16.data(), H, nullptr, 0}, b2{y16.data(), I, nullptr, 0};
+  printf("REL stage1_sm90_a16 %.3e\n", rel_l2(stage1(EMU90_S1B, "sm90 stage1 a16w4", b1),
+                                            stage1(CPU_S1B, "cpu stage1 a16w4", b1)));
+  printf("REL stage2_sm90_a16 %.3e\n", rel_l2(stage2(EMU90_S2B, "sm90 stage2 a16w4", b2),
+                                            stage2(CPU_S2B, "cpu stage2 a16w4", b2)));
   return 0;
 }

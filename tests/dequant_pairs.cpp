@@ -31,14 +31,13 @@ int main() {
   uint32_t rng = 12345u;
   for (int s = 0; s < 256; ++s) {
     const gpu::E2m1PairScale k = gpu::e2m1_pair_scale(uint8_t(s));
-    const bool hi = gpu::e2m1_scale_needs_hi(uint8_t(s));
     for (int i = 0; i < 4; ++i)
       for (int pair = 0; pair < 256; ++pair) {
         rng = rng * 1664525u + 1013904223u;
         uint32_t w = rng & ~((0xfu << (4 * i)) | (0xfu << (4 * i + 16)));
         w |= uint32_t(pair & 15) << (4 * i) | uint32_t(pair >> 4) << (4 * i + 16);
         uint32_t o[4];
-        gpu::e2m1_word_pairs_bf16x2(w, k, hi, o);
+        gpu::e2m1_word_pairs_bf16x2(w, k, o);
         for (int q = 0; q < 4; ++q)
           for (int half = 0; half < 2; ++half) {
             const uint16_t g = uint16_t(o[q] >> (16 * half));

@@ -25,7 +25,7 @@ def test_table_rows_have_every_field():
     for r in rows:
         assert set(r) >= {"name", "target", "op", "a", "b", "out", "block_m", "block_n", "block_k",
                           "split_k", "activation", "gate_up", "routed_weight", "bias", "layout",
-                          "skip_inter_quant"}
+                          "b_path", "skip_inter_quant"}
     assert {r["name"] for r in rows} == set(_loader.manifest()["instances"])
 
 
@@ -49,7 +49,8 @@ def test_heuristic_block_m_follows_rows_per_expert():
 
 def _synthetic(op: str, bm: int, bn: int, bk: int, sk: int = 1) -> dispatch.Instance:
     return dispatch.Instance(0, f"sm90_{op}_m{bm}_n{bn}_k{bk}_sk{sk}", "sm90", op, "", "pk_fp4",
-                             "pk_fp4", "bf16", bm, bn, bk, sk, "silu", "concat", "none", False, "plain")
+                             "pk_fp4", "bf16", bm, bn, bk, sk, "silu", "concat", "none", False, "plain",
+                             "smem")
 
 
 @pytest.mark.parametrize("T, want", [(1, (16, 64, 128)), (64, (16, 64, 128)),     # 2 rows/expert

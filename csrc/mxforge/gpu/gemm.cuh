@@ -158,11 +158,10 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* row, int k)
   if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul &&
                 !Order::kNatural) {
     const E2m1PairScale ks = e2m1_pair_scale(s);
-    const bool hi = e2m1_scale_needs_hi(s);
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       uint32_t o[4];
-      e2m1_word_pairs_bf16x2(w[q], ks, hi, o);
+      e2m1_word_pairs_bf16x2(w[q], ks, o);
       dev::st16(row + Order::col(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
     }
   } else if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul) {
@@ -427,12 +426,8 @@ struct WarpMma {
       const int grp = warp_k() + gi * KW;
       if (128 * int64_t(grp) >= left) break;
       E2m1PairScale ks[NI];
-      bool hi[NI];
 #pragma unroll
-      for (int ni = 0; ni < NI; ++ni) {
-        ks[ni] = e2m1_pair_scale(st.s[ni][gi]);
-        hi[ni] = e2m1_scale_needs_hi(st.s[ni][gi]);
-      }
+      for (int ni = 0; ni < NI; ++ni) ks[ni] = e2m1_pair_scale(st.s[ni][gi]);
 #pragma unroll
       for (int v = 0; v < 4; ++v) {  // word v of each block: m16n8k16 steps 2v and 2v + 1
         const int col = 128 * grp + RegK::col(32 * j + 8 * v);
@@ -446,7 +441,7 @@ struct WarpMma {
         for (int ni = 0; ni < NI; ++ni) {
           const dev::Vec16& w = st.v[ni][gi];
           const uint32_t word = v == 0 ? w.x : v == 1 ? w.y : v == 2 ? w.z : w.w;
-          e2m1_word_pairs_bf16x2(word, ks[ni], hi[ni], fb[ni]);
+          e2m1_word_pairs_bf16x2(word, ks[ni], fb[ni]);
         }
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi)

@@ -519,26 +519,26 @@ inline unsigned grid_blocks(const MoeGemmArgs& a) {
   return unsigned(cmin<int64_t>(a.max_blocks, a.T * a.topk));
 }
 
-// The kernel of op OP for spec K, and its dynamic shared memory.
+// The kernel of op OP for spec K, and its dynamic shared memory (the tile's, for the two
+// stages).
 template <GemmOp OP, class K>
 struct MoeKernel;
 template <class K>
-struct MoeKernel<GemmOp::kStage1, K> {
-  using Tile = typename K::Tile;
-  static auto fn() { return MXF_KERNEL_REF(moe_stage1_kernel, K); }
+struct TileSmem {
   static size_t smem(const MoeGemmArgs&) { return dev::tile_smem_at_launch(K::Tile::kSmem); }
+};
+template <class K>
+struct MoeKernel<GemmOp::kStage1, K> : TileSmem<K> {
+  static auto fn() { return MXF_KERNEL_REF(moe_stage1_kernel, K); }
   static constexpr const char* kWhat = "moe_stage1 launch";
 };
 template <class K>
-struct MoeKernel<GemmOp::kStage2, K> {
-  using Tile = typename K::Tile;
+struct MoeKernel<GemmOp::kStage2, K> : TileSmem<K> {
   static auto fn() { return MXF_KERNEL_REF(moe_stage2_kernel, K); }
-  static size_t smem(const MoeGemmArgs&) { return dev::tile_smem_at_launch(K::Tile::kSmem); }
   static constexpr const char* kWhat = "moe_stage2 launch";
 };
 template <class K>
 struct MoeKernel<GemmOp::kOneStage, K> {
-  using Tile = typename K::Tile;
   static auto fn() { return MXF_KERNEL_REF(moe_1stage_kernel, K); }
   static size_t smem(const MoeGemmArgs& a) { return size_t(onestage_smem_bytes<K>(a.N / 2)); }
   static constexpr const char* kWhat = "moe_1stage launch";
@@ -558,13 +558,12 @@ Status launch_gemm(dim3 grid, const MoeGemmArgs& a) {
   using D = typename S::Decode;
   using KS = MoeKernel<OP, S>;
   using KD = MoeKernel<OP, D>;
-  if constexpr (!IsSame<typename KS::Tile, typename KD::Tile>::value) {
+  if constexpr (!IsSame<typename S::Tile, typename D::Tile>::value) {
     if (int64_t(grid.x) * grid.y * grid.z <= int64_t(kFewCtasPerSm) * dev::sm_count())
-      return dev::launch(KD::fn(), grid, dim3(KD::Tile::kThreads), KD::smem(a),
-                         dev::stream_of(a.stream), KD::kWhat, a);
+      return dev::launch(KD::fn(), grid, dim3(D::NT), KD::smem(a), dev::stream_of(a.stream),
+                         KD::kWhat, a);
   }
-  return dev::launch(KS::fn(), grid, dim3(KS::Tile::kThreads), KS::smem(a), dev::stream_of(a.stream),
-                     KS::kWhat, a);
+  return dev::launch(KS::fn(), grid, dim3(S::NT), KS::smem(a), dev::stream_of(a.stream), KS::kWhat, a);
 }
 
 template <class S>

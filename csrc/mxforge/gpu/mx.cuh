@@ -75,11 +75,12 @@ MXF_HD float e4m3_decode_fast(uint32_t b) {
 // multiplies by NaN.
 struct E2m1PairScale {
   uint32_t lo, hi;  // bf16x2 factors, the same in both halves
+  bool hi_needed;   // hi != 1: s > 128 (the NaN scale included)
 };
 MXF_HD E2m1PairScale e2m1_pair_scale(uint8_t s) {
   const uint32_t a = (uint32_t(s < 128 ? s : 128) + 126u) << 7;  // 2^(min(s,128)-1)
   const uint32_t b = s == kE8m0Nan ? 0x7fc0u : (uint32_t(s > 128 ? s : 128) - 1u) << 7;
-  return E2m1PairScale{a | (a << 16), b | (b << 16)};
+  return E2m1PairScale{a | (a << 16), b | (b << 16), s > 128};
 }
 MXF_DEV uint32_t e2m1_pair_bf16x2(uint32_t byte, const E2m1PairScale& k) {
   const uint32_t x = byte * 0x1001u;
@@ -93,15 +94,14 @@ MXF_DEV uint32_t e2m1_pair_bf16x2(uint32_t byte, const E2m1PairScale& k) {
 // at the top of their halves (sign at bits 15/31, ee.m at 12-14/28-30) and two masks place
 // them as bf16 bits (value * 2^-126, as above): about 4 instructions per pair instead of
 // 6, then the exact multiplies of e2m1_pair_bf16x2, the second only where the scale needs
-// it (s > 128, which includes the NaN scale; multiplying by 1 is exact, so skipping it is).
-MXF_HD bool e2m1_scale_needs_hi(uint8_t s) { return s > 128; }
-MXF_DEV void e2m1_word_pairs_bf16x2(uint32_t w, const E2m1PairScale& k, bool hi, uint32_t (&o)[4]) {
+// it (k.hi_needed; multiplying by 1 is exact, so skipping it is).
+MXF_DEV void e2m1_word_pairs_bf16x2(uint32_t w, const E2m1PairScale& k, uint32_t (&o)[4]) {
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const uint32_t t = w << (12 - 4 * i);
     o[i] = dev::mul_bf16x2((t & 0x80008000u) | ((t >> 6) & 0x01c001c0u), k.lo);
   }
-  if (hi) {
+  if (k.hi_needed) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) o[i] = dev::mul_bf16x2(o[i], k.hi);
   }

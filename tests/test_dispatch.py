@@ -251,11 +251,13 @@ def test_heuristic_agreement_script_reads_the_shipped_table():
 def test_heuristic_prefers_the_shared_memory_path():
     """Two instances that differ only in b_path serve the same calls; without a tuned row
     the heuristic takes smem (regs wins or loses by shape and T: only the tuner picks it)."""
-    base = dict(index=0, name="sm90_x_plain", target="sm90", op="moe_stage1", args_type="MoeGemmArgs",
+    # (the regs instance's name sorts first, so the last tie-breaker, the name, cannot be
+    # what puts smem first)
+    base = dict(index=0, name="sm90_b_smem", target="sm90", op="moe_stage1", args_type="MoeGemmArgs",
                 a="pk_fp4", b="pk_fp4", out="bf16", block_m=16, block_n=64, block_k=128, split_k=1,
                 activation="silu", gate_up="concat", routed_weight="none", bias=False, layout="plain")
     smem = dispatch.Instance(**base, b_path="smem")
-    regs = dispatch.Instance(**{**base, "index": 1, "name": "sm90_x_plain_bregs"}, b_path="regs")
+    regs = dispatch.Instance(**{**base, "index": 1, "name": "sm90_a_regs"}, b_path="regs")
     assert smem.key() == regs.key()
     shape = Shape(T=1, N=384, K=3072, E=256, topk=8)
     ranked = sorted([regs, smem], key=lambda i: dispatch.heuristic_rank(i, shape)[0])

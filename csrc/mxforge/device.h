@@ -149,6 +149,9 @@ struct Sm90 {  // NVIDIA Hopper; the atom is the sm_80+ warp-level mma.sync
   // pk_fp4 weights reach the MMAs as register fragments (gemm.cuh, RegFragB) on block_m <= 32
   // tiles with block_k a multiple of 128.
   static constexpr bool kRegFragB = true;
+  // Warpgroup MMAs (wgmma) from swizzled shared tiles fed by a cp.async ring (gemm.cuh,
+  // WgmmaTile) on block_m 64 / 128 tiles: the compute-bound (prefill) main loop.
+  static constexpr bool kWgmma = true;
 };
 
 template <class Arch, class InT>
@@ -224,6 +227,90 @@ struct MmaAtom<Sm90, Fp16> : MmaAtomSm90Base<Fp16> {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
 };
+
+// ---- warpgroup MMA (sm_90a wgmma) and asynchronous copies ------------------------------
+// The compute-bound main loop (gemm.cuh, WgmmaTile): raw operand bytes come in with
+// cp.async (16 bytes, zero-filled past src_bytes), converted tiles sit in shared memory
+// in the 128-byte swizzle that wgmma's descriptors name, and a warpgroup (4 warps) runs
+// m64nNk16 MMAs asynchronously from there. PTX ISA: "Asynchronous Warpgroup Level Matrix
+// Multiply-Accumulate" (matrix descriptors, the fences and the D fragment layout).
+#define MXF_HAS_WGMMA 1
+constexpr int kWarpgroupThreads = 128;
+
+MXF_DEV void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(src_bytes)
+               : "memory");
+}
+MXF_DEV void cp_async4(void* smem, const void* gmem, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(src_bytes)
+               : "memory");
+}
+MXF_DEV void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// Wait until at most N of this thread's committed copy groups are in flight.
+template <int N>
+MXF_DEV void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+// Generic-proxy writes (st.shared, cp.async) -> visible to the async proxy (wgmma reads);
+// each writing thread fences before the barrier that precedes the MMAs.
+MXF_DEV void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+MXF_DEV void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+MXF_DEV void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+// Wait until at most N of this warpgroup's committed MMA groups are in flight.
+template <int N>
+MXF_DEV void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+// Keeps the compiler from moving accumulator reads/writes across the fences above.
+MXF_DEV void reg_fence(float& x) { asm volatile("" : "+f"(x)::"memory"); }
+
+// Descriptor of a K-major operand tile in the 128-byte swizzle: rows of 64 16-bit
+// elements (128 B), 8-row atoms of 1024 B (stride byte offset), the atom 1024-B aligned.
+// Start address at bits 0-13, leading byte offset (unused for this swizzle: 16 B) at
+// 16-29, stride byte offset at 32-45, swizzle mode 1 (128 B) at 62-63; addresses >> 4.
+MXF_DEV uint64_t wgmma_desc_sw128(const void* p) {
+  const uint64_t addr = smem_addr(p);
+  return ((addr & 0x3FFFFu) >> 4) | (uint64_t(16 >> 4) << 16) | (uint64_t(1024 >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+
+#define MXF_F4(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define MXF_F16(d, i) MXF_F4(d, i), MXF_F4(d, i + 4), MXF_F4(d, i + 8), MXF_F4(d, i + 12)
+#define MXF_F32(d, i) MXF_F16(d, i), MXF_F16(d, i + 16)
+#define MXF_WGMMA_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define MXF_WGMMA_D64 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+// D (fp32, N/2 registers per thread) += A (64 x 16, descriptor) * B (16 x N, descriptor),
+// both K-major (transpose flags 0), inputs TY ("bf16" / "f16").
+#define MXF_WGMMA_N64(TY, d, da, db)                                                        \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " MXF_WGMMA_D32  \
+               ", %32, %33, p, 1, 1, 0, 0;\n}\n"                                            \
+               : MXF_F32(d, 0)                                                              \
+               : "l"(da), "l"(db), "r"(1))
+#define MXF_WGMMA_N128(TY, d, da, db)                                                       \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " " MXF_WGMMA_D64 \
+               ", %64, %65, p, 1, 1, 0, 0;\n}\n"                                            \
+               : MXF_F32(d, 0), MXF_F32(d, 32)                                              \
+               : "l"(da), "l"(db), "r"(1))
+
+// One m64nNk16 warpgroup MMA, N in {64, 128}, of bf16 (kBf16) or fp16 inputs.
+template <int N, bool kBf16>
+MXF_DEV void wgmma_m64k16(float (&d)[N / 2], uint64_t da, uint64_t db) {
+  static_assert(N == 64 || N == 128, "wgmma N: 64 or 128");
+  if constexpr (N == 64) {
+    if constexpr (kBf16) MXF_WGMMA_N64("bf16", d, da, db);
+    else MXF_WGMMA_N64("f16", d, da, db);
+  } else {
+    if constexpr (kBf16) MXF_WGMMA_N128("bf16", d, da, db);
+    else MXF_WGMMA_N128("f16", d, da, db);
+  }
+}
+// Accumulator register i of a thread: row (of the warpgroup's 64) and column (of N).
+MXF_HD constexpr int wgmma_acc_row(int warp, int lane, int i) { return 16 * warp + (lane >> 2) + 8 * ((i >> 1) & 1); }
+MXF_HD constexpr int wgmma_acc_col(int lane, int i) { return 8 * (i >> 2) + 2 * (lane & 3) + (i & 1); }
 
 }  // namespace dev
 

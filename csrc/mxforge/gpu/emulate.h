@@ -213,6 +213,7 @@ struct Emu {
   static constexpr int kMaxSmem = 227 * 1024;
   static constexpr int kDecodeWarpsK = 2;  // as sm90's
   static constexpr bool kRegFragB = true;  // as sm90's
+  static constexpr bool kWgmma = false;    // (no warpgroup MMA in the emulator)
 };
 using Sm90 = Emu;  // rendered sm90 sources compile unchanged against the emulator
 template <class Arch, class InT>

@@ -24,6 +24,10 @@
 // conflict-free and holds the scales of raw MX rows), reused by the fp32 staging tile
 // after the main loop: max(2 (BM + BN)(BK + 8), 4 BM (BN + 8)) bytes. codegen/schema.py
 // (tile_lds_bytes) repeats this formula to prune tiles an arch cannot hold.
+//
+// sm90's prefill tiles (b_path wgmma) have their own main loop at the end of this file
+// (WgmmaTile: a cp.async ring, swizzled converted tiles, warpgroup MMAs, two CTAs per SM;
+// its shared memory is sized from its own budget, not by the formula above).
 #pragma once
 #include <stdint.h>
 
@@ -80,8 +84,10 @@ struct GatherRows {
   const uint8_t* sbase;
   int64_t spitch;
   MXF_DEV const uint8_t* data(int64_t r, int64_t kbyte) const { return base + r * pitch + kbyte; }
-  MXF_DEV uint8_t scale(int64_t r, int64_t c) const { return sbase[r * spitch + c]; }
+  MXF_DEV const uint8_t* scale_ptr(int64_t r, int64_t c) const { return sbase + r * spitch + c; }
+  MXF_DEV uint8_t scale(int64_t r, int64_t c) const { return *scale_ptr(r, c); }
   MXF_DEV bool vec_ok() const { return aligned16(base) && pitch % 16 == 0; }
+  static constexpr bool kLinearK = true;  // data(r, kb) == data(r, 0) + kb (scales alike)
 };
 // One expert's packed MXFP4 weight [N, K] in `Layout` (layout.h).
 template <class Layout>
@@ -90,9 +96,11 @@ struct LayoutRows {
   const uint8_t* s;
   int64_t N, K;
   MXF_DEV const uint8_t* data(int64_t n, int64_t kb) const { return w + Layout::w_off(n, kb, N, K); }
-  MXF_DEV uint8_t scale(int64_t n, int64_t c) const { return s[Layout::s_off(n, c, N, K)]; }
+  MXF_DEV const uint8_t* scale_ptr(int64_t n, int64_t c) const { return s + Layout::s_off(n, c, N, K); }
+  MXF_DEV uint8_t scale(int64_t n, int64_t c) const { return *scale_ptr(n, c); }
   // 16 bytes at kb % 16 == 0 are contiguous in every layout (see pack.cuh).
   MXF_DEV bool vec_ok() const { return aligned16(w); }
+  static constexpr bool kLinearK = IsSame<Layout, LayoutPlain>::value;
 };
 
 // ---- loaders ------------------------------------------------------------------------------
@@ -150,10 +158,18 @@ struct RegK {
   }
 };
 
+// Where a unit of 8 16-bit elements of a tile row goes: dst.at(k) for the unit that
+// starts at k (k % 8 == 0), 16-byte aligned. A padded row in K order Order:
+template <class Order>
+struct RowDst {
+  uint16_t* row;
+  MXF_DEV uint16_t* at(int k) const { return row + Order::col(k); }
+};
+
 // Dequantize one 16-byte MX chunk (32 e2m1 or 16 e4m3 elements, one scale) into InT
-// pairs of the row `row` (16-byte aligned) from column k on, in K order `Order`.
-template <class Elem, class InT, class Order>
-MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* row, int k) {
+// pairs from column k on, in K order `Order`, at the units `dst` places.
+template <class Elem, class InT, class Order, class Dst>
+MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, const Dst& dst, int k) {
   const uint32_t w[4] = {v.x, v.y, v.z, v.w};
   if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul &&
                 !Order::kNatural) {
@@ -162,7 +178,7 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* row, int k)
     for (int q = 0; q < 4; ++q) {
       uint32_t o[4];
       e2m1_word_pairs_bf16x2(w[q], ks, o);
-      dev::st16(row + Order::col(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
+      dev::st16(dst.at(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
     }
   } else if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul) {
     // Two e2m1 codes -> a bf16 pair by bit moves, then two exact bf16x2 multiplies
@@ -174,7 +190,7 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* row, int k)
       uint32_t o[4];
 #pragma unroll
       for (int j = 0; j < 4; ++j) o[j] = e2m1_pair_bf16x2((w[q] >> (8 * j)) & 0xffu, ks);
-      dev::st16(row + k + 8 * q, dev::Vec16{o[0], o[1], o[2], o[3]});
+      dev::st16(dst.at(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
     }
   } else if constexpr (IsSame<Elem, E2m1>::value) {
     const float sc = e8m0_to_f32(s);
@@ -188,7 +204,7 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* row, int k)
         o[j] = dev::pack2<InT>(MxDecode<E2m1>::decode(b & 15u) * sc,
                                MxDecode<E2m1>::decode((b >> 4) & 15u) * sc);
       }
-      dev::st16(row + Order::col(k + 8 * q), Order::arrange(dev::Vec16{o[0], o[1], o[2], o[3]}));
+      dev::st16(dst.at(k + 8 * q), Order::arrange(dev::Vec16{o[0], o[1], o[2], o[3]}));
     }
   } else {
     const float sc = e8m0_to_f32(s);
@@ -201,7 +217,7 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, uint16_t* row, int k)
         o[j] = dev::pack2<InT>(MxDecode<E4m3>::decode(two & 255u) * sc,
                                MxDecode<E4m3>::decode((two >> 8) & 255u) * sc);
       }
-      dev::st16(row + Order::col(k + 8 * h), Order::arrange(dev::Vec16{o[0], o[1], o[2], o[3]}));
+      dev::st16(dst.at(k + 8 * h), Order::arrange(dev::Vec16{o[0], o[1], o[2], o[3]}));
     }
   }
 }
@@ -305,7 +321,7 @@ struct TileLoader {
       uint16_t* row = tile + (q / kCPR) * ld;
       const int k = (q % kCPR) * Op::kChunkElems;
       if constexpr (Op::kMx)
-        dequant_chunk<typename Op::Elem, InT, Order>(x, s, row, k);
+        dequant_chunk<typename Op::Elem, InT, Order>(x, s, RowDst<Order>{row}, k);
       else
         dev::st16(row + Order::col(k), Order::arrange(x));
     }
@@ -325,6 +341,9 @@ template <class Tile, class Rows>
 struct RegFragB {
   static constexpr int NI = Tile::NI, KW = Tile::kWarpsK;
   static constexpr int GPW = Tile::BK / 128 / KW;  // 128-wide k groups per warp per k-tile
+  // k-tiles of stages: deeper where a lane's stage is small (the loads in flight per lane
+  // are (kStages - 1) x NI x GPW x 16 bytes).
+  static constexpr int kStages = NI * GPW <= 1 ? 4 : NI * GPW <= 4 ? 3 : 2;
   struct Stage {
     dev::Vec16 v[NI][GPW];
     uint8_t s[NI][GPW];
@@ -564,6 +583,285 @@ MXF_DEV void gemm_mainloop_regb(WarpMma<Tile, InT>& mma, ALoader al, const BRegs
     }
   }
 }
+
+// ---- the warpgroup-MMA tile (sm90 wgmma): the compute-bound main loop ---------------------
+// At prefill a CTA's MMAs, not its loads or conversions, should set its time. The mma.sync
+// loop above keeps one k-tile of loads in flight in registers and converts between two
+// barriers, which left the H100 at 11-23 % of its bf16 rate (benchmarks/). Here:
+//   * a ring of kStages stages in shared memory receives each k-tile's raw operand bytes
+//     by cp.async, kStages - 2 k-tiles ahead of the MMAs (no registers held);
+//   * 16-bit operands (bf16 / fp16 activations) land directly in the 128-byte swizzled
+//     K-major layout that wgmma reads (Sw128); MX operands (pk_fp4, fp8) land raw (16-byte
+//     chunks, and the 4-byte word holding each chunk's scale) and the thread that copied
+//     a chunk dequantizes it exactly (dequant_chunk) into a swizzled 16-bit tile;
+//   * two warpgroups (256 threads) each issue m64nNk16 wgmmas over the k-tile for their 64
+//     rows (block_m 128) or their half of the columns (block_m 64), asynchronously: the
+//     next k-tile's conversion and copies overlap them;
+//   * two CTAs share an SM (kCtasPerSm: shared memory <= ~110 KB, registers <= 128): the
+//     loop is latency-bound with one CTA's 8 warps (ncu, H200: ~6.5 cycles per issued
+//     instruction per warp, 46 % of issue slots busy), and the other CTA's warps and its
+//     epilogue fill those gaps.
+// When both operands are MX (a4w4, a8w4), their K order within each unit of 8 is PairK,
+// the order e2m1_word_pairs_bf16x2 makes (about half the instructions of natural pairs);
+// a GEMM may sum K in any order as long as A and B agree.
+// Hazards, per k-tile i: barrier "landed" follows every thread's copy wait of i and every
+// warpgroup's wait for the MMAs of i - 2 (issued at the end of i - 1), so converting i
+// into buffer i % 2 (last read by the MMAs of i - 2) is safe after it; barrier "converted"
+// follows the conversions of i, so the MMAs of i may start, and the copies of k-tile
+// i + kStages - 2 may overwrite ring stage (i - 2) % kStages (last read by the conversion
+// and the MMAs of i - 2).
+// Measured and dropped (2026-11-29, H200, benchmarks/README.md): one CTA per SM with
+// three converted buffers and up to 8 stages (gpt-oss-120b stage 1, T = 8192, a16w4:
+// 5.82 ms; shipped: 4.62), and a warp-specialized version of it (a producer warpgroup
+// copying, two consumer warpgroups converting and issuing the MMAs, mbarriers between
+// them): 6.70 ms.
+template <class Arch, class AT, class BT, class InT, int BM, int BN, int BK>
+struct WgmmaTile;  // (defined where the device layer has wgmma: MXF_HAS_WGMMA)
+template <class Tile, class InT>
+struct WarpgroupMma;
+template <class T, class InT, int ROWS, int BK, int NT, class Rows, class Order>
+struct RingOperand;
+
+// Within each unit of 8 elements, pairs (i, i + 4): the order of e2m1_word_pairs_bf16x2.
+struct PairK {
+  static constexpr bool kNatural = false;
+  MXF_HD static int col(int k) { return k; }
+  MXF_HD static dev::Vec16 arrange(const dev::Vec16& x) { return RegK::arrange(x); }
+};
+
+// Bytes of one operand in the ring and in converted tiles.
+template <class T, int ROWS, int BK>
+struct RingShape {
+  using Op = Operand<T>;
+  static constexpr bool kMx = Op::kMx;
+  static constexpr int kCPR = BK / Op::kChunkElems, kChunks = ROWS * kCPR;
+  static constexpr int kTileBytes = ROWS * BK * 2;            // a swizzled 16-bit tile
+  static constexpr int kRawBytes = kMx ? 16 * kChunks : 0;    // chunk q's codes at 16 q
+  static constexpr int kScaleBytes = kMx ? 4 * kChunks : 0;   // the word holding q's scale at 4 q
+  // (rounded to the swizzle atom: each part of a stage starts 1024-byte aligned)
+  static constexpr int kStageBytes = ((kMx ? kRawBytes + kScaleBytes : kTileBytes) + 1023) / 1024 * 1024;
+  static constexpr int kConvTiles = kMx ? 2 : 0;
+  static constexpr int kConvBytes = kConvTiles * kTileBytes;
+};
+
+#if defined(MXF_HAS_WGMMA)
+// Element offset of (row r, column k) of a [ROWS][BK] 16-bit tile in wgmma's 128-byte
+// swizzle: BK / 64 column blocks of [ROWS][64] (128-byte rows); in each 8-row atom the
+// 16-byte unit u of row r sits at unit u ^ (r % 8).
+template <int ROWS>
+MXF_HD constexpr int sw128_off(int r, int k) {
+  return (k >> 6) * (ROWS * 64) + r * 64 + ((((k >> 3) & 7) ^ (r & 7)) << 3) + (k & 7);
+}
+template <int ROWS>
+struct Sw128Dst {
+  uint16_t* tile;
+  int r;
+  MXF_DEV uint16_t* at(int k) const { return tile + sw128_off<ROWS>(r, k); }
+};
+
+template <class Arch, class AT, class BT, class InT, int BM_, int BN_, int BK_>
+struct WgmmaTile {
+  static constexpr bool kWgmma = true;
+  static constexpr int BM = BM_, BN = BN_, BK = BK_;
+  // Two warpgroups: one per 64 rows at BM = 128, halves of N at BM = 64.
+  static constexpr int kWgM = BM / 64, kWgN = 2 / kWgM, WGN = BN / kWgN;
+  static_assert((BM == 64 || BM == 128) && BK % 64 == 0 && (WGN == 64 || WGN == 128),
+                "wgmma tile: block_m 64 or 128, block_k a multiple of 64, 64 or 128 columns per warpgroup");
+  static constexpr int kThreads = 2 * dev::kWarpgroupThreads;
+  static constexpr int kCtasPerSm = 2;
+  using AS = RingShape<AT, BM, BK>;
+  using BS = RingShape<BT, BN, BK>;
+  static constexpr bool kPairK = AS::kMx && BS::kMx;
+  static constexpr int kStageBytes = AS::kStageBytes + BS::kStageBytes;
+  static constexpr int kConvBytes = AS::kConvBytes + BS::kConvBytes;
+  // As many stages as two CTAs per SM leave room for (227 KB per SM, less each CTA's row
+  // arrays and alignment slack), 3 to 8.
+  static constexpr int kBudget = 108 * 1024;
+  static constexpr int kStages = cmax(3, cmin(8, (kBudget - kConvBytes) / kStageBytes));
+  static constexpr int kLdC = BN + 8;  // fp32 staging pitch (the epilogues')
+  static constexpr int kSmemMain = kConvBytes + kStages * kStageBytes;
+  static constexpr int kSmemC = BM * kLdC * 4;
+  static constexpr int kSmemA = 0;  // (no separate A / B tiles: the main loop carves its own)
+  // + 1024: the dynamic shared memory base is aligned up to the swizzle atom at run time.
+  static constexpr int kSmem = 1024 + (kSmemMain > kSmemC ? kSmemMain : kSmemC);
+};
+
+// One operand of a WgmmaTile. Thread t copies (and, MX, converts) chunks t, t + NT, ...
+// of the tile (row-major over 16-byte chunks): the same chunks in every k-tile, so their
+// rows, their places in a stage and (rows linear in K, Rows::kLinearK) their first data
+// and scale bytes are worked out once per CTA, and a k-tile's copies cost a few 32-bit
+// instructions each.
+template <class T, class InT, int ROWS, int BK, int NT, class Rows, class Order>
+struct RingOperand : RingShape<T, ROWS, BK> {
+  using Sh = RingShape<T, ROWS, BK>;
+  using Op = typename Sh::Op;
+  static constexpr int kCPR = Sh::kCPR, kChunks = Sh::kChunks;
+  static constexpr int kSlots = (kChunks + NT - 1) / NT;
+  static_assert(Op::kMx || IsSame<T, InT>::value, "16-bit operands are used as they are");
+  static_assert(Op::kMx || Order::kNatural, "16-bit operands are copied as they are (natural K order)");
+
+  Rows src;
+  int kend;  // elements at or past kend are zero (K for 16-bit, Kp for MX; < 2^31)
+  bool vec;
+  int row[kSlots];    // the chunks' row handles (-1: no row, zeros)
+  int place[kSlots];  // byte offset in a stage: 16-bit swizzled unit, or MX chunk
+  const uint8_t* rowp[kSlots];
+  const uint8_t* srowp[kSlots];
+
+  MXF_DEV static bool in_tile(int i) { return kChunks % NT == 0 || dev::thread_x() + i * NT < kChunks; }
+  MXF_DEV static int row_in_tile(int i) { return (dev::thread_x() + i * NT) / kCPR; }
+  MXF_DEV static int k_in_tile(int i) { return ((dev::thread_x() + i * NT) % kCPR) * Op::kChunkElems; }
+
+  MXF_DEV RingOperand(const Rows& r, const int* rows_, int64_t kend_)
+      : src(r), kend(int(kend_)), vec(r.vec_ok()) {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      row[i] = in_tile(i) ? rows_[row_in_tile(i)] : -1;
+      place[i] = Op::kMx ? 16 * (dev::thread_x() + i * NT) : 2 * sw128_off<ROWS>(row_in_tile(i), k_in_tile(i));
+      rowp[i] = src.data(row[i] < 0 ? 0 : row[i], 0);
+      if constexpr (Op::kMx) srowp[i] = src.scale_ptr(row[i] < 0 ? 0 : row[i], 0);
+    }
+  }
+
+  MXF_DEV const uint8_t* data(int i, int k) const {
+    return Rows::kLinearK ? rowp[i] + Op::kbyte(k) : src.data(row[i], Op::kbyte(k));
+  }
+  MXF_DEV const uint8_t* scale(int i, int k) const {
+    return Rows::kLinearK ? srowp[i] + k / 32 : src.scale_ptr(row[i], k / 32);
+  }
+
+  // Start the copies of k-tile k0 into `stage`.
+  MXF_DEV void issue(unsigned char* stage, int k0) const {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      if (!in_tile(i)) continue;
+      const int k = k0 + k_in_tile(i);
+      // bytes that exist: MX chunks never straddle kend (Kp is a multiple of 32)
+      const int n = row[i] < 0 ? 0 : Op::kMx ? (k < kend ? 16 : 0) : 2 * cmax(0, cmin(8, kend - k));
+      const uint8_t* p = n > 0 ? data(i, k) : rowp[i];
+      unsigned char* d = stage + place[i];
+      if (vec) dev::cp_async16(d, p, n);
+      else dev::st16(d, n > 0 ? load_bytes(p, n) : dev::zero16());
+      if constexpr (Op::kMx) {
+        const uintptr_t sp = reinterpret_cast<uintptr_t>(n > 0 ? scale(i, k) : srowp[i]);
+        dev::cp_async4(stage + Sh::kRawBytes + place[i] / 4,
+                       reinterpret_cast<const void*>(sp & ~uintptr_t(3)), n > 0 ? 4 : 0);
+      }
+    }
+  }
+
+  // MX operands: this thread's chunks of `stage` (copies complete) -> the 16-bit tile.
+  MXF_DEV void convert(const unsigned char* stage, uint16_t* tile, int k0) const {
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      if (!in_tile(i)) continue;
+      const int kk = k_in_tile(i), k = k0 + kk;
+      const Sw128Dst<ROWS> dst{tile, row_in_tile(i)};
+      if (row[i] < 0 || k >= kend) {  // no data: zeros, no conversion
+#pragma unroll
+        for (int j = 0; j < Op::kChunkElems / 8; ++j) dev::st16(dst.at(kk + 8 * j), dev::zero16());
+        continue;
+      }
+      const dev::Vec16 v = dev::ld16(stage + place[i]);
+      const uint32_t word = *reinterpret_cast<const uint32_t*>(stage + Sh::kRawBytes + place[i] / 4);
+      const int byte = int(reinterpret_cast<uintptr_t>(scale(i, k)) & 3);
+      dequant_chunk<typename Op::Elem, InT, Order>(v, uint8_t(word >> (8 * byte)), dst, kk);
+    }
+  }
+};
+
+template <class Tile, class InT>
+struct WarpgroupMma {
+  static constexpr int N = Tile::WGN;
+  float acc[N / 2];
+
+  MXF_DEV static int wg() { return dev::thread_x() / dev::kWarpgroupThreads; }
+  MXF_DEV static int wg_m() { return wg() / Tile::kWgN; }
+  MXF_DEV static int wg_n() { return wg() % Tile::kWgN; }
+  MXF_DEV void zero() {
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) acc[i] = 0.0f;
+  }
+  MXF_DEV void fence_acc() {
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) dev::reg_fence(acc[i]);
+  }
+  // Issue (asynchronously) this warpgroup's MMAs of one k-tile: A and B swizzled tiles.
+  MXF_DEV void run(const uint16_t* a, const uint16_t* b) {
+    dev::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < Tile::BK / 16; ++ks) {
+      const int k = 16 * ks;
+      const uint64_t da = dev::wgmma_desc_sw128(a + (k >> 6) * (Tile::BM * 64) + wg_m() * (64 * 64) + (k & 63));
+      const uint64_t db = dev::wgmma_desc_sw128(b + (k >> 6) * (Tile::BN * 64) + wg_n() * (N * 64) + (k & 63));
+      dev::wgmma_m64k16<N, IsSame<InT, Bf16>::value>(acc, da, db);
+    }
+    dev::wgmma_commit();
+  }
+  // Accumulators -> fp32 staging tile [BM][kLdC] (after the main loop's last wait).
+  MXF_DEV void stage(float* c) const {
+    const int lane = dev::lane_id(), warp = (dev::thread_x() / 32) % 4;
+    const int r0 = wg_m() * 64, c0 = wg_n() * N;
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i)
+      c[(r0 + dev::wgmma_acc_row(warp, lane, i)) * Tile::kLdC + c0 + dev::wgmma_acc_col(lane, i)] = acc[i];
+  }
+};
+
+// The main loop of a WgmmaTile over k-tiles [kt0, kt1): `smem` 1024-byte aligned, holding
+// [converted A tiles][converted B tiles][ring of kStages x (A part, B part)]. Ends with the
+// MMAs complete and a barrier, so shared memory is free for the epilogue.
+template <class Tile, class InT, class AOp, class BOp>
+MXF_DEV void gemm_mainloop_wgmma(WarpgroupMma<Tile, InT>& mma, const AOp& a, const BOp& b,
+                                 unsigned char* smem, int kt0, int kt1) {
+  constexpr int R = Tile::kStages, BK = Tile::BK;
+  static_assert(R >= 3, "the ring keeps kStages - 2 k-tiles of copies in flight");
+  uint16_t* const conv_a = reinterpret_cast<uint16_t*>(smem);
+  uint16_t* const conv_b = reinterpret_cast<uint16_t*>(smem + AOp::kConvBytes);
+  unsigned char* const ring = smem + Tile::kConvBytes;
+  const int n = kt1 - kt0;
+  if (n <= 0) return;
+  auto issue = [&](int i) {
+    unsigned char* st = ring + (i % R) * Tile::kStageBytes;
+    a.issue(st, (kt0 + i) * BK);
+    b.issue(st + AOp::kStageBytes, (kt0 + i) * BK);
+  };
+#pragma unroll
+  for (int d = 0; d < R - 2; ++d) {
+    if (d < n) issue(d);
+    dev::cp_async_commit();  // (one group per k-tile, empty or not: the wait counts stay exact)
+  }
+  mma.fence_acc();
+  for (int i = 0; i < n; ++i) {
+    const unsigned char* st = ring + (i % R) * Tile::kStageBytes;
+    const int k0 = (kt0 + i) * BK;
+    dev::cp_async_wait<R - 3>();  // this thread's copies of k-tile i are complete
+    const uint16_t* ta = reinterpret_cast<const uint16_t*>(st);
+    const uint16_t* tb = reinterpret_cast<const uint16_t*>(st + AOp::kStageBytes);
+    if constexpr (AOp::kMx || BOp::kMx) dev::sync_threads();  // "landed"
+    if constexpr (AOp::kMx) {
+      uint16_t* t = conv_a + (i % 2) * (AOp::kTileBytes / 2);
+      a.convert(st, t, k0);
+      ta = t;
+    }
+    if constexpr (BOp::kMx) {
+      uint16_t* t = conv_b + (i % 2) * (BOp::kTileBytes / 2);
+      b.convert(st + AOp::kStageBytes, t, k0);
+      tb = t;
+    }
+    dev::fence_proxy_async();
+    dev::sync_threads();  // "converted"
+    if (i + R - 2 < n) issue(i + R - 2);
+    dev::cp_async_commit();
+    mma.run(ta, tb);
+    dev::wgmma_wait<1>();
+  }
+  dev::wgmma_wait<0>();
+  mma.fence_acc();
+  dev::cp_async_wait<0>();
+  dev::sync_threads();
+}
+#endif  // MXF_HAS_WGMMA
 
 }  // namespace gpu
 }  // namespace mxf

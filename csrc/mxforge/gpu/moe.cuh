@@ -2,7 +2,8 @@
 // layer in gemm.cuh. One kernel template per op; every dtype pair, tile, activation and
 // flag is a template parameter of MoeSpec, so there is one piece of code per idea.
 //
-// Grid: x = sorted block (min(T * topk, max_blocks): grid_blocks), y = N tile, z = K split.
+// Grid: x = (sorted block, N tile) pairs, the N tile fastest (GridTile), z = K split; the
+// blocks are min(T * topk, max_blocks) (grid_blocks).
 // A CTA whose block starts at or past num_valid_ids[0] (or whose expert is -1) exits at
 // once; rows whose token is >= T (sentinels) are never read (zero A rows) nor written.
 //
@@ -81,10 +82,11 @@ struct WeightRows<Bf16, Layout> {
 // an instance states 1, and its launcher runs Decode (the same instance with the arch's
 // kDecodeWarpsK groups on block_m <= 32 tiles) when the launch has few CTAs.
 // REG_B: the instance takes its pk_fp4 weights as register fragments (schema field b_path
-// = regs of moe_stage1/2; kRegB below).
+// = regs of moe_stage1/2; kRegB below). WGMMA: the warpgroup-MMA main loop (b_path = wgmma;
+// gemm.cuh, WgmmaTile).
 template <class Arch_, class A_, class B_, class Out_, int BM_, int BN_, int BK_, int SPLITK_,
           Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_, int WARPS_K_ = 1,
-          bool REG_B_ = false>
+          bool REG_B_ = false, bool WGMMA_ = false>
 struct MoeSpec {
   using Arch = Arch_;
   using AT = A_;
@@ -107,20 +109,34 @@ struct MoeSpec {
                            BM <= 32 && BK % 128 == 0),
                 "b_path regs: sm90, pk_fp4 weights, bf16 MMA input, block_m <= 32, block_k % 128 == 0");
   static constexpr int kWarpsK = kRegB ? cmin(WARPS_K_, BK / 128) : WARPS_K_;
-  using Tile = GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>;
+  // The warpgroup-MMA main loop: sm90, block_m 64 / 128, block_k a multiple of 64, 16-bit
+  // MMA inputs (every dtype pair of sm90 has them); codegen's b_path constraint says the same.
+  static constexpr bool kWgmma = WGMMA_;
+  static_assert(!kWgmma || (Arch::kWgmma && !kRegB && (BM == 64 || BM == 128) && BK % 64 == 0),
+                "b_path wgmma: sm90, block_m 64 or 128, block_k a multiple of 64");
+  using Tile = typename Cond<kWgmma, WgmmaTile<Arch, AT, BT, InT, BM, BN, BK>,
+                            GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>>::type;
+  using Mma = typename Cond<kWgmma, WarpgroupMma<Tile, InT>, WarpMma<Tile, InT>>::type;
+  // The wgmma tile's K order: PairK where both operands are converted (a4w4, a8w4).
+  using WgmmaOrder = typename Cond<Operand<AT>::kMx && Operand<BT>::kMx, PairK, NaturalK>::type;
+  // Minimum CTAs per SM the stage kernels are compiled for (__launch_bounds__): two for
+  // wgmma tiles (WgmmaTile: <= 128 registers); 0 = none, the compiler's own choice, for the
+  // others (a minimum of 1 gave their kernels up to 52 more registers, and some of them
+  // ran up to 31 % slower: benchmarks/README.md, 2026-11-29).
+  static constexpr int kCtasPerSm = kWgmma ? 2 : 0;
   using Decode = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
-                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), REG_B_>;
+                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), REG_B_, WGMMA_>;
   static constexpr int NT = Tile::kThreads;
-  using ALoader = TileLoader<AT, typename dev::SmemOf<InT, AT>::type, BM, BK, NT, GatherRows,
-                             typename Cond<kRegB, RegK, NaturalK>::type>;
   using BRows = WeightRows<BT, Layout>;
-  using BLoader = typename Cond<kRegB, RegFragB<Tile, typename BRows::Rows>,
-                                TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT,
-                                           typename BRows::Rows>>::type;
-  // k-tiles of register B stages: deeper where a lane's stage is small (the loads in flight
-  // per lane are (kRegBStages - 1) x NI x groups x 16 bytes).
-  static constexpr int kRegBLoadsPerStage = Tile::NI * (BK / 128) / kWarpsK;
-  static constexpr int kRegBStages = kRegBLoadsPerStage <= 1 ? 4 : kRegBLoadsPerStage <= 4 ? 3 : 2;
+  using ALoader = typename Cond<
+      kWgmma, RingOperand<AT, InT, BM, BK, NT, GatherRows, WgmmaOrder>,
+      TileLoader<AT, typename dev::SmemOf<InT, AT>::type, BM, BK, NT, GatherRows,
+                 typename Cond<kRegB, RegK, NaturalK>::type>>::type;
+  using BLoader = typename Cond<
+      kWgmma, RingOperand<BT, InT, BN, BK, NT, typename BRows::Rows, WgmmaOrder>,
+      typename Cond<kRegB, RegFragB<Tile, typename BRows::Rows>,
+                    TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT,
+                               typename BRows::Rows>>::type>::type;
   // The one-stage kernel's second GEMM: bf16 intermediate x the same weight type.
   using B2Loader = TileLoader<BT, Bf16, BN, BK, NT, typename BRows::Rows>;
   static_assert(!(kSplitK > 1 && IsSame<AT, Fp4Mx>::value), "split-K never takes fp4 activations");
@@ -137,17 +153,30 @@ struct BlockRows {
   float* w;    // [BM] routed weight
 };
 
-// Reads the block's sorted rows. False (uniformly for the CTA) when the block is past
+// The (sorted block, N tile) of this CTA. Grid x runs over the N tiles of a block before
+// the next block, so the CTAs resident at one time share their A rows in L2 (with the
+// block fastest, the order before 2026-11-29, they each gathered other rows) and the N
+// tile count is not bounded by grid y. Measured at T = 8192 on an H200: the stage timings
+// moved within -2 .. +1 % in 9 of 10 cases (ncu had shown DRAM at 5 % of its peak before:
+// HBM was not the limit); docs/sm90.md.
+struct GridTile {
+  int block, ntile;
+  // (32-bit arithmetic: ntiles <= 65535 and the grid < 2^31, both checked at launch)
+  MXF_DEV explicit GridTile(int64_t ntiles)
+      : block(int(unsigned(dev::block_x()) / unsigned(ntiles))),
+        ntile(int(unsigned(dev::block_x()) % unsigned(ntiles))) {}
+};
+
+// Reads the sorted rows of block bx. False (uniformly for the CTA) when the block is past
 // num_valid_ids[0] or has no expert; the caller then returns before any barrier.
 // All of the block's metadata is read in one round trip: the loads do not wait for the
 // checks (every index is in bounds: block x < max_blocks entries of sorted_expert_ids, rows
 // below the sorter's capacity T * topk + E * block_m - topk), which at decode, where a
 // CTA's time is a chain of memory latencies, saves two of them.
 template <int BM, int NT>
-MXF_DEV bool block_rows(const MoeGemmArgs& a, RowIs a_is, RowIs out_is, const BlockRows& rows,
+MXF_DEV bool block_rows(const MoeGemmArgs& a, int bx, RowIs a_is, RowIs out_is, const BlockRows& rows,
                         int& expert) {
   constexpr int PER = (BM + NT - 1) / NT;  // rows per thread (1: NT >= BM for every tile)
-  const int bx = dev::block_x();
   const int64_t first = int64_t(bx) * BM;
   const int64_t capacity = a.T * a.topk + a.E * BM - a.topk;
   const int nvalid = a.num_valid_ids[0];
@@ -311,15 +340,21 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
 // The GEMM of a stage-1 / stage-2 CTA: A rows s_arow x weight rows s_brow of expert e over
 // k-tiles [kt0, kt1), into `mma` (zeroed here), through the tile's main loop.
 template <class S>
-MXF_DEV void moe_gemm(WarpMma<typename S::Tile, typename S::InT>& mma, const MoeGemmArgs& a, int e,
-                      const int* s_arow, const int* s_brow, uint16_t* sa, uint16_t* sb, int kt0,
-                      int kt1) {
+MXF_DEV void moe_gemm(typename S::Mma& mma, const MoeGemmArgs& a, int e, const int* s_arow,
+                      const int* s_brow, uint16_t* sa, uint16_t* sb, int kt0, int kt1) {
   typename S::ALoader al(ActRows<typename S::AT>::make(a), s_arow, ActRows<typename S::AT>::kend(a.K));
   const auto rows = S::BRows::make(a.b, a.b_scales, e, a.N, a.K);
   mma.zero();
-  if constexpr (S::kRegB) {
+  if constexpr (S::kWgmma) {
+#if defined(MXF_HAS_WGMMA)
+    const typename S::BLoader bl(rows, s_brow, S::BRows::kend(a.K));
+    unsigned char* const base = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023));  // (kSmem has the slack)
+    gemm_mainloop_wgmma(mma, al, bl, base, kt0, kt1);
+#endif
+  } else if constexpr (S::kRegB) {
     const typename S::BLoader bl(rows, s_brow, S::BRows::kend(a.K), mma.warp_n() * S::Tile::WN);
-    gemm_mainloop_regb<S::kRegBStages>(mma, al, bl, sa, sb, kt0, kt1, a.K);
+    gemm_mainloop_regb<S::BLoader::kStages>(mma, al, bl, sa, sb, kt0, kt1, a.K);
   } else {
     typename S::BLoader bl(rows, s_brow, S::BRows::kend(a.K));
     gemm_mainloop(mma, al, bl, sa, sb, kt0, kt1, a.K);
@@ -336,15 +371,16 @@ MXF_DEV void moe_gemm(WarpMma<typename S::Tile, typename S::InT>& mma, const Moe
   float* const sc = reinterpret_cast<float*>(smem)
 
 template <class S>
-MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_kernel(MoeGemmArgs a) {
+MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::kCtasPerSm) moe_stage1_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
+  const GridTile at(cdiv(a.N, S::BN));
   int e;
-  if (!block_rows<S::BM, S::NT>(a, RowIs::kToken, RowIs::kRoute, rows, e)) return;
-  const int64_t I = a.N / 2, j0 = int64_t(dev::block_y()) * (S::BN / 2);
+  if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
+  const int64_t I = a.N / 2, j0 = int64_t(at.ntile) * (S::BN / 2);
   gate_up_rows<S::BN, S::NT, S::kInterleaved>(s_brow, j0, I);
   dev::sync_threads();
 
-  WarpMma<typename S::Tile, typename S::InT> mma;
+  typename S::Mma mma;
   int kt0, kt1;
   k_range<S::BK>(a.K, S::kSplitK, dev::block_z(), kt0, kt1);
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
@@ -362,9 +398,10 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGe
   MXF_MOE_SHARED(S);
   (void)sa;
   (void)sb;
+  const GridTile at(cdiv(a.N, S::BN));
   int e;
-  if (!block_rows<S::BM, S::NT>(a, RowIs::kToken, RowIs::kRoute, rows, e)) return;
-  const int64_t I = a.N / 2, j0 = int64_t(dev::block_y()) * (S::BN / 2);
+  if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
+  const int64_t I = a.N / 2, j0 = int64_t(at.ntile) * (S::BN / 2);
   gate_up_rows<S::BN, S::NT, S::kInterleaved>(s_brow, j0, I);
   dev::sync_threads();
   const float* ws = static_cast<const float*>(a.workspace);
@@ -378,15 +415,16 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGe
 }
 
 template <class S>
-MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage2_kernel(MoeGemmArgs a) {
+MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::kCtasPerSm) moe_stage2_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
+  const GridTile at(cdiv(a.N, S::BN));
   int e;
-  if (!block_rows<S::BM, S::NT>(a, RowIs::kRoute, RowIs::kToken, rows, e)) return;
-  const int64_t n0 = int64_t(dev::block_y()) * S::BN;
+  if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kRoute, RowIs::kToken, rows, e)) return;
+  const int64_t n0 = int64_t(at.ntile) * S::BN;
   plain_rows<S::BN, S::NT>(s_brow, n0, a.N);
   dev::sync_threads();
 
-  WarpMma<typename S::Tile, typename S::InT> mma;
+  typename S::Mma mma;
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, 0, int(cdiv(a.K, S::BK)));
   mma.stage(sc);
   dev::sync_threads();
@@ -407,13 +445,13 @@ MXF_HD int64_t onestage_smem_bytes(int64_t I) {
 // its second GEMM reads the intermediate as it lies, in natural K order.
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a) {
-  static_assert(!S::kRegB, "the one-stage kernel reads its weights through shared memory");
+  static_assert(!S::kRegB && !S::kWgmma, "the one-stage kernel has the mma.sync shared-memory path only");
   MXF_DYNAMIC_SMEM(smem);
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];
   __shared__ float s_w[S::BM];
   const BlockRows rows{s_arow, s_orow, s_w};
   int e;
-  if (!block_rows<S::BM, S::NT>(a, RowIs::kToken, RowIs::kToken, rows, e)) return;
+  if (!block_rows<S::BM, S::NT>(a, dev::block_x(), RowIs::kToken, RowIs::kToken, rows, e)) return;
   const int64_t I = a.N / 2, H = a.N2;
   const int pitch = int(onestage_inter_pitch<S>(I));
   uint16_t* const inter = reinterpret_cast<uint16_t*>(smem);
@@ -483,6 +521,9 @@ bool gemm_args_bad(const MoeGemmArgs& a, GemmOp op, Check& c) {
       c.fail(op != GemmOp::kStage2 && a.N % 2 != 0, "N (= 2 * I) must be even") ||
       c.fail(op == GemmOp::kOneStage && a.N2 < 1, "N2 must be >= 1") ||
       c.fail(cdiv(op == GemmOp::kOneStage ? a.N2 : a.N, S::BN) > 65535, "N too large for the grid") ||
+      c.fail(cmin<int64_t>(a.max_blocks, a.T * a.topk) * (op == GemmOp::kOneStage ? 1 : cdiv(a.N, S::BN)) >
+                 0x7fffffff,
+             "too many (block, N tile) pairs for the grid (T * topk x N / block_n >= 2^31)") ||
       c.fail(a.rounding < 0 || a.rounding > 3, "rounding must be 0..3"))
     return true;
   if (c.null(a.a, "a is null") || c.null(a.b, "b (weights) is null") ||
@@ -572,7 +613,7 @@ Status launch_moe_stage1(const MoeGemmArgs& a) {
   if (gemm_args_bad<S>(a, GemmOp::kStage1, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
   const dev::Stream st = dev::stream_of(a.stream);
-  const dim3 grid(grid_blocks(a), unsigned(cdiv(a.N, S::BN)), unsigned(S::kSplitK));
+  const dim3 grid(unsigned(grid_blocks(a) * cdiv(a.N, S::BN)), 1, unsigned(S::kSplitK));
   if constexpr (S::kSplitK > 1) {
     Status s = dev::memset_async(a.workspace, 4 * a.T * a.topk * a.N, st, "split-K workspace memset");
     if (s.code != 0) return s;
@@ -580,7 +621,7 @@ Status launch_moe_stage1(const MoeGemmArgs& a) {
   Status s = launch_gemm<GemmOp::kStage1, S>(grid, a);
   if constexpr (S::kSplitK > 1) {
     if (s.code == 0)
-      s = dev::launch(MXF_KERNEL_REF(moe_stage1_splitk_epilogue_kernel, S), dim3(grid.x, grid.y),
+      s = dev::launch(MXF_KERNEL_REF(moe_stage1_splitk_epilogue_kernel, S), dim3(grid.x),
                       dim3(S::NT), dev::tile_smem_at_launch(S::Tile::kSmem), st,
                       "moe_stage1 split-K epilogue launch", a);
   }
@@ -592,7 +633,7 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   Check c;
   if (gemm_args_bad<S>(a, GemmOp::kStage2, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
-  return launch_gemm<GemmOp::kStage2, S>(dim3(grid_blocks(a), unsigned(cdiv(a.N, S::BN))), a);
+  return launch_gemm<GemmOp::kStage2, S>(dim3(unsigned(grid_blocks(a) * cdiv(a.N, S::BN))), a);
 }
 
 template <class S>

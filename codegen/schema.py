@@ -55,10 +55,14 @@ BIAS = _f("bias", (False, True), False, "add a per-expert fp32 bias to the GEMM 
 LAYOUT = _f("layout", LAYOUTS, "plain", "weight layout the instance reads (docs/ops.md)")
 ACT = _f("activation", ACTIVATIONS, doc="gate activation")
 GU = _f("gate_up", GATE_UP, "concat", "how gate and up rows are stored in w1")
-B_PATH = _f("b_path", ("smem", "regs"), "smem",
-            "how pk_fp4 weights reach the MMAs: dequantized into shared memory by the CTA, or "
-            "loaded and converted in registers by each warp (sm90, block_m <= 32, block_k a "
-            "multiple of 128; csrc/mxforge/gpu/gemm.cuh, RegFragB)")
+B_PATH = _f("b_path", ("smem", "regs", "wgmma"), "smem",
+            "the main loop, named by how the weights reach the MMAs: smem = dequantized into "
+            "shared memory by the CTA, mma.sync; regs = loaded and converted in registers by "
+            "each warp (sm90, block_m <= 32, block_k a multiple of 128; gemm.cuh, RegFragB); "
+            "wgmma = raw bytes through a cp.async ring, converted into swizzled shared tiles "
+            "that warpgroup MMAs read (sm90, block_m 64 or 128, block_k 64 (the ring's "
+            "shared memory), "
+            "64 or 128 columns per warpgroup; gemm.cuh, WgmmaTile)")
 
 
 @dataclass(frozen=True)
@@ -140,16 +144,25 @@ def _layout(c: dict[str, Any]) -> str | None:
 
 
 def _b_path(c: dict[str, Any]) -> str | None:
-    if c.get("b_path", "smem") != "regs":
+    path = c.get("b_path", "smem")
+    if path == "smem":
         return None
     if c["target"] != "sm90":
-        return f"b_path regs exists on target sm90 only (target {c['target']}; use b_path smem)"
-    if c["b"] != "pk_fp4" or c["a"] == "fp16":
-        return (f"b_path regs needs pk_fp4 weights and a bf16 MMA input (a in pk_fp4, bf16, fp8); "
-                f"asked a={c['a']}, b={c['b']}")
-    if c["block_m"] > 32 or c["block_k"] % 128:
-        return (f"b_path regs needs block_m <= 32 and block_k a multiple of 128 (asked block_m "
-                f"{c['block_m']}, block_k {c['block_k']})")
+        return f"b_path {path} exists on target sm90 only (target {c['target']}; use b_path smem)"
+    if path == "regs":
+        if c["b"] != "pk_fp4" or c["a"] == "fp16":
+            return (f"b_path regs needs pk_fp4 weights and a bf16 MMA input (a in pk_fp4, bf16, "
+                    f"fp8); asked a={c['a']}, b={c['b']}")
+        if c["block_m"] > 32 or c["block_k"] % 128:
+            return (f"b_path regs needs block_m <= 32 and block_k a multiple of 128 (asked "
+                    f"block_m {c['block_m']}, block_k {c['block_k']})")
+        return None
+    # wgmma: two warpgroups, one per 64 rows (block_m 128) or per half of block_n (64)
+    per_wg = c["block_n"] // (2 // (c["block_m"] // 64)) if c["block_m"] in (64, 128) else 0
+    if c["block_m"] not in (64, 128) or c["block_k"] != 64 or per_wg not in (64, 128):
+        return (f"b_path wgmma needs block_m 64 or 128, block_k 64 and 64 or 128 "
+                f"columns per warpgroup (block_n 64/128 with block_m 128, 128/256 with block_m "
+                f"64); asked block_m {c['block_m']}, block_n {c['block_n']}, block_k {c['block_k']}")
     return None
 
 
@@ -164,7 +177,8 @@ def tile_lds_bytes(block_m: int, block_n: int, block_k: int) -> int:
     B tiles of 16-bit rows padded by 8, or the fp32 staging tile) plus the kernels' row
     arrays (MXF_MOE_SHARED in moe.cuh). check_amd_isa.py compares it with the compiler's.
     A `b_path: regs` tile (sm90) needs less (two A tiles instead of A and B), so the bound
-    is conservative there."""
+    is conservative there; a `b_path: wgmma` tile sizes its ring from its own budget (two
+    CTAs per SM, WgmmaTile::kSmem), which block_k 64 keeps under the limit."""
     tiles = max(2 * (block_m + block_n) * (block_k + 8), 4 * block_m * (block_n + 8))
     return tiles + 4 * (3 * block_m + block_n)
 

@@ -115,6 +115,24 @@ def test_b_path_regs_is_sm90_only_and_named(tmp_path: Path) -> None:
     assert [n.endswith("_bregs") for n in names] == [False, True, False]  # m32 smem/regs, m64 smem
 
 
+def test_b_path_wgmma_is_sm90_only_with_its_tiles(tmp_path: Path) -> None:
+    wg = GOOD_GROUP.replace("block_k: 128", "block_k: 64\n    b_path: wgmma").replace(
+        "block_m: [16, 32]", "block_m: 128").replace("block_n: 64", "block_n: 128")
+    e = error_of(tmp_path, wg)  # targets: [cpu]
+    assert "b_path wgmma exists on target sm90 only (target cpu" in e.message
+    sm90 = wg.replace("[cpu]", "[sm90]")
+    for bad in (("block_m: 128", "block_m: 32"), ("block_k: 64", "block_k: 128"),
+                ("block_n: 128", "block_n: 256")):  # 256 columns per warpgroup at block_m 128
+        e = error_of(tmp_path, sm90.replace(*bad))
+        assert "b_path wgmma needs block_m 64 or 128, block_k 64" in e.message, bad
+        assert "asked block_m" in e.message
+    names = [i.name for i in load_spec_file(write(tmp_path, sm90), TARGET_NAMES)]
+    assert names == ["sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m128_n128_k64_sk1_silu_concat_rwnone_nobias_plain_bwgmma"]
+    # block_m 64: the two warpgroups split block_n, so 256 columns are 128 each
+    m64 = sm90.replace("block_m: 128", "block_m: 64").replace("block_n: 128", "block_n: 256")
+    assert len(load_spec_file(write(tmp_path, m64), TARGET_NAMES)) == 1
+
+
 def test_lists_prune_invalid_combinations(tmp_path: Path) -> None:
     text = GOOD_GROUP.replace("a: pk_fp4", "a: [pk_fp4, bf16]").replace(
         "block_k: 128", "block_k: 128\n    split_k: [1, 2]")

@@ -125,6 +125,19 @@ def test_gemm_instance_all_token_counts(inst, grng):
     CHECKS[inst.op](inst, 256, grng, GPU, which=0, skew="one_expert")
 
 
+# Dims that no tile divides: H = 2912 (stage 1 K / 32 = 91, not a multiple of any block_k;
+# stage 2 N = 2912, not a multiple of 64 or 128), I = 224 (stage 2 K / 32 = 7; stage 1
+# N = 448). The model shapes above are all multiples of 64, so K and N tails, the zero
+# fill past K and the partial last k-tile are checked here.
+ODD_DIMS = (2912, 224)
+
+
+@pytest.mark.parametrize("inst", GEMMS, ids=lambda i: i.name)
+def test_gemm_instance_odd_dims(inst, grng):
+    for T in (1, 37, 300):
+        CHECKS[inst.op](inst, T, grng, GPU, dims=ODD_DIMS)
+
+
 @pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "minimax-m2.1-tp4", "gpt-oss-120b"])
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "bf16"), ("pk_fp4", "pk_fp4"),
                                                     ("bf16", "bf16"), ("fp8", "bf16")])

@@ -161,7 +161,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from .tune import tune, write_table
     choices = []
     for m in args.model:
-        choices += tune(m, tuple(args.T), tuple(args.pipelines or PIPELINES))
+        choices += tune(m, tuple(args.T), tuple(args.pipelines or PIPELINES), verbose=args.verbose,
+                        only=tuple(args.only or ()))
     out = Path(args.out)
     write_table(out, choices, {m: preset(m) for m in args.model}, "sm90")
     faster = [c for c in choices if c.stage1_us + c.stage2_us < c.heuristic_us]
@@ -218,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pipelines", nargs="+", help="a4w4, a4w4-bf16inter, a16w4 (default: all)")
     p.add_argument("--out", default="mxforge/tuned/sm90.csv",
                    help="tuned CSV (dispatch reads mxforge/tuned/*.csv and $MXFORGE_TUNED)")
+    p.add_argument("--verbose", action="store_true", help="log every timed instance, not only the choice")
+    p.add_argument("--only", nargs="+", help="time only instances matching these globs (experiments)")
     p.set_defaults(fn=_cmd_tune)
     p = sub.add_parser("demo", help="a small fused_moe run against the torch reference")
     p.add_argument("--model", default="minimax-m2.1-tp8")

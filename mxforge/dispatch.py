@@ -292,6 +292,8 @@ def rows_per_expert(shape: Shape) -> float:
 BLOCK_M_ROWS_FACTOR = 2  # block_m holds at least twice the rows per active expert ...
 BLOCK_M_CAP = 64         # ... but no more than 64 while a block_m <= 64 exists
 SMALL_BLOCK_M_N = 64     # block_m 16 tiles prefer block_n 64 (twice the CTAs of 128)
+WGMMA_MIN_ROWS = 64      # sm90: from 64 rows per active expert (prefill) the wgmma tiles ...
+WGMMA_BLOCK_M = 128      # ... with block_m 128 first (the tuned choice at T >= 2048, H200)
 
 
 def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
@@ -310,17 +312,25 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     - block_n: SMALL_BLOCK_M_N with block_m 16 (small-T launches: more, smaller CTAs keep
       more SMs busy), else the largest; then block_k 128 (block_k 256 won only in a few
       decode cases, and block_k 64 serves dense 16-bit weights).
-    - b_path: smem before regs (the register path wins or loses by shape and T on the H100,
-      benchmarks/README.md, so only a tuned table chooses it).
+    - b_path: on sm90 from WGMMA_MIN_ROWS rows per active expert, wgmma tiles first (with
+      block_m up to WGMMA_BLOCK_M): at T = 2048 and 8192 (64+ rows per expert) they took
+      0.67-0.87x the time of the mma.sync tiles on both tuned models, every pipeline
+      (H200, 2026-11-29, benchmarks/README.md); below that, wgmma last. Then smem before
+      regs (the register path wins or loses by shape and T: only a tuned table picks it).
     Re-derived from the H100 tuned table (2026-11-23): block_m agrees in 78 of 81 stage-1
     rows (the earlier rule, one times the rows and no cap: 63), the tile at the tuned
-    block_m in 101 of 136 rows (largest block_n and block_k: 90).
+    block_m in 101 of 136 rows (largest block_n and block_k: 90). Against the shipped table
+    with its wgmma rows for T >= 2048 (2026-11-29): 81 of 81 and 89 of 135.
     """
     rpe = rows_per_expert(shape)
     want_m = BLOCK_M_ROWS_FACTOR * rpe
-    if inst.block_m > BLOCK_M_CAP:
+    wgmma = inst.b_path == "wgmma"
+    prefill = inst.target == "sm90" and rpe >= WGMMA_MIN_ROWS
+    lead = int(not wgmma) if prefill else int(wgmma)
+    cap = WGMMA_BLOCK_M if wgmma else BLOCK_M_CAP
+    if inst.block_m > cap:
         bm_cost: tuple[int, int] = (2, inst.block_m)
-    elif inst.block_m >= want_m:
+    elif inst.block_m >= min(want_m, cap):
         bm_cost = (0, inst.block_m)
     else:
         bm_cost = (1, -inst.block_m)
@@ -339,7 +349,9 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
            f"{BLOCK_M_ROWS_FACTOR} x {rpe:.1f} rows/expert (cap {BLOCK_M_CAP}); "
            f"split_k {inst.split_k} (wanted {want_split}); block_n {inst.block_n}, "
            f"block_k {inst.block_k}")
-    return (bm_cost, sk_cost, n_cost, k_cost, path_cost, inst.name), why
+    if wgmma:
+        why += f"; wgmma tile ({'prefill' if prefill else 'not prefill'}: {rpe:.0f} rows/expert)"
+    return (lead, bm_cost, sk_cost, n_cost, k_cost, path_cost, inst.name), why
 
 
 def candidates(key: Key) -> list[Instance]:

@@ -13,6 +13,7 @@ so a wrong kernel can never be tuned in.
 from __future__ import annotations
 
 import csv
+import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -56,7 +57,11 @@ def _keys(target: str, shape: MoeShape, a: str, s2: str) -> tuple[Key, Key]:
 
 def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
          pipelines: tuple[str, ...] = tuple(PIPELINES), seed: int = 0,
-         log: Callable[[str], None] = print) -> list[Choice]:
+         log: Callable[[str], None] = print, verbose: bool = False,
+         only: tuple[str, ...] = ()) -> list[Choice]:
+    """verbose: log every timed instance (per stage and block_m), not only the choice.
+    only: time just the instances whose names match one of these globs (experiments; the
+    heuristic's choice is still timed for comparison)."""
     if not torch.cuda.is_available():
         raise MxforgeError("mxforge tune needs a CUDA GPU (the sm90 target)")
     shape = preset(model) if isinstance(model, str) else model
@@ -70,6 +75,9 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
         a_dtype, s2 = PIPELINES[p]
         k1, k2 = _keys(target, shape, a_dtype, s2)
         c1, c2 = candidates(k1), candidates(k2)
+        if only:
+            c1 = [i for i in c1 if any(fnmatch.fnmatchcase(i.name, g) for g in only)]
+            c2 = [i for i in c2 if any(fnmatch.fnmatchcase(i.name, g) for g in only)]
         if not c1 or not c2:
             raise MxforgeError(f"{p}: no compiled instances for {k1.describe() if not c1 else k2.describe()}")
         block_ms = sorted({i.block_m for i in c1} & {i.block_m for i in c2})
@@ -101,6 +109,10 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
                     err = max(err, _verify(L, prep[0], n, s2_best, want, shape, s2, p, T))
                 for n in t2:
                     err = max(err, _verify(L, prep[0], s1_best, n, want, shape, s2, p, T))
+                if verbose:
+                    for stage, times in (("stage1", t1), ("stage2", t2)):
+                        for n, us in sorted(times.items(), key=lambda kv: kv[1]):
+                            log(f"  {shape.name} {p} T={T} {stage} {us:9.1f} us  {n}")
                 per_bm[bm] = (t1[s1_best], t2[s2_best])
                 c = Choice(shape.name, p, T, bm, s1_best, s2_best, t1[s1_best], t2[s2_best], 0.0, err)
                 if best is None or c.stage1_us + c.stage2_us < best.stage1_us + best.stage2_us:

@@ -262,3 +262,26 @@ def test_heuristic_prefers_the_shared_memory_path():
     shape = Shape(T=1, N=384, K=3072, E=256, topk=8)
     ranked = sorted([regs, smem], key=lambda i: dispatch.heuristic_rank(i, shape)[0])
     assert [i.b_path for i in ranked] == ["smem", "regs"]
+
+
+def test_heuristic_takes_wgmma_tiles_for_prefill_only():
+    """sm90 from WGMMA_MIN_ROWS rows per active expert: the wgmma tile with block_m 128
+    (the tuned choice at T >= 2048 on both tuned models); below it, never a wgmma tile."""
+    base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
+                out="bf16", split_k=1, activation="silu", gate_up="concat", routed_weight="none",
+                bias=False, layout="plain")
+    cands = [dispatch.Instance(index=i, name=f"sm90_{path}_m{bm}_k{bk}", block_m=bm, block_n=128,
+                               block_k=bk, b_path=path, **base)
+             for i, (bm, bk, path) in enumerate([(16, 128, "smem"), (32, 128, "smem"), (64, 128, "smem"),
+                                                 (128, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma")])]
+
+    def best(T: int) -> dispatch.Instance:
+        shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
+        return min(cands, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+
+    # 8 routes/token over 256 experts: 64 rows per expert from T = 2048
+    assert (best(2048).b_path, best(2048).block_m) == ("wgmma", 128)
+    assert (best(8192).b_path, best(8192).block_m) == ("wgmma", 128)
+    assert (best(1024).b_path, best(1024).block_m) == ("smem", 64)   # 32 rows/expert
+    assert (best(1).b_path, best(1).block_m) == ("smem", 16)
+    assert "wgmma tile (prefill" in dispatch.heuristic_rank(best(2048), Shape(T=2048, N=384, K=3072, E=256, topk=8))[1]

@@ -60,7 +60,8 @@ B_PATH = _f("b_path", ("smem", "regs", "wgmma"), "smem",
             "shared memory by the CTA, mma.sync; regs = loaded and converted in registers by "
             "each warp (sm90, block_m <= 32, block_k a multiple of 128; gemm.cuh, RegFragB); "
             "wgmma = raw bytes through a cp.async ring, converted into swizzled shared tiles "
-            "that warpgroup MMAs read (sm90, block_m 64 or 128, block_k 64 (the ring's "
+            "that warpgroup MMAs read (sm90, pk_fp4 weights with pk_fp4, bf16 or fp8 "
+            "activations, block_m 64 or 128, block_k 64 (the ring's "
             "shared memory), "
             "64 or 128 columns per warpgroup; gemm.cuh, WgmmaTile)")
 
@@ -157,7 +158,11 @@ def _b_path(c: dict[str, Any]) -> str | None:
             return (f"b_path regs needs block_m <= 32 and block_k a multiple of 128 (asked "
                     f"block_m {c['block_m']}, block_k {c['block_k']})")
         return None
-    # wgmma: two warpgroups, one per 64 rows (block_m 128) or per half of block_n (64)
+    # wgmma: the dtype pairs that ran on a GPU; two warpgroups, one per 64 rows (block_m
+    # 128) or per half of block_n (block_m 64)
+    if c["b"] != "pk_fp4" or c["a"] == "fp16":
+        return (f"b_path wgmma needs pk_fp4 weights and pk_fp4, bf16 or fp8 activations; "
+                f"asked a={c['a']}, b={c['b']}")
     per_wg = c["block_n"] // (2 // (c["block_m"] // 64)) if c["block_m"] in (64, 128) else 0
     if c["block_m"] not in (64, 128) or c["block_k"] != 64 or per_wg not in (64, 128):
         return (f"b_path wgmma needs block_m 64 or 128, block_k 64 and 64 or 128 "

@@ -75,12 +75,15 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
         a_dtype, s2 = PIPELINES[p]
         k1, k2 = _keys(target, shape, a_dtype, s2)
         c1, c2 = candidates(k1), candidates(k2)
+        if not c1 or not c2:
+            raise MxforgeError(f"{p}: no compiled instances for {k1.describe() if not c1 else k2.describe()}")
         if only:
             c1 = [i for i in c1 if any(fnmatch.fnmatchcase(i.name, g) for g in only)]
             c2 = [i for i in c2 if any(fnmatch.fnmatchcase(i.name, g) for g in only)]
-        if not c1 or not c2:
-            raise MxforgeError(f"{p}: no compiled instances for {k1.describe() if not c1 else k2.describe()}")
         block_ms = sorted({i.block_m for i in c1} & {i.block_m for i in c2})
+        if not block_ms:
+            raise MxforgeError(f"{p}: no block_m has both a stage-1 and a stage-2 instance"
+                               + (f" matching --only {' '.join(only)}" if only else ""))
         for T in tokens:
             rot = 8 if T <= 256 else 3
             routes = _routings(T, E, k, rot, g)

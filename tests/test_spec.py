@@ -126,6 +126,9 @@ def test_b_path_wgmma_is_sm90_only_with_its_tiles(tmp_path: Path) -> None:
         e = error_of(tmp_path, sm90.replace(*bad))
         assert "b_path wgmma needs block_m 64 or 128, block_k 64" in e.message, bad
         assert "asked block_m" in e.message
+    for a, b in (("fp16", "pk_fp4"), ("bf16", "bf16"), ("fp8", "fp8")):  # not run on a GPU
+        e = error_of(tmp_path, sm90.replace("a: pk_fp4", f"a: {a}").replace("b: pk_fp4", f"b: {b}"))
+        assert f"b_path wgmma needs pk_fp4 weights and pk_fp4, bf16 or fp8 activations; asked a={a}, b={b}" in e.message
     names = [i.name for i in load_spec_file(write(tmp_path, sm90), TARGET_NAMES)]
     assert names == ["sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m128_n128_k64_sk1_silu_concat_rwnone_nobias_plain_bwgmma"]
     # block_m 64: the two warpgroups split block_n, so 256 columns are 128 each

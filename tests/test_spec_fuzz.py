@@ -173,8 +173,8 @@ def allowed_combination(c: dict[str, Any]) -> bool:
                               and bm <= 32 and bk % 128 == 0))
             # wgmma: two warpgroups of m64 x (64 or 128) columns each, block_k 64
             and not (c.get("b_path", "smem") == "wgmma"
-                     and not (c["targets"] == "sm90" and bm in (64, 128) and bk == 64
-                              and bn * bm // 128 in (64, 128))))
+                     and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] != "fp16"
+                              and bm in (64, 128) and bk == 64 and bn * bm // 128 in (64, 128))))
 
 
 def expands(g: dict[str, Any]) -> bool:

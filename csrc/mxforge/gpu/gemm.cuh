@@ -60,6 +60,10 @@ struct GemmTile {
   static constexpr int kWarpsK = WARPS_K_;
   static_assert((BK / kAtomK) % kWarpsK == 0, "warp groups share a k-tile's atom steps evenly");
   static constexpr int kThreads = kWarpsM * kWarpsN * kWarpsK * dev::kWarpSize;
+  // The stage kernels' __launch_bounds__ minimum of CTAs per SM: 0 = none, the compiler's
+  // own register choice (a minimum of 1 gave these tiles up to 52 more registers and made
+  // some up to 31 % slower: benchmarks/README.md, 2026-11-29).
+  static constexpr int kCtasPerSm = 0;
   static constexpr int WM = BM / kWarpsM, WN = BN / kWarpsN;  // warp tile
   static constexpr int MI = WM / kAtomM, NI = WN / kAtomN;    // atoms per warp tile
   static_assert(WM % kAtomM == 0 && WN % kAtomN == 0 && BK % kAtomK == 0, "atoms tile the warp");
@@ -661,17 +665,15 @@ struct Sw128Dst {
 
 template <class Arch, class AT, class BT, class InT, int BM_, int BN_, int BK_>
 struct WgmmaTile {
-  static constexpr bool kWgmma = true;
   static constexpr int BM = BM_, BN = BN_, BK = BK_;
   // Two warpgroups: one per 64 rows at BM = 128, halves of N at BM = 64.
   static constexpr int kWgM = BM / 64, kWgN = 2 / kWgM, WGN = BN / kWgN;
   static_assert((BM == 64 || BM == 128) && BK % 64 == 0 && (WGN == 64 || WGN == 128),
                 "wgmma tile: block_m 64 or 128, block_k a multiple of 64, 64 or 128 columns per warpgroup");
   static constexpr int kThreads = 2 * dev::kWarpgroupThreads;
-  static constexpr int kCtasPerSm = 2;
+  static constexpr int kCtasPerSm = 2;  // the stage kernels' __launch_bounds__ minimum
   using AS = RingShape<AT, BM, BK>;
   using BS = RingShape<BT, BN, BK>;
-  static constexpr bool kPairK = AS::kMx && BS::kMx;
   static constexpr int kStageBytes = AS::kStageBytes + BS::kStageBytes;
   static constexpr int kConvBytes = AS::kConvBytes + BS::kConvBytes;
   // As many stages as two CTAs per SM leave room for (227 KB per SM, less each CTA's row

@@ -109,21 +109,19 @@ struct MoeSpec {
                            BM <= 32 && BK % 128 == 0),
                 "b_path regs: sm90, pk_fp4 weights, bf16 MMA input, block_m <= 32, block_k % 128 == 0");
   static constexpr int kWarpsK = kRegB ? cmin(WARPS_K_, BK / 128) : WARPS_K_;
-  // The warpgroup-MMA main loop: sm90, block_m 64 / 128, block_k a multiple of 64, 16-bit
-  // MMA inputs (every dtype pair of sm90 has them); codegen's b_path constraint says the same.
+  // The warpgroup-MMA main loop: sm90, pk_fp4 weights with pk_fp4, bf16 or fp8 activations
+  // (the pairs run on a GPU), block_m 64 / 128, block_k a multiple of 64; codegen's b_path
+  // constraint says the same (block_k 64 there: the ring's shared memory).
   static constexpr bool kWgmma = WGMMA_;
-  static_assert(!kWgmma || (Arch::kWgmma && !kRegB && (BM == 64 || BM == 128) && BK % 64 == 0),
-                "b_path wgmma: sm90, block_m 64 or 128, block_k a multiple of 64");
+  static_assert(!kWgmma || (Arch::kWgmma && !kRegB && IsSame<BT, Fp4Mx>::value &&
+                            !IsSame<AT, Fp16>::value && (BM == 64 || BM == 128) && BK % 64 == 0),
+                "b_path wgmma: sm90, pk_fp4 weights, a in pk_fp4/bf16/fp8, block_m 64 or 128, "
+                "block_k a multiple of 64");
   using Tile = typename Cond<kWgmma, WgmmaTile<Arch, AT, BT, InT, BM, BN, BK>,
                             GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>>::type;
   using Mma = typename Cond<kWgmma, WarpgroupMma<Tile, InT>, WarpMma<Tile, InT>>::type;
   // The wgmma tile's K order: PairK where both operands are converted (a4w4, a8w4).
   using WgmmaOrder = typename Cond<Operand<AT>::kMx && Operand<BT>::kMx, PairK, NaturalK>::type;
-  // Minimum CTAs per SM the stage kernels are compiled for (__launch_bounds__): two for
-  // wgmma tiles (WgmmaTile: <= 128 registers); 0 = none, the compiler's own choice, for the
-  // others (a minimum of 1 gave their kernels up to 52 more registers, and some of them
-  // ran up to 31 % slower: benchmarks/README.md, 2026-11-29).
-  static constexpr int kCtasPerSm = kWgmma ? 2 : 0;
   using Decode = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
                          RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), REG_B_, WGMMA_>;
   static constexpr int NT = Tile::kThreads;
@@ -371,7 +369,7 @@ MXF_DEV void moe_gemm(typename S::Mma& mma, const MoeGemmArgs& a, int e, const i
   float* const sc = reinterpret_cast<float*>(smem)
 
 template <class S>
-MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::kCtasPerSm) moe_stage1_kernel(MoeGemmArgs a) {
+MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
   const GridTile at(cdiv(a.N, S::BN));
   int e;
@@ -415,7 +413,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGe
 }
 
 template <class S>
-MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::kCtasPerSm) moe_stage2_kernel(MoeGemmArgs a) {
+MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
   const GridTile at(cdiv(a.N, S::BN));
   int e;

@@ -745,9 +745,12 @@ struct RingOperand : RingShape<T, ROWS, BK> {
       if (vec) dev::cp_async16(d, p, n);
       else dev::st16(d, n > 0 ? load_bytes(p, n) : dev::zero16());
       if constexpr (Op::kMx) {
+        // The aligned word that holds the chunk's scale byte, copied up to that byte only
+        // (the rest zero-filled): bytes past it may lie past the tensor's end, unwritten
+        // (compute-sanitizer initcheck reported them while all 4 bytes were copied).
         const uintptr_t sp = reinterpret_cast<uintptr_t>(n > 0 ? scale(i, k) : srowp[i]);
         dev::cp_async4(stage + Sh::kRawBytes + place[i] / 4,
-                       reinterpret_cast<const void*>(sp & ~uintptr_t(3)), n > 0 ? 4 : 0);
+                       reinterpret_cast<const void*>(sp & ~uintptr_t(3)), n > 0 ? int(sp & 3) + 1 : 0);
       }
     }
   }

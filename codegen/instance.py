@@ -64,6 +64,9 @@ def canonical_name(target: str, op: str, fields: dict[str, Any]) -> str:
         elif key == "b_path":  # only the non-default path is named (names predate the field)
             if v != schema.default_of(op, "b_path"):
                 parts.append(f"b{v}")
+        elif key == "split_k" and op == "moe_stage2":  # named only when > 1 (names predate it)
+            if v != 1:
+                parts.append(f"sk{v}")
         elif key in ("block_m", "block_n", "block_k", "split_k", "out", "routed_weight"):
             parts.append(f"{_PREFIX[key]}{v}")
         else:

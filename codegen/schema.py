@@ -101,7 +101,10 @@ OPS: dict[str, OpSpec] = {
                "MoeGemmArgs"),
         OpSpec("moe_stage2", "down GEMM + routed-weight multiply + accumulation per token",
                (A_GEMM, B_GEMM, _f("out", ("bf16", "fp32"), "bf16", "output dtype"),
-                BM, BN, BK, BIAS, _f("routed_weight", ("none", "stage2"), "stage2",
+                BM, BN, BK,
+                _f("split_k", SPLIT_K, 1, "K splits (bf16/fp16 activations only; names carry "
+                   "`sk` only when > 1)"),
+                BIAS, _f("routed_weight", ("none", "stage2"), "stage2",
                                      "multiply by the routed weight here"), LAYOUT, B_PATH),
                "MoeGemmArgs"),
         OpSpec("moe_1stage", "stage 1 and stage 2 fused in one launch (decode)",
@@ -135,6 +138,9 @@ def _split_k(c: dict[str, Any]) -> str | None:
     sk = c.get("split_k", 1)
     if sk > 1 and c.get("a") == "pk_fp4":
         return "split_k > 1 is invalid with pk_fp4 activations (a4w4 never takes split-K)"
+    if sk > 1 and c["op"] == "moe_stage2" and c.get("a") not in ("bf16", "fp16"):
+        return (f"split_k > 1 is invalid with {c['a']} activations in moe_stage2 (stage-2 "
+                "split-K takes bf16 or fp16 activations only)")
     return None
 
 

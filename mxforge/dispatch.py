@@ -306,7 +306,7 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       full-to-overflowing block costs a second, mostly empty one), and past 64 rows the
       tuner found the mma.sync tiles no faster (at >= 32 rows per expert it chose 64 in 18
       of 21 stage-1 rows, 128 in 3).
-    - split_k (GPU stage 1 only; 1 elsewhere): K splits only while the grid is smaller than
+    - split_k (GPU stages 1 and 2; 1 elsewhere): K splits only while the grid is smaller than
       the GPU (blocks x N tiles < its SMs/CUs, GPU_PARALLELISM) and each split keeps
       >= 2 K tiles.
     - block_n: SMALL_BLOCK_M_N with block_m 16 (small-T launches: more, smaller CTAs keep
@@ -320,7 +320,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     Re-derived from the H100 tuned table (2026-11-23): block_m agrees in 78 of 81 stage-1
     rows (the earlier rule, one times the rows and no cap: 63), the tile at the tuned
     block_m in 101 of 136 rows (largest block_n and block_k: 90). Against the shipped table
-    with its wgmma rows for T >= 2048 (2026-11-29): 81 of 81 and 89 of 135.
+    with its wgmma rows for T >= 2048 (2026-11-29): 81 of 81 and 89 of 135; with the
+    H200 re-tune of the small-T rows that took stage-2 split-K (2026-11-29): 81 and 87.
     """
     rpe = rows_per_expert(shape)
     want_m = BLOCK_M_ROWS_FACTOR * rpe
@@ -335,7 +336,7 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     else:
         bm_cost = (1, -inst.block_m)
     want_split = 1
-    if inst.target != "cpu" and inst.op == "moe_stage1" and shape.N and inst.block_n:
+    if inst.target != "cpu" and inst.op in ("moe_stage1", "moe_stage2") and shape.N and inst.block_n:
         blocks = max(1, min(shape.E or 1, shape.T * shape.topk))
         tiles = blocks * -(-shape.N // inst.block_n)
         k_tiles = -(-shape.K // inst.block_k) if inst.block_k else 1

@@ -530,6 +530,12 @@ def stage1_workspace_bytes(inst: Instance, rows: int, N: int) -> int:
     return slabs * rows * N * 4
 
 
+def stage2_workspace_bytes(inst: Instance, T: int, N: int) -> int:
+    """split_k > 1 with a bf16 out: fp32 sums [T, N], added into out with one rounding (every
+    target); an fp32 out takes the partial sums directly."""
+    return 4 * T * N if inst.split_k > 1 and inst.out == "bf16" else 0
+
+
 def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str = "silu",
                out_dtype: str = "bf16", routed_weight: str = "none", rounding: str = "round_up",
                instance: str | None = None) -> Activation:
@@ -591,6 +597,9 @@ def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Te
     _weights(args, w2)
     _sorted(args, sort)
     args.out, args.out_stride = out.data_ptr(), w2.N
+    ws = _empty(max(1, stage2_workspace_bytes(d.instance, sort.T, w2.N)), dtype=torch.uint8,
+                device=device)
+    args.workspace, args.workspace_bytes = ws.data_ptr(), ws.numel()
     args.N, args.K, args.stream = w2.N, w2.K, stream_of(device)
     if sort.T:
         _launch(d, args)

@@ -154,6 +154,9 @@ def test_raw_uint8_activation_is_rejected():
 
 def test_split_k_never_with_fp4_activations():
     assert not [i for i in dispatch.table() if i.a == "pk_fp4" and i.split_k > 1]
+    # stage 2 splits 16-bit activations only (fp8 neither)
+    assert not [i for i in dispatch.table()
+                if i.op == "moe_stage2" and i.split_k > 1 and i.a not in ("bf16", "fp16")]
 
 
 def test_explain_cli():

@@ -95,6 +95,35 @@ def test_split_k_with_fp4_activations_is_invalid(tmp_path: Path) -> None:
     assert "split_k > 1 is invalid with pk_fp4 activations" in e.message
 
 
+def test_stage2_split_k_takes_16_bit_activations_only(tmp_path: Path) -> None:
+    s2 = textwrap.dedent("""\
+        groups:
+          - id: s2
+            op: moe_stage2
+            a: pk_fp4
+            b: pk_fp4
+            block_m: 32
+            block_n: 128
+            block_k: 128
+            split_k: 2
+            targets: [cpu]
+        """)
+    e = error_of(tmp_path, s2)
+    assert "split_k > 1 is invalid with pk_fp4 activations" in e.message
+    e = error_of(tmp_path, s2.replace("a: pk_fp4", "a: fp8"))
+    assert "split_k > 1 is invalid with fp8 activations in moe_stage2" in e.message
+    assert "bf16 or fp16 activations only" in e.message
+    # in a list: split only for the 16-bit activations; split_k 1 keeps the names that
+    # predate the field (no `sk` in stage-2 names, so tuned tables still match)
+    both = s2.replace("a: pk_fp4", "a: [pk_fp4, bf16, fp16, fp8]").replace("split_k: 2", "split_k: [1, 2]")
+    names = sorted(i.name for i in load_spec_file(write(tmp_path, both), TARGET_NAMES))
+    assert [n for n in names if "_sk" in n] == [
+        "cpu_moe_stage2_bf16xpk_fp4_obf16_m32_n128_k128_sk2_rwstage2_nobias_plain",
+        "cpu_moe_stage2_fp16xpk_fp4_obf16_m32_n128_k128_sk2_rwstage2_nobias_plain"]
+    assert "cpu_moe_stage2_bf16xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_plain" in names
+    assert len(names) == 6
+
+
 def test_b_path_regs_is_sm90_only_and_named(tmp_path: Path) -> None:
     regs = GOOD_GROUP.replace("block_k: 128", "block_k: 128\n    b_path: regs")
     e = error_of(tmp_path, regs)  # targets: [cpu]

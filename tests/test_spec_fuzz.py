@@ -164,6 +164,7 @@ def allowed_combination(c: dict[str, Any]) -> bool:
     scaled_mfma = c["targets"] == "gfx950" and (c["a"], c["b"]) in {("pk_fp4", "pk_fp4"), ("fp8", "pk_fp4")}
     return ((c["a"], c["b"]) in pairs
             and not (c.get("split_k", 1) > 1 and c["a"] == "pk_fp4")
+            and not (c["op"] == "moe_stage2" and c.get("split_k", 1) > 1 and c["a"] not in ("bf16", "fp16"))
             and not (c["layout"] == "shuffled" and c["b"] != "pk_fp4")
             and not (c["op"] == "moe_stage1" and c["out"] == "pk_fp4" and bn < 64)
             and not (limit is not None and lds > limit)

@@ -85,7 +85,7 @@ struct MoeGemmArgs {
   int64_t out_stride = 0;  // elements (bf16/fp32) or bytes (pk_fp4) between out rows
   uint8_t* out_scales = nullptr;  // stage1 with out pk_fp4
   int64_t out_scale_stride = 0;
-  void* workspace = nullptr;  // split_k partial sums / 1stage intermediate, see docs
+  void* workspace = nullptr;  // split_k sums (stage 1: [T*topk, N]; stage 2, bf16 out: [T, N]), see docs
   int64_t workspace_bytes = 0;
   int64_t T = 0, topk = 0, E = 0, N = 0, K = 0, N2 = 0;
   int64_t max_blocks = 0;  // size of sorted_expert_ids (grid upper bound)

@@ -23,6 +23,11 @@
 // Stage 2: each thread owns a contiguous range of N tiles and walks every sorted block in
 // order, so out[t] receives its routes' additions in sorted order: deterministic, no
 // atomics. bf16 out accumulates in the bf16 buffer (read, add in fp32, round).
+// Stage 2 split_k > 1 (16-bit activations only): the same K ranges as stage 1, run one
+// after another per block; the bias joins split 0, the routed weight every split. A bf16
+// out sums into workspace [T, N] fp32 (workspace_bytes >= T * N * 4, zeroed here) and is
+// added into out once at the end, so out is rounded once as on the GPUs; fp32 out adds
+// each split's partial directly.
 //
 // 1stage: stage 1 into a bf16 [T*topk, I] buffer allocated here (no workspace), then
 // stage 2 on it with a bf16 A operand: the same code as the two stages, so the result is
@@ -86,6 +91,10 @@ inline Status check_gemm_args(const MoeGemmArgs& a) {
     }
   } else if constexpr (S == Stage::k2) {
     if (a.out_stride < a.N) return Status::error("out_stride is smaller than N");
+    if (Cfg::kSplitK > 1 && std::is_same_v<tag_t<typename Cfg::Out>, Bf16>) {
+      if (a.workspace == nullptr) return Status::error("split_k > 1 with a bf16 out needs a workspace");
+      if (a.workspace_bytes < a.T * a.N * 4) return Status::error("workspace_bytes < T * N * 4");
+    }
   } else {
     if (a.b2 == nullptr || (B::kMx && a.b2_scales == nullptr))
       return Status::error("b2 (and b2_scales for MX weights) is required");
@@ -127,17 +136,21 @@ inline void stage1_epilogue(const MoeGemmArgs& a, int64_t e, const BlockRow& row
   }
 }
 
-// Stage 2, one route row, columns [n0, n0 + nn): bias, routed weight, out[t] += .
+// Stage 2, one route row, columns [n0, n0 + nn): bias (if `bias`), routed weight, then
+// out[t] += , or ws[t] += in fp32 where ws (split-K, bf16 out) is given.
 template <class Cfg, class OutTag>
 inline void stage2_epilogue(const MoeGemmArgs& a, int64_t e, const BlockRow& row,
-                            const float* acc, int64_t n0, int nn) {
+                            const float* acc, int64_t n0, int nn, bool bias = true,
+                            float* ws = nullptr) {
   const float w = Cfg::kWeightStage2 ? a.sorted_weights[row.sorted] : 1.0f;
   auto* o = static_cast<typename OutTag::storage*>(a.out) + row.token * a.out_stride + n0;
+  float* wrow = ws != nullptr ? ws + row.token * a.N + n0 : nullptr;
   for (int i = 0; i < nn; ++i) {
     float v = acc[i];
-    if constexpr (Cfg::kBias) v += a.bias[e * a.N + n0 + i];
+    if constexpr (Cfg::kBias) if (bias) v += a.bias[e * a.N + n0 + i];
     if constexpr (Cfg::kWeightStage2) v *= w;
-    o[i] = OutTag::from_f32(OutTag::to_f32(o[i]) + v);
+    if (wrow != nullptr) wrow[i] += v;
+    else o[i] = OutTag::from_f32(OutTag::to_f32(o[i]) + v);
   }
 }
 
@@ -251,12 +264,16 @@ template <class Cfg, class ATag>
 inline Status run_stage2(const MoeGemmArgs& a) {
   using B = typename Cfg::B;
   using Out = tag_t<typename Cfg::Out>;
-  constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK;
+  constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, BK = Cfg::kBlockK, SK = Cfg::kSplitK;
+  static_assert(SK == 1 || std::is_same_v<ATag, Bf16> || std::is_same_v<ATag, Fp16>,
+                "stage-2 split_k takes 16-bit activations only");
+  constexpr bool kWs = SK > 1 && std::is_same_v<Out, Bf16>;
   using Gemm = BlockGemm<ATag, B, BM, BN, BK>;
 
   const Routing R(a, BM);
   const Gemm gemm(a.K);
-  const int64_t ntiles = cdiv(a.N, BN), ktiles = gemm.k_tiles();
+  const int64_t ntiles = cdiv(a.N, BN), ktiles = gemm.k_tiles(), per_split = cdiv(ktiles, SK);
+  float* const ws = kWs ? static_cast<float*>(a.workspace) : nullptr;
   if (R.blocks == 0) return Status::ok();
   const int nth = max_threads();
   Scratch scratch;
@@ -275,6 +292,10 @@ inline Status run_stage2(const MoeGemmArgs& a) {
     BlockRow rows[BM];
     int64_t arow[BM], brow[BN];
     const int64_t t0 = ntiles * tid / team, t1 = ntiles * (tid + 1) / team;
+    const int64_t c0 = t0 * BN, c1 = t1 * BN < a.N ? t1 * BN : a.N;  // this thread's columns
+    if constexpr (kWs)
+      for (int64_t t = 0; t < a.T; ++t)
+        for (int64_t n = c0; n < c1; ++n) ws[t * a.N + n] = 0.0f;
     for (int64_t b = 0; t0 < t1 && b < R.blocks; ++b) {
       const int64_t e = R.expert(b);
       if (e < 0) continue;
@@ -287,9 +308,21 @@ inline Status run_stage2(const MoeGemmArgs& a) {
         const int64_t n0 = tile * BN;
         const int nn = int(a.N - n0 < BN ? a.N - n0 : BN);
         for (int i = 0; i < nn; ++i) brow[i] = n0 + i;
-        for (int i = 0; i < mv * BN; ++i) acc[i] = 0.0f;
-        gemm.run(bv, brow, nn, panel, mv, 0, ktiles, btile, acc);
-        for (int m = 0; m < mv; ++m) stage2_epilogue<Cfg, Out>(a, e, rows[m], acc + m * BN, n0, nn);
+        for (int s = 0; s < SK; ++s) {
+          const int64_t kt0 = s * per_split < ktiles ? s * per_split : ktiles;
+          const int64_t kt1 = kt0 + per_split < ktiles ? kt0 + per_split : ktiles;
+          if (kt0 >= kt1) break;
+          for (int i = 0; i < mv * BN; ++i) acc[i] = 0.0f;
+          gemm.run(bv, brow, nn, panel, mv, kt0, kt1, btile, acc);
+          for (int m = 0; m < mv; ++m)
+            stage2_epilogue<Cfg, Out>(a, e, rows[m], acc + m * BN, n0, nn, s == 0, ws);
+        }
+      }
+    }
+    if constexpr (kWs) {  // out += the summed splits, one rounding
+      for (int64_t t = 0; t < a.T; ++t) {
+        auto* o = static_cast<typename Out::storage*>(a.out) + t * a.out_stride;
+        for (int64_t n = c0; n < c1; ++n) o[n] = Out::from_f32(Out::to_f32(o[n]) + ws[t * a.N + n]);
       }
     }
   }

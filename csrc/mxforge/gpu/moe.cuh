@@ -16,7 +16,12 @@
 // Workspaces (MoeGemmArgs::workspace):
 //   moe_stage1 with split_k > 1: fp32 partial sums [T*topk, N] = 4 * T * topk * N bytes,
 //     zeroed by the instance (cudaMemsetAsync) before the GEMM, summed by atomics, then
-//     read by a second (epilogue) kernel. split_k == 1 and the other ops: none.
+//     read by a second (epilogue) kernel.
+//   moe_stage2 with split_k > 1 and a bf16 output: fp32 sums [T, N] = 4 * T * N bytes,
+//     zeroed by the instance, summed by atomics (every expert and split of a token), then
+//     added into out by a second kernel, so out is rounded once per launch as without
+//     split-K (fp32 outputs take the partial sums directly, no workspace).
+//   split_k == 1 and the other ops: none.
 //   moe_1stage: none; the intermediate rows live in dynamic shared memory,
 //     2 * block_m * (round_up(I, 16) + 8) bytes on top of the tile's own (so I is limited
 //     to what fits in Arch::kMaxSmem: 227 KB on sm90, where I = 2880 works up to block_m =
@@ -138,6 +143,8 @@ struct MoeSpec {
   // The one-stage kernel's second GEMM: bf16 intermediate x the same weight type.
   using B2Loader = TileLoader<BT, Bf16, BN, BK, NT, typename BRows::Rows>;
   static_assert(!(kSplitK > 1 && IsSame<AT, Fp4Mx>::value), "split-K never takes fp4 activations");
+  // moe_stage2 with split_k > 1 and a bf16 output sums into the fp32 workspace.
+  static constexpr bool kStage2Ws = kSplitK > 1 && IsSame<OutT, Bf16>::value;
   static_assert(!IsSame<OutT, Fp4Mx>::value || BN >= 64, "re-quantized output needs block_n >= 64");
 };
 
@@ -297,10 +304,13 @@ MXF_DEV void splitk_accumulate(const float* c, const MoeGemmArgs& a, const Block
 }
 
 // Stage 2 (and the one-stage kernel's second GEMM): bias, routed weight, then
-// out[t, n] += value (bf16 pairs by bf16x2 atomic adds, or fp32 atomic adds).
-template <class S, bool kBias, bool kWeight>
+// out[t, n] += value (bf16 pairs by bf16x2 atomic adds, or fp32 atomic adds), or with
+// kToWs (split-K stage 2, bf16 out) workspace[t, n] += value in fp32. Split-K passes the
+// bias to split 0 only (bias_e null in the others): (p0 + b) w + p1 w = (p0 + p1 + b) w.
+template <class S, bool kBias, bool kWeight, bool kToWs = false>
 MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const float* bias_e,
                                  int64_t n0, int64_t N, const BlockRows& rows) {
+  const bool add_bias = kBias && (S::kSplitK == 1 || bias_e != nullptr);
   constexpr int PAIRS = S::BN / 2, LDC = S::Tile::kLdC;
   const bool pairs_ok = a.out_stride % 2 == 0 && (reinterpret_cast<uintptr_t>(a.out) & 3u) == 0;
   for (int idx = dev::thread_x(); idx < S::BM * PAIRS; idx += S::NT) {
@@ -309,7 +319,7 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
     if (rows.orow[r] < 0 || n >= N) continue;
     const bool two = n + 1 < N;
     float v0 = c[r * LDC + 2 * cp], v1 = two ? c[r * LDC + 2 * cp + 1] : 0.0f;
-    if constexpr (kBias) {
+    if (add_bias) {
       v0 += bias_e[n];
       if (two) v1 += bias_e[n + 1];
     }
@@ -318,7 +328,11 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
       v1 *= rows.w[r];
     }
     const int64_t off = int64_t(rows.orow[r]) * a.out_stride + n;
-    if constexpr (IsSame<typename S::OutT, Bf16>::value) {
+    if constexpr (kToWs) {
+      float* ws = static_cast<float*>(a.workspace) + int64_t(rows.orow[r]) * N + n;
+      dev::atomic_add(ws, v0);
+      if (two) dev::atomic_add(ws + 1, v1);
+    } else if constexpr (IsSame<typename S::OutT, Bf16>::value) {
       uint16_t* out = static_cast<uint16_t*>(a.out) + off;
       if (two && pairs_ok) {
         dev::atomic_add_bf16x2(out, uint32_t(f32_to_bf16(v0)) | (uint32_t(f32_to_bf16(v1)) << 16));
@@ -423,11 +437,31 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
   dev::sync_threads();
 
   typename S::Mma mma;
-  moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, 0, int(cdiv(a.K, S::BK)));
+  int kt0 = 0, kt1 = int(cdiv(a.K, S::BK));
+  if constexpr (S::kSplitK > 1) {
+    k_range<S::BK>(a.K, S::kSplitK, dev::block_z(), kt0, kt1);
+    if (kt0 >= kt1) return;  // (uniform for the CTA; split 0, which adds the bias, never is)
+  }
+  moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
   mma.stage(sc);
   dev::sync_threads();
-  accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(
-      sc, a, S::kBias ? a.bias + int64_t(e) * a.N : nullptr, n0, a.N, rows);
+  const bool bias_here = S::kBias && (S::kSplitK == 1 || dev::block_z() == 0);
+  accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2, S::kStage2Ws>(
+      sc, a, bias_here ? a.bias + int64_t(e) * a.N : nullptr, n0, a.N, rows);
+}
+
+// Split-K stage 2 with a bf16 output, second kernel: out[t, n] = bf16(out[t, n] + ws[t, n])
+// over every token (a token without routes adds 0, which leaves its bf16 value as it was).
+constexpr int kFinalizeThreads = 256;
+template <class S>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS(kFinalizeThreads) moe_stage2_splitk_finalize_kernel(MoeGemmArgs a) {
+  const float* ws = static_cast<const float*>(a.workspace);
+  uint16_t* out = static_cast<uint16_t*>(a.out);
+  const int64_t total = a.T * a.N, step = int64_t(dev::grid_dim_x()) * kFinalizeThreads;
+  for (int64_t i = int64_t(dev::block_x()) * kFinalizeThreads + dev::thread_x(); i < total; i += step) {
+    uint16_t* o = out + (i / a.N) * a.out_stride + i % a.N;
+    *o = f32_to_bf16(bf16_to_f32(*o) + ws[i]);
+  }
 }
 
 // Shared memory of the one-stage kernel: the bf16 intermediate [BM][pitch], then the tile.
@@ -545,6 +579,11 @@ bool gemm_args_bad(const MoeGemmArgs& a, GemmOp op, Check& c) {
        c.fail(a.workspace_bytes < 4 * a.T * a.topk * a.N,
               "workspace too small: split_k needs 4 * T * topk * N bytes")))
     return true;
+  if (op == GemmOp::kStage2 && S::kStage2Ws &&
+      (c.null(a.workspace, "workspace is null (split_k > 1, bf16 out)") ||
+       c.fail(a.workspace_bytes < 4 * a.T * a.N,
+              "workspace too small: stage-2 split_k with a bf16 out needs 4 * T * N bytes")))
+    return true;
   return false;
 }
 
@@ -631,7 +670,20 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   Check c;
   if (gemm_args_bad<S>(a, GemmOp::kStage2, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
-  return launch_gemm<GemmOp::kStage2, S>(dim3(unsigned(grid_blocks(a) * cdiv(a.N, S::BN))), a);
+  const dim3 grid(unsigned(grid_blocks(a) * cdiv(a.N, S::BN)), 1, unsigned(S::kSplitK));
+  if constexpr (!S::kStage2Ws) {
+    return launch_gemm<GemmOp::kStage2, S>(grid, a);
+  } else {
+    const dev::Stream st = dev::stream_of(a.stream);
+    Status s = dev::memset_async(a.workspace, 4 * a.T * a.N, st, "stage-2 split-K workspace memset");
+    if (s.code == 0) s = launch_gemm<GemmOp::kStage2, S>(grid, a);
+    // (a grid-stride loop: at most 8 CTAs per SM)
+    const int64_t ctas = cmin<int64_t>(cdiv(a.T * a.N, kFinalizeThreads), 8 * int64_t(dev::sm_count()));
+    if (s.code == 0)
+      s = dev::launch(MXF_KERNEL_REF(moe_stage2_splitk_finalize_kernel, S), dim3(unsigned(ctas)),
+                      dim3(kFinalizeThreads), 0, st, "moe_stage2 split-K finalize launch", a);
+    return s;
+  }
 }
 
 template <class S>

@@ -293,7 +293,8 @@ BLOCK_M_ROWS_FACTOR = 2  # block_m holds at least twice the rows per active expe
 BLOCK_M_CAP = 64         # ... but no more than 64 while a block_m <= 64 exists
 SMALL_BLOCK_M_N = 64     # block_m 16 tiles prefer block_n 64 (twice the CTAs of 128)
 WGMMA_MIN_ROWS = 64      # sm90: from 64 rows per active expert (prefill) the wgmma tiles ...
-WGMMA_BLOCK_M = 128      # ... with block_m 128 first (the tuned choice at T >= 2048, H200)
+WGMMA_MIN_ROWS_A16 = 32  # ... from 32 where the activations are 16-bit (nothing to convert)
+WGMMA_BLOCK_M = 128      # ... with block_m up to 128 (the tuned choice at T >= 2048, H200)
 
 
 def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
@@ -312,21 +313,26 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     - block_n: SMALL_BLOCK_M_N with block_m 16 (small-T launches: more, smaller CTAs keep
       more SMs busy), else the largest; then block_k 128 (block_k 256 won only in a few
       decode cases, and block_k 64 serves dense 16-bit weights).
-    - b_path: on sm90 from WGMMA_MIN_ROWS rows per active expert, wgmma tiles first (with
-      block_m up to WGMMA_BLOCK_M): at T = 2048 and 8192 (64+ rows per expert) they took
-      0.67-0.87x the time of the mma.sync tiles on both tuned models, every pipeline
-      (H200, 2026-11-29, benchmarks/README.md); below that, wgmma last. Then smem before
+    - b_path: on sm90 from WGMMA_MIN_ROWS rows per active expert (WGMMA_MIN_ROWS_A16 with
+      bf16 activations), wgmma tiles first (with block_m up to WGMMA_BLOCK_M): at T = 2048
+      and 8192 (64+ rows per expert) they took 0.67-0.87x the time of the mma.sync tiles on
+      both tuned models, every pipeline; at T = 1024 (32 rows per expert) the tuner took them
+      for the stages with bf16 activations (0.94x of the whole layer for a16w4 on both
+      models) and kept mma.sync where the activations are MX, whose conversion the wgmma
+      ring adds (H200, 2026-11-29, benchmarks/README.md); below that, wgmma last. Then smem before
       regs (the register path wins or loses by shape and T: only a tuned table picks it).
     Re-derived from the H100 tuned table (2026-11-23): block_m agrees in 78 of 81 stage-1
     rows (the earlier rule, one times the rows and no cap: 63), the tile at the tuned
     block_m in 101 of 136 rows (largest block_n and block_k: 90). Against the shipped table
     with its wgmma rows for T >= 2048 (2026-11-29): 81 of 81 and 89 of 135; with the
-    H200 re-tune of the small-T rows that took stage-2 split-K (2026-11-29): 81 and 87.
+    H200 re-tune of the small-T rows that took stage-2 split-K and of T = 512 / 1024
+    (2026-11-29): 81 and 84 with the single threshold of 64 rows, 81 and 88 with this rule.
     """
     rpe = rows_per_expert(shape)
     want_m = BLOCK_M_ROWS_FACTOR * rpe
     wgmma = inst.b_path == "wgmma"
-    prefill = inst.target == "sm90" and rpe >= WGMMA_MIN_ROWS
+    min_rows = WGMMA_MIN_ROWS_A16 if inst.a in ("bf16", "fp16") else WGMMA_MIN_ROWS
+    prefill = inst.target == "sm90" and rpe >= min_rows
     lead = int(not wgmma) if prefill else int(wgmma)
     cap = WGMMA_BLOCK_M if wgmma else BLOCK_M_CAP
     if inst.block_m > cap:

@@ -1,6 +1,7 @@
 """Dispatch: tuned table, heuristic, NoInstanceError, typed routing; registry and manifest."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -268,8 +269,9 @@ def test_heuristic_prefers_the_shared_memory_path():
 
 
 def test_heuristic_takes_wgmma_tiles_for_prefill_only():
-    """sm90 from WGMMA_MIN_ROWS rows per active expert: the wgmma tile with block_m 128
-    (the tuned choice at T >= 2048 on both tuned models); below it, never a wgmma tile."""
+    """sm90 from WGMMA_MIN_ROWS rows per active expert (WGMMA_MIN_ROWS_A16 for bf16
+    activations): the wgmma tile, block_m 128 at T >= 2048 and 64 at 32 rows per expert (the
+    tuned choices on both tuned models); below it, never a wgmma tile."""
     base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
                 out="bf16", split_k=1, activation="silu", gate_up="concat", routed_weight="none",
                 bias=False, layout="plain")
@@ -278,13 +280,17 @@ def test_heuristic_takes_wgmma_tiles_for_prefill_only():
              for i, (bm, bk, path) in enumerate([(16, 128, "smem"), (32, 128, "smem"), (64, 128, "smem"),
                                                  (128, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma")])]
 
-    def best(T: int) -> dispatch.Instance:
+    def best(T: int, a: str = "bf16") -> dispatch.Instance:
         shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
-        return min(cands, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+        pool = [dataclasses.replace(i, a=a) for i in cands]
+        return min(pool, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
 
     # 8 routes/token over 256 experts: 64 rows per expert from T = 2048
     assert (best(2048).b_path, best(2048).block_m) == ("wgmma", 128)
     assert (best(8192).b_path, best(8192).block_m) == ("wgmma", 128)
-    assert (best(1024).b_path, best(1024).block_m) == ("smem", 64)   # 32 rows/expert
+    assert (best(1024).b_path, best(1024).block_m) == ("wgmma", 64)  # 32 rows/expert, bf16 A
+    assert (best(1024, "pk_fp4").b_path, best(1024, "pk_fp4").block_m) == ("smem", 64)  # MX A
+    assert (best(2048, "pk_fp4").b_path, best(2048, "pk_fp4").block_m) == ("wgmma", 128)
+    assert best(512).b_path == "smem"  # 16 rows/expert
     assert (best(1).b_path, best(1).block_m) == ("smem", 16)
     assert "wgmma tile (prefill" in dispatch.heuristic_rank(best(2048), Shape(T=2048, N=384, K=3072, E=256, topk=8))[1]

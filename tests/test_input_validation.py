@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import mxforge
-from mxforge import ops
+from mxforge import dispatch, ops
 from mxforge import reference as ref
 from mxforge.errors import InputError, NoInstanceError, TargetUnavailableError
 from mxforge.models import PRESETS
@@ -186,3 +186,24 @@ def test_dropped_routes_match_reference_without_validation(D):
     want = ref.fused_moe(D.x, D.L.r1, D.L.r2, D.tw, ids, stage2_input="bf16", out_dtype=torch.float32)
     assert rel_l2(y, want) < ACCUM_TOL
 
+
+
+@pytest.mark.parametrize("name", [
+    "cpu_moe_stage1_bf16xpk_fp4_obf16_m32_n64_k128_sk2_silu_concat_rwnone_nobias_plain",
+    "cpu_moe_stage2_bf16xpk_fp4_obf16_m32_n64_k64_sk2_rwstage2_bias_plain"])
+def test_split_k_instance_refuses_a_short_workspace(monkeypatch, name):
+    """The ops size the split-K workspace; an instance handed too little (a caller of the raw
+    launch, or a sizing bug) names what it needs instead of writing past it."""
+    from .op_checks import layer_for
+    inst = next(i for i in dispatch.instances() if i.name == name)
+    g = torch.Generator().manual_seed(7)
+    L = layer_for(inst, 3, g, CPU, dims=(256, 128))
+    sort = mxforge.moe_sort(L.topk_ids, L.topk_weights, L.E, inst.block_m)
+    monkeypatch.setattr(ops, "stage1_workspace_bytes", lambda *a: 0)
+    monkeypatch.setattr(ops, "stage2_workspace_bytes", lambda *a: 0)
+    with pytest.raises(RuntimeError, match=rf"{name}: workspace_bytes < .*T \* .*N \* 4"):
+        if inst.op == "moe_stage1":
+            ops.moe_stage1(L.x.bfloat16(), L.w1, sort, inst.activation, instance=name)
+        else:
+            inter = torch.randn(3 * L.topk_ids.shape[1], 128, generator=g).bfloat16()
+            ops.moe_stage2(inter, L.w2, sort, instance=name)

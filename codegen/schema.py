@@ -55,7 +55,7 @@ BIAS = _f("bias", (False, True), False, "add a per-expert fp32 bias to the GEMM 
 LAYOUT = _f("layout", LAYOUTS, "plain", "weight layout the instance reads (docs/ops.md)")
 ACT = _f("activation", ACTIVATIONS, doc="gate activation")
 GU = _f("gate_up", GATE_UP, "concat", "how gate and up rows are stored in w1")
-B_PATH = _f("b_path", ("smem", "regs", "wgmma"), "smem",
+B_PATH = _f("b_path", ("smem", "regs", "wgmma", "swap"), "smem",
             "the main loop, named by how the weights reach the MMAs: smem = dequantized into "
             "shared memory by the CTA, mma.sync; regs = loaded and converted in registers by "
             "each warp (sm90, block_m <= 32, block_k a multiple of 128; gemm.cuh, RegFragB); "
@@ -63,7 +63,12 @@ B_PATH = _f("b_path", ("smem", "regs", "wgmma"), "smem",
             "that warpgroup MMAs read (sm90, pk_fp4 weights with pk_fp4, bf16 or fp8 "
             "activations, block_m 64 or 128, block_k 64 (the ring's "
             "shared memory), "
-            "64 or 128 columns per warpgroup; gemm.cuh, WgmmaTile)")
+            "64 or 128 columns per warpgroup; gemm.cuh, WgmmaTile); swap = the decode tile: "
+            "weights as the 16-row MMA operand and the block's tokens as 8-wide atoms, "
+            "activations resident in shared memory, each warp streaming its own weight rows "
+            "several k-tiles ahead (sm90, pk_fp4 weights with pk_fp4, bf16 or fp8 activations, "
+            "block_m 16 or 32, block_n 32/64/128/256, block_k a multiple of 128; gemm.cuh, "
+            "SwapTile)")
 
 
 @dataclass(frozen=True)
@@ -156,13 +161,17 @@ def _b_path(c: dict[str, Any]) -> str | None:
         return None
     if c["target"] != "sm90":
         return f"b_path {path} exists on target sm90 only (target {c['target']}; use b_path smem)"
-    if path == "regs":
+    if path in ("regs", "swap"):
         if c["b"] != "pk_fp4" or c["a"] == "fp16":
-            return (f"b_path regs needs pk_fp4 weights and a bf16 MMA input (a in pk_fp4, bf16, "
+            return (f"b_path {path} needs pk_fp4 weights and a bf16 MMA input (a in pk_fp4, bf16, "
                     f"fp8); asked a={c['a']}, b={c['b']}")
         if c["block_m"] > 32 or c["block_k"] % 128:
-            return (f"b_path regs needs block_m <= 32 and block_k a multiple of 128 (asked "
+            return (f"b_path {path} needs block_m <= 32 and block_k a multiple of 128 (asked "
                     f"block_m {c['block_m']}, block_k {c['block_k']})")
+        # swap: 8 warps of 32 weight rows each, split over N and K
+        if path == "swap" and c["block_n"] not in (32, 64, 128, 256):
+            return (f"b_path swap needs block_n 32, 64, 128 or 256 (32 weight rows per warp, 8 "
+                    f"warps); asked block_n {c['block_n']}")
         return None
     # wgmma: the dtype pairs that ran on a GPU; two warpgroups, one per 64 rows (block_m
     # 128) or per half of block_n (block_m 64)

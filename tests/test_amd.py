@@ -326,6 +326,15 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     # sm90's register path and gfx950's shared-memory path, including empty splits
     "EMU90_S2SK": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n64_k128_sk4_rwstage2_nobias_plain_bregs",
     "EMU950_S2SK": "gfx950_moe_stage2_bf16xpk_fp4_obf16_m16_n64_k128_sk2_rwstage2_nobias_plain",
+    # sm90's swapped decode tile (gemm.cuh, SwapTile: weights as the 16-row operand, tokens
+    # as 8-wide atoms, only the atoms with routes multiplied), its activations in chunks of
+    # one round (the backend's small MXF_SWAP_SMEM_A): a4w4 stage 1 with block_m 32 (four
+    # token atoms, at most two with routes; 8 warps as 2 x 4, the last k-tile partial and one
+    # warp group without a k-tile), stage 2 with 8 x 1 warps over two rounds (two chunks,
+    # a partial N tile), and split-K stage 2
+    "EMU90_S1W": "sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m32_n64_k128_sk1_silu_concat_rwnone_nobias_plain_bswap",
+    "EMU90_S2W": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n256_k128_rwstage2_nobias_plain_bswap",
+    "EMU90_S2WSK": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n64_k128_sk2_rwstage2_nobias_plain_bswap",
 }
 
 
@@ -353,7 +362,7 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     for s in srcs:
         if s.suffix in (".hip", ".cu"):  # an AMD (sm90) instance, on the host test backend
             warp = "64" if s.suffix == ".hip" else "32"
-            cmds.append(base + ["-DMXF_EMULATE", f"-DMXF_EMULATE_WARP={warp}", "-include",
+            cmds.append(base + ["-DMXF_EMULATE", f"-DMXF_EMULATE_WARP={warp}", "-DMXF_SWAP_SMEM_A=4096", "-include",
                                 "mxforge/gpu/emulate.h", "-x", "c++", "-c", str(s), "-o", f"{s}.o"])
         else:
             cmds.append(base + ["-fopenmp", "-c", str(s), "-o", f"{s}.o"])
@@ -376,6 +385,7 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     rel = {ln.split()[1]: float(ln.split()[2]) for ln in r.stdout.splitlines() if ln.startswith("REL")}
     assert set(rel) == {"stage1_gfx950", "stage1_gfx942", "stage2_gfx950", "stage1_sm90",
                         "stage2_sm90", "stage1_sm90_a16", "stage2_sm90_a16",
-                        "stage2_sm90_a16_sk4", "stage2_gfx950_a16_sk2"}, r.stdout
+                        "stage2_sm90_a16_sk4", "stage2_gfx950_a16_sk2", "stage1_sm90_swap",
+                        "stage2_sm90_a16_swap", "stage2_sm90_a16_swap_sk2"}, r.stdout
     for name, err in rel.items():  # bf16 outputs: tests/helpers.py's 2^-8 (stage 2: 8 * 2^-9)
         assert 0 <= err <= (8 * 2**-9 if name.startswith("stage2") else 2**-8), r.stdout

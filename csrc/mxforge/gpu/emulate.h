@@ -163,6 +163,11 @@ inline Vec16 ld16(const void* p) {
   return v;
 }
 inline Vec16 ld16_ro(const void* p) { return ld16(p); }
+// Shared-memory addresses as 32-bit offsets (the dynamic shared memory of the running CTA).
+inline uint32_t smem_addr(const void* p) {
+  return uint32_t(static_cast<const unsigned char*>(p) - emu::dynamic_smem());
+}
+inline Vec16 lds16(uint32_t a) { return ld16(emu::dynamic_smem() + a); }
 inline void st16(void* p, const Vec16& v) {
   if (reinterpret_cast<uintptr_t>(p) & 15u) { fprintf(stderr, "emulate: misaligned st16\n"); abort(); }
   memcpy(p, &v, 16);

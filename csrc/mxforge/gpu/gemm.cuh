@@ -333,7 +333,7 @@ struct TileLoader {
 
 };
 
-// ---- register B fragments ------------------------------------------------------------------
+// ---- register weight fragments ------------------------------------------------------------
 // The pk_fp4 weights of a kRegB tile skip shared memory: each warp loads the bytes of its
 // own columns straight into registers and converts them right before its MMAs, in RegK
 // order (lane (g, j) = (lane / 4, lane % 4): column g of each 8-wide atom, 32-element block
@@ -341,13 +341,19 @@ struct TileLoader {
 // and no barrier for B, and half the conversion instructions of the shared-memory path
 // (ncu: the dequantization's issue was the GEMMs' limit). A Stage holds one k-tile of a
 // lane's loads; the main loop keeps several in flight.
-template <class Tile, class Rows>
-struct RegFragB {
-  static constexpr int NI = Tile::NI, KW = Tile::kWarpsK;
-  static constexpr int GPW = Tile::BK / 128 / KW;  // 128-wide k groups per warp per k-tile
+// NI: weight rows per lane (rows n0 + 8 ni + g); GPW: 128-wide k groups per k-tile and
+// warp; KW: warp groups that take alternate groups of a k-tile (the swapped tile, SwapTile,
+// gives each warp group whole k-tiles: KW = 1 there); STAGES: k-tiles of loads per lane
+// (0: by the stage's size). OFFSETS: rows linear in K (Rows::kLinearK, the plain layout)
+// have their first data and scale bytes worked out once, as 32-bit offsets, so a load
+// costs an add (the swapped tile; the register-B tile keeps the registers: with them one
+// of its block_m 16 x block_k 256 decode kernels spilled).
+template <int NI, int GPW, int KW, class Rows, int STAGES = 0, bool OFFSETS = false>
+struct RegFragRows {
+  static constexpr bool kOffsets = OFFSETS && Rows::kLinearK;
   // k-tiles of stages: deeper where a lane's stage is small (the loads in flight per lane
   // are (kStages - 1) x NI x GPW x 16 bytes).
-  static constexpr int kStages = NI * GPW <= 1 ? 4 : NI * GPW <= 4 ? 3 : 2;
+  static constexpr int kStages = STAGES > 0 ? STAGES : NI * GPW <= 1 ? 4 : NI * GPW <= 4 ? 3 : 2;
   struct Stage {
     dev::Vec16 v[NI][GPW];
     uint8_t s[NI][GPW];
@@ -355,13 +361,24 @@ struct RegFragB {
   Rows src;
   int64_t kend;  // Kp: blocks at or past it read as zero
   bool vec;
-  int row[NI];   // the weight row of this lane's column in atom ni, -1: none (zero)
+  int row[NI];   // the weight row of this lane in atom ni, -1: none (zero)
+  // (kLinearK) where its data and scale bytes start, from those of row 0: 32-bit offsets
+  // (an expert's weights are below 4 GiB), half the registers of pointers
+  const uint8_t* wbase;
+  const uint8_t* sbase;
+  uint32_t off[kOffsets ? NI : 1], soff[kOffsets ? NI : 1];
 
   // rows_: the tile's BN row handles in shared memory; n0: this warp's first column.
-  MXF_DEV RegFragB(const Rows& r, const int* rows_, int64_t kend_, int n0)
-      : src(r), kend(kend_), vec(r.vec_ok()) {
+  MXF_DEV RegFragRows(const Rows& r, const int* rows_, int64_t kend_, int n0)
+      : src(r), kend(kend_), vec(r.vec_ok()), wbase(r.data(0, 0)), sbase(r.scale_ptr(0, 0)) {
 #pragma unroll
-    for (int ni = 0; ni < NI; ++ni) row[ni] = rows_[n0 + ni * 8 + (dev::lane_id() >> 2)];
+    for (int ni = 0; ni < NI; ++ni) {
+      row[ni] = rows_[n0 + ni * 8 + (dev::lane_id() >> 2)];
+      if constexpr (kOffsets) {
+        off[ni] = uint32_t(src.data(row[ni] < 0 ? 0 : row[ni], 0) - wbase);
+        soff[ni] = uint32_t(src.scale_ptr(row[ni] < 0 ? 0 : row[ni], 0) - sbase);
+      }
+    }
   }
   // First element of group gi of warp group wk in the k-tile that starts at k0.
   MXF_DEV static int64_t group_k(int64_t k0, int gi, int wk) { return k0 + 128 * (wk + gi * KW); }
@@ -375,11 +392,20 @@ struct RegFragB {
         st.v[ni][gi] = dev::zero16();
         st.s[ni][gi] = 127;
         if (row[ni] < 0 || k >= kend) continue;
-        const uint8_t* p = src.data(row[ni], k / 2);
+        const uint8_t* p;
+        if constexpr (kOffsets) p = wbase + (off[ni] + uint32_t(k / 2));
+        else p = src.data(row[ni], k / 2);
         st.v[ni][gi] = vec ? dev::ld16_ro(p) : load_bytes(p, 16);
-        st.s[ni][gi] = src.scale(row[ni], k / 32);
+        if constexpr (kOffsets) st.s[ni][gi] = sbase[soff[ni] + uint32_t(k / 32)];
+        else st.s[ni][gi] = src.scale(row[ni], k / 32);
       }
   }
+};
+// The B operand of a kRegB tile: one row per 8-wide atom, the k groups of a k-tile split
+// over the warp groups.
+template <class Tile, class Rows>
+struct RegFragB : RegFragRows<Tile::NI, Tile::BK / 128 / Tile::kWarpsK, Tile::kWarpsK, Rows> {
+  using RegFragRows<Tile::NI, Tile::BK / 128 / Tile::kWarpsK, Tile::kWarpsK, Rows>::RegFragRows;
 };
 
 // ---- warp MMA -------------------------------------------------------------------------------
@@ -586,6 +612,258 @@ MXF_DEV void gemm_mainloop_regb(WarpMma<Tile, InT>& mma, ALoader al, const BRegs
       dev::sync_threads();
     }
   }
+}
+
+// ---- the swapped-operand decode tile (sm90, b_path swap) ------------------------------------
+// At decode a block holds a few token rows of one expert, and the 16-row MMA atoms of the
+// tiles above are mostly padding, while the time goes into streaming the expert's weights.
+// Here the weights are the MMA's 16-row operand and the tokens its 8-wide one (C^T = W A^T
+// with m16n8k16: one token costs 8 MMA rows, not 16), and the main loop is built to keep
+// HBM busy:
+//   * 8 warps; warp (wn, wk) owns 32 weight rows (two m16 atoms) and the k-tiles wk,
+//     wk + kWarpsK, ... of the CTA's K range, whose weight bytes it loads straight into
+//     registers in RegK order (RegFragRows with four rows per lane: rows g, g + 8, g + 16,
+//     g + 24), kStages k-tiles ahead of its MMAs, and converts right before them;
+//   * the block's activation rows for the whole K range (or a chunk of it where they do not
+//     fit) sit in shared memory, converted once per CTA into RegK order (16-bit rows as
+//     they are, MX rows dequantized exactly), so the main loop has no barrier; only the
+//     token atoms that hold a route are loaded and multiplied (at T = 1: one of 2 or 4);
+//   * the KW partial sums meet in the fp32 staging tile [BM][BN + 8] in warp-group order
+//     (results do not depend on timing), where the portable epilogues read them.
+// Shared memory is sized at launch (plan): rows = min(BM, 8-row atoms that T * topk routes
+// can fill) x the K range + 16 elements per row (the RegK swizzle's conflict-free pitch).
+template <class Arch, int BM_, int BN_, int BK_>
+struct SwapTile {
+  using Arch_ = Arch;
+  static constexpr int BM = BM_, BN = BN_, BK = BK_;
+  static constexpr bool kRegB = false;
+  static constexpr int kWarps = 8, kWarpRows = 32;
+  static_assert(BM % 8 == 0 && BM <= 32 && BK % 128 == 0 && BN % kWarpRows == 0 &&
+                    kWarps % (BN / kWarpRows) == 0,
+                "swap tile: block_m 8..32 (multiple of 8), block_n 32/64/128/256, block_k % 128 == 0");
+  static constexpr int kWarpsN = BN / kWarpRows, kWarpsK = kWarps / kWarpsN;
+  static constexpr int kThreads = kWarps * dev::kWarpSize;
+  // Two CTAs per SM (<= 128 registers) for block_m 16: 16 warps, each with a k-tile of
+  // weight loads in flight (two stages: MoeSpec) while it converts and multiplies the
+  // previous one; block_m 32 needs more registers (twice the accumulators and token
+  // fragments) and gets one.
+  static constexpr int kCtasPerSm = BM <= 16 ? 2 : 1;
+  static constexpr int MT = kWarpRows / 16, NA = BM / 8;  // m16 weight atoms, n8 token atoms
+  static constexpr int GPW = BK / 128;                     // k groups per k-tile
+  using Atom = dev::MmaAtom<Arch, Bf16>;
+  static constexpr int kLdC = BN + 8;  // fp32 staging pitch
+  static constexpr int kSmemC = BM * kLdC * 4;
+  static constexpr int kSmemA = 0, kSmem = kSmemC;  // (the activations' part is sized at launch)
+  // Activation bytes per CTA (two CTAs per SM); the host test backend sets a small budget
+  // so that its runs take the chunked path.
+#ifndef MXF_SWAP_SMEM_A
+#define MXF_SWAP_SMEM_A (100 * 1024)
+#endif
+  static constexpr int kSmemBudgetA = MXF_SWAP_SMEM_A;
+  struct Plan {
+    int rows;         // activation rows kept: whole 8-row atoms that can hold a route
+    int chunk_tiles;  // k-tiles of activations in shared memory at a time (whole rounds)
+    int lda;          // their pitch (elements): chunk_tiles * BK + 16
+    MXF_HD int64_t smem() const {
+      const int64_t a = 2 * int64_t(rows) * lda;
+      return a > kSmemC ? a : kSmemC;
+    }
+  };
+  // routes: T * topk (a block holds at most that many); range_tiles: k-tiles of a split.
+  MXF_HD static Plan plan(int64_t routes, int range_tiles) {
+    const int rows = int(cmin<int64_t>(BM, round_up(cmax<int64_t>(routes, 1), 8)));
+    const int fit = (kSmemBudgetA / (2 * rows) - 16) / BK / kWarpsK * kWarpsK;
+    const int tiles = int(cmin<int64_t>(round_up(cmax(range_tiles, 1), kWarpsK), cmax(fit, kWarpsK)));
+    return Plan{rows, tiles, tiles * BK + 16};
+  }
+};
+
+// The block's activation rows [0, rows) for K [k0, k0 + kc) into shared memory `sa` (pitch
+// lda) in RegK order, by all threads, U chunks per thread in flight: 16-bit rows arranged,
+// MX rows dequantized exactly (dequant_chunk); missing rows and K at or past kend are zeros.
+template <class AT, int NT>
+MXF_DEV void load_act_chunk(const GatherRows& src, const int* arow, int rows, int64_t k0, int kc,
+                            int64_t kend, uint16_t* sa, int lda) {
+  using Op = Operand<AT>;
+  constexpr int CE = Op::kChunkElems, U = Op::kMx ? 3 : 4;  // (3 for MX: registers)
+  const int cpr = kc / CE, total = rows * cpr;
+  const bool vec = src.vec_ok();
+  for (int base = dev::thread_x(); base < total; base += U * NT) {
+    dev::Vec16 v[U];
+    uint8_t s[U];
+    bool live[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int q = base + u * NT;
+      v[u] = dev::zero16();
+      s[u] = 127;
+      live[u] = false;
+      if (q >= total) continue;
+      const int ar = arow[q / cpr];
+      const int64_t k = k0 + int64_t(q % cpr) * CE;
+      if (ar < 0 || k >= kend) continue;
+      live[u] = true;
+      const uint8_t* p = src.data(ar, Op::kbyte(k));
+      if constexpr (Op::kMx) {  // (chunks never straddle kend: Kp is a multiple of 32)
+        v[u] = vec ? dev::ld16_ro(p) : load_bytes(p, 16);
+        s[u] = src.scale(ar, k / 32);
+      } else {
+        v[u] = (vec && k + 8 <= kend) ? dev::ld16_ro(p) : load_bytes(p, 2 * int(cmin<int64_t>(8, kend - k)));
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int q = base + u * NT;
+      if (q >= total) continue;
+      uint16_t* row = sa + (q / cpr) * lda;
+      const int kk = (q % cpr) * CE;
+      if (!live[u]) {
+#pragma unroll
+        for (int j = 0; j < CE / 8; ++j) dev::st16(row + RegK::col(kk + 8 * j), dev::zero16());
+      } else if constexpr (Op::kMx) {
+        dequant_chunk<typename Op::Elem, Bf16, RegK>(v[u], s[u], RowDst<RegK>{row}, kk);
+      } else {
+        dev::st16(row + RegK::col(kk), RegK::arrange(v[u]));
+      }
+    }
+  }
+}
+
+// The swapped tile's MMAs: acc[mt][na] is C^T of weight atom mt (16 rows) x token atom na.
+template <class Tile>
+struct SwapMma {
+  using Atom = typename Tile::Atom;
+  static constexpr int MT = Tile::MT, NA = Tile::NA, KW = Tile::kWarpsK;
+  float acc[MT][NA][4];
+
+  MXF_DEV void zero() {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int na = 0; na < NA; ++na)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[mt][na][i] = 0.0f;
+  }
+  MXF_DEV static int warp_n() { return dev::warp_id() % Tile::kWarpsN; }
+  MXF_DEV static int warp_k() { return dev::warp_id() / Tile::kWarpsN; }
+
+  // One k-tile: activations from `a` (RegK order, pitch lda, the k-tile's first column),
+  // weights from this lane's stage `st` (row ni = 2 mt + h: rows g + 8h of atom mt);
+  // `left` = K elements from the k-tile's start; token atoms [0, nat) hold routes.
+  template <class Stage>
+  MXF_DEV void run(const uint16_t* a, int lda, const Stage& st, int64_t left, int nat) {
+    const int lane = dev::lane_id(), g = lane >> 2, j = lane & 3;
+    // (a 32-bit shared address: no generic-to-shared conversion per load)
+    const uint32_t xa = dev::smem_addr(a + g * lda);
+#pragma unroll
+    for (int gi = 0; gi < Tile::GPW; ++gi) {
+      if (128 * int64_t(gi) >= left) break;
+      E2m1PairScale ks[2 * MT];  // (hi is worked out again where it is needed: registers)
+      bool any_hi = false;  // a scale above 2^1 in any of this lane's rows: the second multiply
+#pragma unroll
+      for (int ni = 0; ni < 2 * MT; ++ni) {
+        ks[ni] = e2m1_pair_scale(st.s[ni][gi]);
+        any_hi |= ks[ni].hi_needed;
+      }
+#pragma unroll
+      for (int v = 0; v < 4; ++v) {  // word v of each block: m16n8k16 steps 2v and 2v + 1
+        const int col = 128 * gi + RegK::col(32 * j + 8 * v);
+        dev::Vec16 xb[NA];  // token g of atom na: pairs 4v .. 4v + 3 of block j
+#pragma unroll
+        for (int na = 0; na < NA; ++na)
+          if (na < nat) xb[na] = dev::lds16(xa + 2 * (8 * na * lda + col));
+        uint32_t fw[2 * MT][4];
+#pragma unroll
+        for (int ni = 0; ni < 2 * MT; ++ni) {
+          const dev::Vec16& w = st.v[ni][gi];
+          e2m1_word_pairs_lo(v == 0 ? w.x : v == 1 ? w.y : v == 2 ? w.z : w.w, ks[ni], fw[ni]);
+        }
+        if (any_hi) {  // (one branch for the lane's rows; hi is 1 where a row needs none)
+#pragma unroll
+          for (int ni = 0; ni < 2 * MT; ++ni)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) fw[ni][i] = dev::mul_bf16x2(fw[ni][i], e2m1_pair_scale(st.s[ni][gi]).hi);
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int na = 0; na < NA; ++na) {
+            if (na >= nat) continue;
+            const uint32_t a0[4] = {fw[2 * mt][0], fw[2 * mt + 1][0], fw[2 * mt][1], fw[2 * mt + 1][1]};
+            const uint32_t b0[2] = {xb[na].x, xb[na].y};
+            Atom::mma(acc[mt][na], a0, b0);
+            const uint32_t a1[4] = {fw[2 * mt][2], fw[2 * mt + 1][2], fw[2 * mt][3], fw[2 * mt + 1][3]};
+            const uint32_t b1[2] = {xb[na].z, xb[na].w};
+            Atom::mma(acc[mt][na], a1, b1);
+          }
+      }
+    }
+  }
+
+  // Accumulators -> fp32 staging tile [BM][kLdC] (row = token, column = weight row of the
+  // tile): warp group 0 writes, the others add theirs in order. Every thread calls it.
+  MXF_DEV void stage(float* c) const {
+    const int lane = dev::lane_id(), c0 = warp_n() * Tile::kWarpRows;
+#pragma unroll 1
+    for (int grp = 0; grp < KW; ++grp) {
+      if (grp > 0) dev::sync_threads();
+      if (warp_k() != grp) continue;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int na = 0; na < NA; ++na)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            float& dst = c[(8 * na + Atom::acc_col(lane, i)) * Tile::kLdC + c0 + 16 * mt + Atom::acc_row(lane, i)];
+            dst = grp == 0 ? acc[mt][na][i] : dst + acc[mt][na][i];
+          }
+    }
+  }
+};
+
+// The swapped tile's main loop over k-tiles [kt0, kt1): rounds of kWarpsK k-tiles, warp
+// group wk taking k-tile kt0 + round * kWarpsK + wk. The weight stages of the first
+// kStages rounds are issued before the activations are loaded (so those loads overlap
+// them), then each round converts and multiplies one stage and refills it kStages rounds
+// ahead. A new activation chunk (only where the K range does not fit, plan) costs two
+// barriers; otherwise the loop has none. Ends with a barrier (shared memory is free).
+template <class AT, class Tile, class WRegs>
+MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const int* arow, int64_t akend,
+                                const WRegs& wl, uint16_t* sa, const typename Tile::Plan& plan, int nat,
+                                int kt0, int kt1, int64_t K) {
+  constexpr int S = WRegs::kStages, KW = Tile::kWarpsK, NT = Tile::kThreads, BK = Tile::BK;
+  if (kt0 >= kt1) return;
+  const int wk = mma.warp_k();
+  const int rounds = (kt1 - kt0 + KW - 1) / KW, chunk_rounds = plan.chunk_tiles / KW;
+  typename WRegs::Stage st[S];
+#pragma unroll
+  for (int d = 0; d < S; ++d) {
+    const int t = kt0 + d * KW + wk;
+    if (d < rounds && t < kt1) wl.load(st[d], int64_t(t) * BK, 0);
+  }
+  int in_chunk = 0;  // rounds of the current chunk done (a new chunk when it reaches chunk_rounds)
+  for (int r = 0; r < rounds; r += S) {
+#pragma unroll
+    for (int d = 0; d < S; ++d) {
+      const int rr = r + d;
+      if (rr >= rounds) break;  // (uniform for the CTA)
+      if (rr == 0 || in_chunk == chunk_rounds) {  // (uniform) the next chunk of activations
+        const int64_t c0 = int64_t(kt0 + rr * KW) * BK;
+        if (rr > 0) dev::sync_threads();
+        load_act_chunk<AT, NT>(act, arow, 8 * nat, c0,
+                               int(cmin<int64_t>(plan.chunk_tiles * BK, int64_t(kt1) * BK - c0)), akend,
+                               sa, plan.lda);
+        dev::sync_threads();
+        in_chunk = 0;
+      }
+      const int t = kt0 + rr * KW + wk;
+      if (t < kt1) mma.run(sa + (in_chunk * KW + wk) * BK, plan.lda, st[d], K - int64_t(t) * BK, nat);
+      ++in_chunk;
+      const int tn = t + S * KW;
+      if (rr + S < rounds && tn < kt1) wl.load(st[d], int64_t(tn) * BK, 0);
+    }
+  }
+  dev::sync_threads();
 }
 
 // ---- the warpgroup-MMA tile (sm90 wgmma): the compute-bound main loop ---------------------

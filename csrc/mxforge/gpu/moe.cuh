@@ -83,15 +83,18 @@ struct WeightRows<Bf16, Layout> {
   MXF_DEV static int64_t kend(int64_t K) { return K; }
 };
 
+// How an instance's pk_fp4 weights reach the MMAs (schema field b_path of moe_stage1/2):
+// through shared memory (kSmem), as register fragments (kRegs: gemm.cuh, RegFragB), through
+// the warpgroup-MMA ring (kWgmma: WgmmaTile) or as the 16-row operand of the swapped decode
+// tile (kSwap: SwapTile).
+enum class BPath { kSmem, kRegs, kWgmma, kSwap };
+
 // Everything an instance fixes at compile time. WARPS_K: warp groups per k-tile (GemmTile);
 // an instance states 1, and its launcher runs Decode (the same instance with the arch's
 // kDecodeWarpsK groups on block_m <= 32 tiles) when the launch has few CTAs.
-// REG_B: the instance takes its pk_fp4 weights as register fragments (schema field b_path
-// = regs of moe_stage1/2; kRegB below). WGMMA: the warpgroup-MMA main loop (b_path = wgmma;
-// gemm.cuh, WgmmaTile).
 template <class Arch_, class A_, class B_, class Out_, int BM_, int BN_, int BK_, int SPLITK_,
           Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_, int WARPS_K_ = 1,
-          bool REG_B_ = false, bool WGMMA_ = false>
+          BPath B_PATH_ = BPath::kSmem>
 struct MoeSpec {
   using Arch = Arch_;
   using AT = A_;
@@ -108,38 +111,46 @@ struct MoeSpec {
   // pk_fp4 weights as register fragments (gemm.cuh, RegFragB): the arch must have that
   // path, and the tile one warp row (block_m <= 32) and whole 128-wide k groups (codegen's
   // b_path constraint says the same); its warp groups then split a k-tile's groups, so
-  // there are at most block_k / 128 of them.
-  static constexpr bool kRegB = REG_B_;
-  static_assert(!kRegB || (Arch::kRegFragB && IsSame<BT, Fp4Mx>::value && IsSame<InT, Bf16>::value &&
-                           BM <= 32 && BK % 128 == 0),
-                "b_path regs: sm90, pk_fp4 weights, bf16 MMA input, block_m <= 32, block_k % 128 == 0");
+  // there are at most block_k / 128 of them. The swapped tile loads its weights the same
+  // way, so it needs the same of the arch and the types.
+  static constexpr bool kRegB = B_PATH_ == BPath::kRegs, kSwap = B_PATH_ == BPath::kSwap;
+  static_assert(!(kRegB || kSwap) || (Arch::kRegFragB && IsSame<BT, Fp4Mx>::value && IsSame<InT, Bf16>::value &&
+                                      BM <= 32 && BK % 128 == 0),
+                "b_path regs / swap: sm90, pk_fp4 weights, bf16 MMA input, block_m <= 32, block_k % 128 == 0");
   static constexpr int kWarpsK = kRegB ? cmin(WARPS_K_, BK / 128) : WARPS_K_;
   // The warpgroup-MMA main loop: sm90, pk_fp4 weights with pk_fp4, bf16 or fp8 activations
   // (the pairs run on a GPU), block_m 64 / 128, block_k a multiple of 64; codegen's b_path
   // constraint says the same (block_k 64 there: the ring's shared memory).
-  static constexpr bool kWgmma = WGMMA_;
-  static_assert(!kWgmma || (Arch::kWgmma && !kRegB && IsSame<BT, Fp4Mx>::value &&
+  static constexpr bool kWgmma = B_PATH_ == BPath::kWgmma;
+  static_assert(!kWgmma || (Arch::kWgmma && IsSame<BT, Fp4Mx>::value &&
                             !IsSame<AT, Fp16>::value && (BM == 64 || BM == 128) && BK % 64 == 0),
                 "b_path wgmma: sm90, pk_fp4 weights, a in pk_fp4/bf16/fp8, block_m 64 or 128, "
                 "block_k a multiple of 64");
-  using Tile = typename Cond<kWgmma, WgmmaTile<Arch, AT, BT, InT, BM, BN, BK>,
-                            GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>>::type;
-  using Mma = typename Cond<kWgmma, WarpgroupMma<Tile, InT>, WarpMma<Tile, InT>>::type;
+  using Tile = typename Cond<
+      kWgmma, WgmmaTile<Arch, AT, BT, InT, BM, BN, BK>,
+      typename Cond<kSwap, SwapTile<Arch, BM, BN, BK>, GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>>::type>::type;
+  using Mma = typename Cond<kWgmma, WarpgroupMma<Tile, InT>,
+                            typename Cond<kSwap, SwapMma<Tile>, WarpMma<Tile, InT>>::type>::type;
   // The wgmma tile's K order: PairK where both operands are converted (a4w4, a8w4).
   using WgmmaOrder = typename Cond<Operand<AT>::kMx && Operand<BT>::kMx, PairK, NaturalK>::type;
+  // (the swapped tile is its own decode variant: launch_gemm then launches one kernel)
   using Decode = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
-                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), REG_B_, WGMMA_>;
+                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), B_PATH_>;
   static constexpr int NT = Tile::kThreads;
   using BRows = WeightRows<BT, Layout>;
   using ALoader = typename Cond<
       kWgmma, RingOperand<AT, InT, BM, BK, NT, GatherRows, WgmmaOrder>,
       TileLoader<AT, typename dev::SmemOf<InT, AT>::type, BM, BK, NT, GatherRows,
                  typename Cond<kRegB, RegK, NaturalK>::type>>::type;
+  // The swapped tile's weights: rows g, g + 8 of its two m16 atoms per lane, whole k-tiles,
+  // two stages (SwapTile::kCtasPerSm).
+  static constexpr int kSwapGpw = BK >= 128 ? BK / 128 : 1;
   using BLoader = typename Cond<
       kWgmma, RingOperand<BT, InT, BN, BK, NT, typename BRows::Rows, WgmmaOrder>,
       typename Cond<kRegB, RegFragB<Tile, typename BRows::Rows>,
-                    TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT,
-                               typename BRows::Rows>>::type>::type;
+                    typename Cond<kSwap, RegFragRows<4, kSwapGpw, 1, typename BRows::Rows, 2, true>,
+                                  TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT,
+                                             typename BRows::Rows>>::type>::type>::type;
   // The one-stage kernel's second GEMM: bf16 intermediate x the same weight type.
   using B2Loader = TileLoader<BT, Bf16, BN, BK, NT, typename BRows::Rows>;
   static_assert(!(kSplitK > 1 && IsSame<AT, Fp4Mx>::value), "split-K never takes fp4 activations");
@@ -224,11 +235,16 @@ MXF_DEV void plain_rows(int* brow, int64_t n0, int64_t N) {
   for (int c = dev::thread_x(); c < BN; c += NT) brow[c] = n0 + c < N ? int(n0 + c) : -1;
 }
 
+// K tiles per split (the last split may have fewer).
+template <int BK>
+MXF_HD int split_tiles(int64_t K, int splits) {
+  return (int(cdiv(K, BK)) + splits - 1) / splits;
+}
 // K tiles [kt0, kt1) of split z.
 template <int BK>
 MXF_DEV void k_range(int64_t K, int splits, int z, int& kt0, int& kt1) {
   const int tiles = int(cdiv(K, BK));
-  const int per = (tiles + splits - 1) / splits;
+  const int per = split_tiles<BK>(K, splits);
   kt0 = cmin(tiles, z * per);
   kt1 = cmin(tiles, kt0 + per);
 }
@@ -364,6 +380,16 @@ MXF_DEV void moe_gemm(typename S::Mma& mma, const MoeGemmArgs& a, int e, const i
         (reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023));  // (kSmem has the slack)
     gemm_mainloop_wgmma(mma, al, bl, base, kt0, kt1);
 #endif
+  } else if constexpr (S::kSwap) {
+    // token atoms that hold a route (a block's routes are at most T * topk: plan.rows)
+    const auto plan = S::Tile::plan(a.T * a.topk, split_tiles<S::BK>(a.K, S::kSplitK));
+    int nat = 0;
+    for (int r = 0; r < S::BM; ++r)
+      if (s_arow[r] >= 0) nat = r / 8 + 1;
+    const typename S::BLoader wl(rows, s_brow, S::BRows::kend(a.K), mma.warp_n() * S::Tile::kWarpRows);
+    gemm_mainloop_swap<typename S::AT>(mma, ActRows<typename S::AT>::make(a), s_arow,
+                                       ActRows<typename S::AT>::kend(a.K), wl, sa, plan,
+                                       cmin(nat, plan.rows / 8), kt0, kt1, a.K);
   } else if constexpr (S::kRegB) {
     const typename S::BLoader bl(rows, s_brow, S::BRows::kend(a.K), mma.warp_n() * S::Tile::WN);
     gemm_mainloop_regb<S::BLoader::kStages>(mma, al, bl, sa, sb, kt0, kt1, a.K);
@@ -477,7 +503,7 @@ MXF_HD int64_t onestage_smem_bytes(int64_t I) {
 // its second GEMM reads the intermediate as it lies, in natural K order.
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a) {
-  static_assert(!S::kRegB && !S::kWgmma, "the one-stage kernel has the mma.sync shared-memory path only");
+  static_assert(!S::kRegB && !S::kWgmma && !S::kSwap, "the one-stage kernel has the mma.sync shared-memory path only");
   MXF_DYNAMIC_SMEM(smem);
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];
   __shared__ float s_w[S::BM];
@@ -603,7 +629,12 @@ template <GemmOp OP, class K>
 struct MoeKernel;
 template <class K>
 struct TileSmem {
-  static size_t smem(const MoeGemmArgs&) { return dev::tile_smem_at_launch(K::Tile::kSmem); }
+  static size_t smem(const MoeGemmArgs& a) {
+    if constexpr (K::kSwap)  // (the activation rows the launch can need: SwapTile::plan)
+      return size_t(K::Tile::plan(a.T * a.topk, split_tiles<K::BK>(a.K, K::kSplitK)).smem());
+    else
+      return dev::tile_smem_at_launch(K::Tile::kSmem);
+  }
 };
 template <class K>
 struct MoeKernel<GemmOp::kStage1, K> : TileSmem<K> {

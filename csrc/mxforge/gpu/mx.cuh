@@ -95,12 +95,16 @@ MXF_DEV uint32_t e2m1_pair_bf16x2(uint32_t byte, const E2m1PairScale& k) {
 // them as bf16 bits (value * 2^-126, as above): about 4 instructions per pair instead of
 // 6, then the exact multiplies of e2m1_pair_bf16x2, the second only where the scale needs
 // it (k.hi_needed; multiplying by 1 is exact, so skipping it is).
-MXF_DEV void e2m1_word_pairs_bf16x2(uint32_t w, const E2m1PairScale& k, uint32_t (&o)[4]) {
+// (e2m1_word_pairs_lo: the pairs times k.lo only, for a caller that applies k.hi itself.)
+MXF_DEV void e2m1_word_pairs_lo(uint32_t w, const E2m1PairScale& k, uint32_t (&o)[4]) {
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const uint32_t t = w << (12 - 4 * i);
     o[i] = dev::mul_bf16x2((t & 0x80008000u) | ((t >> 6) & 0x01c001c0u), k.lo);
   }
+}
+MXF_DEV void e2m1_word_pairs_bf16x2(uint32_t w, const E2m1PairScale& k, uint32_t (&o)[4]) {
+  e2m1_word_pairs_lo(w, k, o);
   if (k.hi_needed) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) o[i] = dev::mul_bf16x2(o[i], k.hi);

@@ -51,7 +51,7 @@ class Instance:
     routed_weight: str
     bias: bool
     layout: str
-    b_path: str  # moe_stage1/2: "smem" or "regs" ("" elsewhere; not a key: both serve the same calls)
+    b_path: str  # moe_stage1/2: "smem", "regs", "wgmma" or "swap" ("" elsewhere; not a key: all serve the same calls)
 
     def key(self) -> "Key":
         return Key(**{f: getattr(self, f) for f in KEY_FIELDS})
@@ -295,6 +295,7 @@ SMALL_BLOCK_M_N = 64     # block_m 16 tiles prefer block_n 64 (twice the CTAs of
 WGMMA_MIN_ROWS = 64      # sm90: from 64 rows per active expert (prefill) the wgmma tiles ...
 WGMMA_MIN_ROWS_A16 = 32  # ... from 32 where the activations are 16-bit (nothing to convert)
 WGMMA_BLOCK_M = 128      # ... with block_m up to 128 (the tuned choice at T >= 2048, H200)
+SWAP_MAX_ROWS = 2        # sm90: up to 2 rows per active expert (decode) the swapped tiles first
 
 
 def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
@@ -319,8 +320,12 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       both tuned models, every pipeline; at T = 1024 (32 rows per expert) the tuner took them
       for the stages with bf16 activations (0.94x of the whole layer for a16w4 on both
       models) and kept mma.sync where the activations are MX, whose conversion the wgmma
-      ring adds (H200, 2026-11-29, benchmarks/README.md); below that, wgmma last. Then smem before
-      regs (the register path wins or loses by shape and T: only a tuned table picks it).
+      ring adds (H200, 2026-11-29, benchmarks/README.md); below that, wgmma last. Up to
+      SWAP_MAX_ROWS rows per active expert (decode) the swapped tiles (b_path swap) first: the
+      tuner took them for 17 of 18 stage-1 and 10 of 12 stage-2 choices at T = 1, 8, 64 on
+      both tuned models (1-2 rows per expert; H200, 2026-11-29); elsewhere last. Then smem
+      before regs (the register path wins or loses by shape and T: only a tuned table picks
+      it).
     Re-derived from the H100 tuned table (2026-11-23): block_m agrees in 78 of 81 stage-1
     rows (the earlier rule, one times the rows and no cap: 63), the tile at the tuned
     block_m in 101 of 136 rows (largest block_n and block_k: 90). Against the shipped table
@@ -330,10 +335,16 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     """
     rpe = rows_per_expert(shape)
     want_m = BLOCK_M_ROWS_FACTOR * rpe
-    wgmma = inst.b_path == "wgmma"
+    wgmma, swap = inst.b_path == "wgmma", inst.b_path == "swap"
     min_rows = WGMMA_MIN_ROWS_A16 if inst.a in ("bf16", "fp16") else WGMMA_MIN_ROWS
     prefill = inst.target == "sm90" and rpe >= min_rows
-    lead = int(not wgmma) if prefill else int(wgmma)
+    decode = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS
+    if prefill:
+        lead = 0 if wgmma else 1 + swap
+    elif decode:
+        lead = 0 if swap else 1 + wgmma
+    else:
+        lead = int(wgmma or swap)
     cap = WGMMA_BLOCK_M if wgmma else BLOCK_M_CAP
     if inst.block_m > cap:
         bm_cost: tuple[int, int] = (2, inst.block_m)
@@ -358,6 +369,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
            f"block_k {inst.block_k}")
     if wgmma:
         why += f"; wgmma tile ({'prefill' if prefill else 'not prefill'}: {rpe:.0f} rows/expert)"
+    if swap:
+        why += f"; swapped tile ({'decode' if decode else 'not decode'}: {rpe:.1f} rows/expert)"
     return (lead, bm_cost, sk_cost, n_cost, k_cost, path_cost, inst.name), why
 
 

@@ -268,6 +268,27 @@ def test_heuristic_prefers_the_shared_memory_path():
     assert [i.b_path for i in ranked] == ["smem", "regs"]
 
 
+def test_heuristic_takes_swapped_tiles_for_decode_only():
+    """sm90 up to SWAP_MAX_ROWS rows per active expert: the swapped tile (b_path swap) before
+    smem, regs and wgmma tiles of the same key; from more rows per expert, after smem."""
+    base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
+                out="bf16", block_m=16, block_n=64, block_k=128, split_k=1, activation="silu",
+                gate_up="concat", routed_weight="none", bias=False, layout="plain")
+    cands = [dispatch.Instance(index=i, name=f"sm90_{path}", b_path=path, **base)
+             for i, path in enumerate(["regs", "smem", "swap"])]
+
+    def best(T: int) -> dispatch.Instance:
+        shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
+        return min(cands, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+
+    # 8 routes per token over 256 experts: 1 row per expert at T = 1, 2 at T = 64, 4 at 128
+    assert best(1).b_path == "swap" and best(64).b_path == "swap"
+    assert best(128).b_path == "smem" and best(512).b_path == "smem"
+    why = dispatch.heuristic_rank(best(1), Shape(T=1, N=384, K=3072, E=256, topk=8))[1]
+    assert "swapped tile (decode" in why
+    assert dispatch.SWAP_MAX_ROWS == 2
+
+
 def test_heuristic_takes_wgmma_tiles_for_prefill_only():
     """sm90 from WGMMA_MIN_ROWS rows per active expert (WGMMA_MIN_ROWS_A16 for bf16
     activations): the wgmma tile, block_m 128 at T >= 2048 and 64 at 32 rows per expert (the

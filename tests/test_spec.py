@@ -144,6 +144,21 @@ def test_b_path_regs_is_sm90_only_and_named(tmp_path: Path) -> None:
     assert [n.endswith("_bregs") for n in names] == [False, True, False]  # m32 smem/regs, m64 smem
 
 
+def test_b_path_swap_is_sm90_only_with_its_tiles(tmp_path: Path) -> None:
+    swap = GOOD_GROUP.replace("block_k: 128", "block_k: 128\n    b_path: swap")
+    e = error_of(tmp_path, swap)  # targets: [cpu]
+    assert "b_path swap exists on target sm90 only (target cpu" in e.message
+    sm90 = swap.replace("[cpu]", "[sm90]")
+    e = error_of(tmp_path, sm90.replace("block_m: [16, 32]", "block_m: 64"))
+    assert "b_path swap needs block_m <= 32 and block_k a multiple of 128" in e.message
+    e = error_of(tmp_path, sm90.replace("block_n: 64", "block_n: 16"))  # 32 weight rows per warp
+    assert "b_path swap needs block_n 32, 64, 128 or 256" in e.message and "asked block_n 16" in e.message
+    e = error_of(tmp_path, sm90.replace("b: pk_fp4", "b: fp8").replace("a: pk_fp4", "a: fp8"))
+    assert "b_path swap needs pk_fp4 weights and a bf16 MMA input" in e.message
+    names = [i.name for i in load_spec_file(write(tmp_path, sm90), TARGET_NAMES)]
+    assert len(names) == 2 and all(n.endswith("_plain_bswap") for n in names)
+
+
 def test_b_path_wgmma_is_sm90_only_with_its_tiles(tmp_path: Path) -> None:
     wg = GOOD_GROUP.replace("block_k: 128", "block_k: 64\n    b_path: wgmma").replace(
         "block_m: [16, 32]", "block_m: 128").replace("block_n: 64", "block_n: 128")

@@ -153,6 +153,10 @@ MXF_DEV Vec16 ld16_ro(const void* p) { return ld16(p); }
 // No packed bf16 multiply is used on AMD: dequantization multiplies in fp32 (gemm.cuh).
 constexpr bool kHasBf16x2Mul = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);  // (declared for the shared code; not defined)
+// 32-bit shared-memory addresses: sm90's swapped decode tile (gemm.cuh, SwapMma) reads its
+// token fragments through them; no AMD instance has that tile (declared; not defined).
+uint32_t smem_addr(const void* p);
+Vec16 lds16(uint32_t a);
 
 // ---- atomics ------------------------------------------------------------------------
 MXF_DEV void atomic_add(float* p, float v) {
@@ -328,6 +332,8 @@ void st16(void* p, const Vec16& v);
 Vec16 ld16_ro(const void* p);
 constexpr bool kHasBf16x2Mul = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);
+uint32_t smem_addr(const void* p);
+Vec16 lds16(uint32_t a);
 void atomic_add(float* p, float v);
 void atomic_add(int* p, int v);
 void atomic_add_bf16x2(uint16_t* p, uint32_t packed_lo_hi);

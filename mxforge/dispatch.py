@@ -322,8 +322,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       models) and kept mma.sync where the activations are MX, whose conversion the wgmma
       ring adds (H200, 2026-11-29, benchmarks/README.md); below that, wgmma last. Up to
       SWAP_MAX_ROWS rows per active expert (decode) the swapped tiles (b_path swap) first: the
-      tuner took them for 17 of 18 stage-1 and 10 of 12 stage-2 choices at T = 1, 8, 64 on
-      both tuned models (1-2 rows per expert; H200, 2026-11-29); elsewhere last. Then smem
+      tuner took them for 40 of 42 stage-1 and 22 of 28 stage-2 choices at T = 1 ... 64 on
+      both tuned models (at most 2 rows per expert; H200, 2026-11-29); elsewhere last. Then smem
       before regs (the register path wins or loses by shape and T: only a tuned table picks
       it).
     Re-derived from the H100 tuned table (2026-11-23): block_m agrees in 78 of 81 stage-1
@@ -331,7 +331,9 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     block_m in 101 of 136 rows (largest block_n and block_k: 90). Against the shipped table
     with its wgmma rows for T >= 2048 (2026-11-29): 81 of 81 and 89 of 135; with the
     H200 re-tune of the small-T rows that took stage-2 split-K and of T = 512 / 1024
-    (2026-11-29): 81 and 84 with the single threshold of 64 rows, 81 and 88 with this rule.
+    (2026-11-29): 81 and 84 with the single threshold of 64 rows, 81 and 88 with this rule;
+    with the swap re-tune of T <= 64 (2026-11-29): 81 of 81, 85 of 135, and b_path at the
+    tuned block_m in 121 of 135 (68 without the swap-first rule).
     """
     rpe = rows_per_expert(shape)
     want_m = BLOCK_M_ROWS_FACTOR * rpe

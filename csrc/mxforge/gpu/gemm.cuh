@@ -623,7 +623,8 @@ MXF_DEV void gemm_mainloop_regb(WarpMma<Tile, InT>& mma, ALoader al, const BRegs
 //   * 8 warps; warp (wn, wk) owns 32 weight rows (two m16 atoms) and the k-tiles wk,
 //     wk + kWarpsK, ... of the CTA's K range, whose weight bytes it loads straight into
 //     registers in RegK order (RegFragRows with four rows per lane: rows g, g + 8, g + 16,
-//     g + 24), kStages k-tiles ahead of its MMAs, and converts right before them;
+//     g + 24), one k-tile ahead of its MMAs (two stages: one in flight while the other is
+//     converted and multiplied), and converts right before them;
 //   * the block's activation rows for the whole K range (or a chunk of it where they do not
 //     fit) sit in shared memory, converted once per CTA into RegK order (16-bit rows as
 //     they are, MX rows dequantized exactly), so the main loop has no barrier; only the

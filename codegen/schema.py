@@ -66,7 +66,7 @@ B_PATH = _f("b_path", ("smem", "regs", "wgmma", "swap"), "smem",
             "64 or 128 columns per warpgroup; gemm.cuh, WgmmaTile); swap = the decode tile: "
             "weights as the 16-row MMA operand and the block's tokens as 8-wide atoms, "
             "activations resident in shared memory, each warp streaming its own weight rows "
-            "several k-tiles ahead (sm90, pk_fp4 weights with pk_fp4, bf16 or fp8 activations, "
+            "a k-tile ahead (sm90, pk_fp4 weights with pk_fp4 or bf16 activations, "
             "block_m 16 or 32, block_n 32/64/128/256, block_k a multiple of 128; gemm.cuh, "
             "SwapTile)")
 
@@ -168,7 +168,11 @@ def _b_path(c: dict[str, Any]) -> str | None:
         if c["block_m"] > 32 or c["block_k"] % 128:
             return (f"b_path {path} needs block_m <= 32 and block_k a multiple of 128 (asked "
                     f"block_m {c['block_m']}, block_k {c['block_k']})")
-        # swap: 8 warps of 32 weight rows each, split over N and K
+        # swap: the activation dtypes that ran on a GPU (fp8's conversion path has not);
+        # 8 warps of 32 weight rows each, split over N and K
+        if path == "swap" and c["a"] not in ("pk_fp4", "bf16"):
+            return (f"b_path swap takes pk_fp4 or bf16 activations (the ones run on a GPU); "
+                    f"asked a={c['a']}")
         if path == "swap" and c["block_n"] not in (32, 64, 128, 256):
             return (f"b_path swap needs block_n 32, 64, 128 or 256 (32 weight rows per warp, 8 "
                     f"warps); asked block_n {c['block_n']}")

@@ -187,7 +187,6 @@ def test_dropped_routes_match_reference_without_validation(D):
     assert rel_l2(y, want) < ACCUM_TOL
 
 
-
 @pytest.mark.parametrize("name", [
     "cpu_moe_stage1_bf16xpk_fp4_obf16_m32_n64_k128_sk2_silu_concat_rwnone_nobias_plain",
     "cpu_moe_stage2_bf16xpk_fp4_obf16_m32_n64_k64_sk2_rwstage2_bias_plain"])

@@ -155,6 +155,8 @@ def test_b_path_swap_is_sm90_only_with_its_tiles(tmp_path: Path) -> None:
     assert "b_path swap needs block_n 32, 64, 128 or 256" in e.message and "asked block_n 16" in e.message
     e = error_of(tmp_path, sm90.replace("b: pk_fp4", "b: fp8").replace("a: pk_fp4", "a: fp8"))
     assert "b_path swap needs pk_fp4 weights and a bf16 MMA input" in e.message
+    e = error_of(tmp_path, sm90.replace("a: pk_fp4", "a: fp8"))  # fp8 activations never ran
+    assert "b_path swap takes pk_fp4 or bf16 activations (the ones run on a GPU); asked a=fp8" in e.message
     names = [i.name for i in load_spec_file(write(tmp_path, sm90), TARGET_NAMES)]
     assert len(names) == 2 and all(n.endswith("_plain_bswap") for n in names)
 

@@ -175,6 +175,7 @@ def allowed_combination(c: dict[str, Any]) -> bool:
             # swap: as regs, and 8 warps of 32 weight rows split over N and K
             and not (c.get("b_path", "smem") == "swap"
                      and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] != "fp16"
+                              and c["a"] in ("pk_fp4", "bf16")
                               and bm <= 32 and bk % 128 == 0 and bn in (32, 64, 128, 256)))
             # wgmma: two warpgroups of m64 x (64 or 128) columns each, block_k 64
             and not (c.get("b_path", "smem") == "wgmma"

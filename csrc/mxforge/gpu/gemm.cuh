@@ -637,7 +637,6 @@ template <class Arch, int BM_, int BN_, int BK_>
 struct SwapTile {
   using Arch_ = Arch;
   static constexpr int BM = BM_, BN = BN_, BK = BK_;
-  static constexpr bool kRegB = false;
   static constexpr int kWarps = 8, kWarpRows = 32;
   static_assert(BM % 8 == 0 && BM <= 32 && BK % 128 == 0 && BN % kWarpRows == 0 &&
                     kWarps % (BN / kWarpRows) == 0,
@@ -802,7 +801,9 @@ struct SwapMma {
   }
 
   // Accumulators -> fp32 staging tile [BM][kLdC] (row = token, column = weight row of the
-  // tile): warp group 0 writes, the others add theirs in order. Every thread calls it.
+  // tile), in warp-group order as WarpMma::stage (the same loop over the transposed
+  // accumulator layout; merging the two changed the machine code of 199 objects, which
+  // could not be re-run on a GPU that session).
   MXF_DEV void stage(float* c) const {
     const int lane = dev::lane_id(), c0 = warp_n() * Tile::kWarpRows;
 #pragma unroll 1

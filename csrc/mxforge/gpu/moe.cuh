@@ -117,6 +117,8 @@ struct MoeSpec {
   static_assert(!(kRegB || kSwap) || (Arch::kRegFragB && IsSame<BT, Fp4Mx>::value && IsSame<InT, Bf16>::value &&
                                       BM <= 32 && BK % 128 == 0),
                 "b_path regs / swap: sm90, pk_fp4 weights, bf16 MMA input, block_m <= 32, block_k % 128 == 0");
+  static_assert(!kSwap || IsSame<AT, Fp4Mx>::value || IsSame<AT, Bf16>::value,
+                "b_path swap: pk_fp4 or bf16 activations (the ones run on a GPU; codegen says the same)");
   static constexpr int kWarpsK = kRegB ? cmin(WARPS_K_, BK / 128) : WARPS_K_;
   // The warpgroup-MMA main loop: sm90, pk_fp4 weights with pk_fp4, bf16 or fp8 activations
   // (the pairs run on a GPU), block_m 64 / 128, block_k a multiple of 64; codegen's b_path

@@ -335,6 +335,11 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     "EMU90_S1W": "sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m32_n64_k128_sk1_silu_concat_rwnone_nobias_plain_bswap",
     "EMU90_S2W": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n256_k128_rwstage2_nobias_plain_bswap",
     "EMU90_S2WSK": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n64_k128_sk2_rwstage2_nobias_plain_bswap",
+    # fused quant+sort (decode: 8 lanes per quantized block, the sorter's one-warp path) on
+    # 64- and 32-lane warps, against the cpu quantizer and sorter byte for byte
+    "EMU950_FQS4": "gfx950_fused_quant_sort_bf16_opk_fp4",
+    "EMU950_FQS8": "gfx950_fused_quant_sort_bf16_ofp8",
+    "EMU90_FQS4": "sm90_fused_quant_sort_bf16_opk_fp4",
 }
 
 
@@ -381,7 +386,9 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SORT identical" in r.stdout, r.stdout
+    assert "SORT identical" in r.stdout and "SORT200 identical" in r.stdout, r.stdout
+    fqs = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.startswith("FQS")]
+    assert fqs == [["gfx950_fp4", "identical"], ["gfx950_fp8", "identical"], ["sm90_fp4", "identical"]], r.stdout
     rel = {ln.split()[1]: float(ln.split()[2]) for ln in r.stdout.splitlines() if ln.startswith("REL")}
     assert set(rel) == {"stage1_gfx950", "stage1_gfx942", "stage2_gfx950", "stage1_sm90",
                         "stage2_sm90", "stage1_sm90_a16", "stage2_sm90_a16",

@@ -67,6 +67,53 @@ MXF_DEV void quant_blocks(const QuantArgs& a, int64_t index, int64_t stride) {
   for (int64_t g = index; g < total; g += stride) quant_block<In, MxT>(a, g / nb, g % nb);
 }
 
+// The same blocks with kQuantLanes lanes per block (the fused quant+sort's quantizer: at
+// decode there are a few hundred blocks, so a block's chain of 32 conversions in one
+// thread, not bandwidth, set the kernel's time). Lane p of a group takes elements 4p..4p+3:
+// the amax meets over the group's lanes (max is order-free), each lane encodes its four
+// with the same functions as mx_quantize32 and stores their bytes, so the bytes are
+// quant_block's. `index`: this thread's place in [0, stride); stride and the warp size are
+// multiples of kQuantLanes, so every lane of a warp runs the loop the same number of times
+// (the shuffles need the whole warp).
+constexpr int kQuantLanes = 8;
+template <class In, class MxT>
+MXF_DEV void quant_blocks_lanes(const QuantArgs& a, int64_t index, int64_t stride) {
+  using Elem = ElemOf<MxT>;
+  constexpr int kBytes = MxBlockBytes<Elem>::value, kPer = 32 / kQuantLanes;
+  constexpr int kLaneBytes = kBytes / kQuantLanes, kBits = 8 * kLaneBytes / kPer;  // 2 / 4 bytes, 4 / 8 bits
+  const int64_t nb = cdiv(a.K, 32), total = a.M * nb;
+  const int part = dev::lane_id() % kQuantLanes;
+  const int64_t warp_first = (index - dev::lane_id()) / kQuantLanes;  // the warp's first block
+  for (int64_t g0 = warp_first; g0 < total; g0 += stride / kQuantLanes) {
+    const int64_t g = g0 + dev::lane_id() / kQuantLanes, row = g / nb, blk = g % nb;
+    const bool live = g < total;
+    const typename Io<In>::S* x = static_cast<const typename Io<In>::S*>(a.x) + row * a.x_stride;
+    float v[kPer];
+    uint32_t amax_bits = 0;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int64_t k = blk * 32 + part * kPer + i;
+      v[i] = (live && k < a.K) ? Io<In>::get(x, k) : 0.0f;
+      const uint32_t b = f32_bits(v[i]) & 0x7fffffffu;
+      amax_bits = b > amax_bits ? b : amax_bits;
+    }
+#pragma unroll
+    for (int m = 1; m < kQuantLanes; m <<= 1) {
+      const uint32_t o = dev::shfl_xor(amax_bits, m);
+      amax_bits = o > amax_bits ? o : amax_bits;
+    }
+    if (!live) continue;
+    const uint8_t s = e8m0_scale(bits_f32(amax_bits), Rounding(a.rounding), Elem::kMax, Elem::kEmax);
+    uint32_t codes = 0;  // (e2m1: element 2i in the low nibble of byte i)
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) codes |= uint32_t(Elem::encode(scale_down(v[i], s))) << (kBits * i);
+    uint8_t* q = static_cast<uint8_t*>(a.q) + row * a.q_stride + blk * kBytes + part * kLaneBytes;
+#pragma unroll
+    for (int b = 0; b < kLaneBytes; ++b) q[b] = uint8_t(codes >> (8 * b));
+    if (part == 0) a.scales[row * a.scale_stride + blk] = s;
+  }
+}
+
 template <class In, class MxT>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kQuantThreads) mx_quant_kernel(QuantArgs a) {
   quant_blocks<In, MxT>(a, int64_t(dev::block_x()) * kQuantThreads + dev::thread_x(),

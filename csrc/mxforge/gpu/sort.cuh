@@ -25,9 +25,10 @@
 //   [cdiv(U, block_m), cdiv(P, block_m)), and zero `zero_buf`. U = T*k + min(E, T*k) *
 //   (block_m - 1) bounds the used rows (each non-empty expert pads by < block_m), so the
 //   fillers never touch a row the sorter writes and need not wait for it.
-//   Fused quant+sort (T <= kFusedMaxTokens) adds CTAs that quantize rows (quant.cuh);
+//   Fused quant+sort (T <= kFusedMaxTokens) adds CTAs that quantize rows (quant.cuh,
+//   kQuantLanes lanes per block: quant_blocks_lanes);
 //   above the threshold the entry runs the mxfp4_quant kernel, then this sort, so the
-//   bytes are identical either way (the same device functions run in both).
+//   bytes are identical either way (the same scale and element functions run in both).
 // Cost: the sorter reads the routes twice from L2; it is one CTA, fine for decode and a
 // few microseconds at T*k = 64K routes.
 #pragma once
@@ -119,8 +120,58 @@ MXF_DEV bool route_expert(const SortArgs& a, int i, int end, int& e) {
   return e >= 0 && e < a.E && (a.expert_mask == nullptr || a.expert_mask[e] != 0);
 }
 
+// CTA 0 at decode (every route one lane of warp 0: n <= kWarpSize): the same sort by one
+// warp in registers, with no shared memory and no CTA barrier (the general path's passes
+// over kSortWarps x E counters and its scans are most of a decode sort's time). Lane i
+// holds route i; the lowest lane of each expert's peers (its leader) holds the expert's
+// padded size, and an expert's first row is the padded sizes of the experts below it
+// (one pass over the lanes). Rows, padding, block experts and counts are byte for byte
+// those of the general path (tests: the cpu sorter, the fused entry, both warp sizes).
+MXF_DEV void sort_warp(const SortArgs& a, const SortPlan& p) {
+  const int bm = int(a.block_m), k = int(a.topk), lane = dev::lane_id();
+  int e;
+  const bool valid = route_expert(a, lane, p.n, e);
+  const dev::LaneMask peers = warp_peers(e, valid, p.bits);
+  const bool leader = valid && lane == dev::lowest_lane(peers);
+  const int cnt = valid ? dev::popc(peers) : 0;
+  const int padded = leader ? int(round_up(cnt, bm)) : 0;
+  int first = 0, used = 0;
+  for (int j = 0; j < dev::kWarpSize; ++j) {
+    const int ej = dev::shfl(e, j), pj = dev::shfl(padded, j);
+    used += pj;
+    if (ej < e) first += pj;  // (pj > 0: lane j leads an expert)
+  }
+  const int sentinel = sentinel_of(a);
+  if (valid) {
+    const int row = first + dev::popc(peers & dev::lanes_below());
+    a.sorted_ids[row] = ((lane % k) << kTokenBits) | (lane / k);
+    a.sorted_weights[row] = a.topk_weights[lane];
+  }
+  if (leader) {
+    for (int r = first + cnt; r < first + padded; ++r) {
+      a.sorted_ids[r] = sentinel;
+      a.sorted_weights[r] = 0.0f;
+    }
+    for (int b = first / bm; b < (first + padded) / bm; ++b) a.sorted_expert_ids[b] = e;
+  }
+  for (int r = used + lane; r < p.U; r += dev::kWarpSize) {
+    a.sorted_ids[r] = sentinel;
+    a.sorted_weights[r] = 0.0f;
+  }
+  const int sorter_blocks = cmin(int(cdiv(p.U, bm)), p.nblocks);
+  for (int b = used / bm + lane; b < sorter_blocks; b += dev::kWarpSize) a.sorted_expert_ids[b] = -1;
+  if (lane == 0) {
+    a.num_valid_ids[0] = used;
+    a.num_valid_ids[1] = int(a.T);
+  }
+}
+
 // CTA 0: the whole sort (steps 1-5 above).
 MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem) {
+  if (p.n <= dev::kWarpSize) {  // (uniform for the CTA: no barrier below is reached)
+    if (dev::warp_id() == 0) sort_warp(a, p);
+    return;
+  }
   const int E = int(a.E), bm = int(a.block_m), k = int(a.topk);
   int* hist = reinterpret_cast<int*>(smem);  // [kSortWarps][E]
   int* tot = hist + kSortWarps * E;           // [E]
@@ -129,9 +180,11 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem)
   const int tid = dev::thread_x(), lane = dev::lane_id(), warp = dev::warp_id();
   const int per_warp = int(round_up(cdiv(p.n, kSortWarps), dev::kWarpSize));
   const int beg = cmin(p.n, warp * per_warp), end = cmin(p.n, beg + per_warp);
+  // warps with routes: the counter rows the passes below visit (few when n is small)
+  const int active = int(cdiv(p.n, per_warp));
   int* mine = hist + warp * E;
 
-  for (int i = tid; i < kSortWarps * E; i += kSortThreads) hist[i] = 0;
+  for (int i = tid; i < active * E; i += kSortThreads) hist[i] = 0;
   dev::sync_threads();
   // 1. per-warp histograms
   for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
@@ -145,7 +198,7 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem)
   // 2. per expert: each warp's start within the expert, and the total
   for (int e = tid; e < E; e += kSortThreads) {
     int run = 0;
-    for (int w = 0; w < kSortWarps; ++w) {
+    for (int w = 0; w < active; ++w) {
       const int c = hist[w * E + e];
       hist[w * E + e] = run;
       run += c;
@@ -159,7 +212,7 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem)
   if (tid < E) base[tid] = first;
   if (tid == 0) base[E] = used;
   dev::sync_threads();
-  for (int i = tid; i < kSortWarps * E; i += kSortThreads) hist[i] += base[i % E];
+  for (int i = tid; i < active * E; i += kSortThreads) hist[i] += base[i % E];
   dev::sync_threads();
   // 4. scatter, in route order within each warp's run
   for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
@@ -227,8 +280,8 @@ struct NoQuantRole {
 template <class In, class MxT>
 struct QuantRole {
   MXF_DEV static void run(const QuantArgs& q, int cta, int ctas) {
-    quant_blocks<In, MxT>(q, int64_t(cta) * kSortThreads + dev::thread_x(),
-                          int64_t(ctas) * kSortThreads);
+    quant_blocks_lanes<In, MxT>(q, int64_t(cta) * kSortThreads + dev::thread_x(),
+                                int64_t(ctas) * kSortThreads);
   }
 };
 
@@ -314,7 +367,7 @@ Status launch_fused_quant_sort(const FusedQuantSortArgs& f) {
     return st.code != 0 ? st : launch_sort<Fused>(f.sort);
   }
   SortPlan p = sort_plan(f.sort);
-  p.quant_ctas = int(cdiv(f.quant.M * cdiv(f.quant.K, 32), kSortThreads));
+  p.quant_ctas = int(cdiv(f.quant.M * cdiv(f.quant.K, 32) * kQuantLanes, kSortThreads));
   return launch_sort_kernel<Fused>(f.sort, p, f.quant, "fused_quant_sort launch");
 }
 #endif

@@ -21,6 +21,9 @@
 //        rows are thus in increasing t*k+slot, as the contract (and the CPU sorter) says;
 //     5. padding rows of each expert and rows [used, U) get the sentinel, blocks below
 //        cdiv(U, block_m) get their expert or -1.
+//   Decode (T*k <= kWarpSize routes): warp 0 of the sorter does steps 1-5 alone, in
+//   registers, with no shared memory and no barrier (sort_warp), the same bytes; above
+//   that the passes over the counters visit only the rows of warps that hold routes.
 //   CTAs 1..F, the fillers, write the sentinel to rows [U, P), -1 to blocks
 //   [cdiv(U, block_m), cdiv(P, block_m)), and zero `zero_buf`. U = T*k + min(E, T*k) *
 //   (block_m - 1) bounds the used rows (each non-empty expert pads by < block_m), so the

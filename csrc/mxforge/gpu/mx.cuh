@@ -20,32 +20,48 @@ struct MxBlockBytes<E2m1> { static constexpr int value = 16; };
 template <>
 struct MxBlockBytes<E4m3> { static constexpr int value = 32; };
 
-// Quantize v[0..31] (one block along K; callers put 0 past K) exactly as docs/ops.md:
-// amax over |v| (NaN/Inf anywhere gives scale 0xFF), the scale byte by `mode`, then each
-// element scaled by 2^(127-s) (mxf::scale_down) and rounded to the element format.
-// Codes land little-endian in `words` (element 2i in the low nibble of byte i for e2m1).
-template <class Elem>
-MXF_HD uint8_t mx_quantize32(const float (&v)[32], Rounding mode,
-                             uint32_t (&words)[MxBlockBytes<Elem>::value / 4]) {
-  // max of |x| on the bit patterns: NaN patterns compare above Inf above every finite
-  // value, so a NaN anywhere yields a NaN amax (and e8m0_scale maps NaN/Inf to 0xFF).
+// The pieces of quantizing one MX block exactly as docs/ops.md says, shared by the whole-
+// block form below and the fused quant+sort's lanes (quant.cuh, quant_blocks_lanes):
+// max of |x| on the bit patterns: NaN patterns compare above Inf above every finite value,
+// so a NaN anywhere yields a NaN amax (and e8m0_scale maps NaN/Inf to 0xFF). Callers may
+// combine partial results with the same max.
+template <int N>
+MXF_HD uint32_t abs_max_bits(const float* v) {
   uint32_t amax_bits = 0;
 #pragma unroll
-  for (int i = 0; i < 32; ++i) {
+  for (int i = 0; i < N; ++i) {
     uint32_t b = f32_bits(v[i]) & 0x7fffffffu;
     amax_bits = b > amax_bits ? b : amax_bits;
   }
-  const uint8_t s = e8m0_scale(bits_f32(amax_bits), mode, Elem::kMax, Elem::kEmax);
-  constexpr int kPerWord = MxBlockBytes<Elem>::value == 16 ? 8 : 4;  // codes per 32 bits
-  constexpr int kBits = 32 / kPerWord;
+  return amax_bits;
+}
+// The block's scale byte from its amax, by `mode`.
+template <class Elem>
+MXF_HD uint8_t mx_block_scale(uint32_t amax_bits, Rounding mode) {
+  return e8m0_scale(bits_f32(amax_bits), mode, Elem::kMax, Elem::kEmax);
+}
+// Codes of v[0..N) scaled by 2^(127-s) (mxf::scale_down) and rounded to the element
+// format, little-endian from bit 0 (4 bits per e2m1 code, 8 per e4m3 code; N codes fit 32).
+template <class Elem, int N>
+MXF_HD uint32_t mx_encode(const float* v, uint8_t s) {
+  constexpr int kBits = MxBlockBytes<Elem>::value / 4;
+  static_assert(N * kBits <= 32, "codes of one 32-bit word");
+  uint32_t word = 0;
 #pragma unroll
-  for (int w = 0; w < 32 / kPerWord; ++w) {
-    uint32_t word = 0;
+  for (int j = 0; j < N; ++j) word |= uint32_t(Elem::encode(scale_down(v[j], s))) << (kBits * j);
+  return word;
+}
+
+// Quantize v[0..31] (one block along K; callers put 0 past K): amax over |v|, the scale
+// byte by `mode`, each element scaled and rounded. Codes land little-endian in `words`
+// (element 2i in the low nibble of byte i for e2m1).
+template <class Elem>
+MXF_HD uint8_t mx_quantize32(const float (&v)[32], Rounding mode,
+                             uint32_t (&words)[MxBlockBytes<Elem>::value / 4]) {
+  const uint8_t s = mx_block_scale<Elem>(abs_max_bits<32>(v), mode);
+  constexpr int kPerWord = 32 / (MxBlockBytes<Elem>::value / 4);  // codes per 32 bits
 #pragma unroll
-    for (int j = 0; j < kPerWord; ++j)
-      word |= uint32_t(Elem::encode(scale_down(v[w * kPerWord + j], s))) << (kBits * j);
-    words[w] = word;
-  }
+  for (int w = 0; w < 32 / kPerWord; ++w) words[w] = mx_encode<Elem, kPerWord>(v + w * kPerWord, s);
   return s;
 }
 

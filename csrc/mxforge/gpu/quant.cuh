@@ -71,7 +71,7 @@ MXF_DEV void quant_blocks(const QuantArgs& a, int64_t index, int64_t stride) {
 // decode there are a few hundred blocks, so a block's chain of 32 conversions in one
 // thread, not bandwidth, set the kernel's time). Lane p of a group takes elements 4p..4p+3:
 // the amax meets over the group's lanes (max is order-free), each lane encodes its four
-// with the same functions as mx_quantize32 and stores their bytes, so the bytes are
+// with mx_quantize32's pieces (mx.cuh) and stores their bytes, so the bytes are
 // quant_block's. `index`: this thread's place in [0, stride); stride and the warp size are
 // multiples of kQuantLanes, so every lane of a warp runs the loop the same number of times
 // (the shuffles need the whole warp).
@@ -80,7 +80,7 @@ template <class In, class MxT>
 MXF_DEV void quant_blocks_lanes(const QuantArgs& a, int64_t index, int64_t stride) {
   using Elem = ElemOf<MxT>;
   constexpr int kBytes = MxBlockBytes<Elem>::value, kPer = 32 / kQuantLanes;
-  constexpr int kLaneBytes = kBytes / kQuantLanes, kBits = 8 * kLaneBytes / kPer;  // 2 / 4 bytes, 4 / 8 bits
+  constexpr int kLaneBytes = kBytes / kQuantLanes;  // 2 (e2m1) or 4 (e4m3)
   const int64_t nb = cdiv(a.K, 32), total = a.M * nb;
   const int part = dev::lane_id() % kQuantLanes;
   const int64_t warp_first = (index - dev::lane_id()) / kQuantLanes;  // the warp's first block
@@ -89,24 +89,20 @@ MXF_DEV void quant_blocks_lanes(const QuantArgs& a, int64_t index, int64_t strid
     const bool live = g < total;
     const typename Io<In>::S* x = static_cast<const typename Io<In>::S*>(a.x) + row * a.x_stride;
     float v[kPer];
-    uint32_t amax_bits = 0;
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
       const int64_t k = blk * 32 + part * kPer + i;
       v[i] = (live && k < a.K) ? Io<In>::get(x, k) : 0.0f;
-      const uint32_t b = f32_bits(v[i]) & 0x7fffffffu;
-      amax_bits = b > amax_bits ? b : amax_bits;
     }
+    uint32_t amax_bits = abs_max_bits<kPer>(v);
 #pragma unroll
     for (int m = 1; m < kQuantLanes; m <<= 1) {
       const uint32_t o = dev::shfl_xor(amax_bits, m);
       amax_bits = o > amax_bits ? o : amax_bits;
     }
     if (!live) continue;
-    const uint8_t s = e8m0_scale(bits_f32(amax_bits), Rounding(a.rounding), Elem::kMax, Elem::kEmax);
-    uint32_t codes = 0;  // (e2m1: element 2i in the low nibble of byte i)
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) codes |= uint32_t(Elem::encode(scale_down(v[i], s))) << (kBits * i);
+    const uint8_t s = mx_block_scale<Elem>(amax_bits, Rounding(a.rounding));
+    const uint32_t codes = mx_encode<Elem, kPer>(v, s);  // (e2m1: element 2i in the low nibble of byte i)
     uint8_t* q = static_cast<uint8_t*>(a.q) + row * a.q_stride + blk * kBytes + part * kLaneBytes;
 #pragma unroll
     for (int b = 0; b < kLaneBytes; ++b) q[b] = uint8_t(codes >> (8 * b));

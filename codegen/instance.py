@@ -6,8 +6,8 @@ from typing import Any
 
 from . import schema
 
-_PREFIX = {"block_m": "m", "block_n": "n", "block_k": "k", "split_k": "sk", "out": "o",
-           "routed_weight": "rw"}
+_PREFIX = {"block_m": "m", "block_n": "n", "block_k": "k", "split_k": "sk", "cluster_k": "ck",
+           "out": "o", "routed_weight": "rw"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Instance:
             "activation": p.get("activation", ""), "gate_up": p.get("gate_up", ""),
             "routed_weight": p.get("routed_weight", ""), "bias": int(bool(p.get("bias", False))),
             "layout": p.get("layout", ""), "b_path": p.get("b_path", ""),
+            "cluster_k": p.get("cluster_k", 1),
         }
 
 
@@ -64,9 +65,9 @@ def canonical_name(target: str, op: str, fields: dict[str, Any]) -> str:
         elif key == "b_path":  # only the non-default path is named (names predate the field)
             if v != schema.default_of(op, "b_path"):
                 parts.append(f"b{v}")
-        elif key == "split_k" and op == "moe_stage2":  # named only when > 1 (names predate it)
-            if v != 1:
-                parts.append(f"sk{v}")
+        elif (key == "split_k" and op == "moe_stage2") or key == "cluster_k":
+            if v != 1:  # named only when > 1 (names predate these fields)
+                parts.append(f"{_PREFIX[key]}{v}")
         elif key in ("block_m", "block_n", "block_k", "split_k", "out", "routed_weight"):
             parts.append(f"{_PREFIX[key]}{v}")
         else:

@@ -22,6 +22,7 @@ BLOCK_M = (16, 32, 64, 128)
 BLOCK_N = (16, 32, 64, 128, 256)
 BLOCK_K = (32, 64, 128, 256)
 SPLIT_K = (1, 2, 4, 8)
+CLUSTER_K = (1, 2, 4)
 
 # GEMM dtype pairs (a = activation, b = weight) every GEMM op may be built for.
 GEMM_PAIRS = {
@@ -51,6 +52,11 @@ B_GEMM = _f("b", ("pk_fp4", "fp8", "bf16"), doc="weight dtype")
 BM = _f("block_m", BLOCK_M, doc="rows of a sorted block (the sort's padding unit)")
 BN = _f("block_n", BLOCK_N, doc="GEMM N tile")
 BK = _f("block_k", BLOCK_K, doc="GEMM K tile (a multiple of the 32-element scale block)")
+CLUSTER = _f("cluster_k", CLUSTER_K, 1,
+             "CTAs of a thread block cluster that share one output tile's K range, their partial "
+             "sums added in the cluster's shared memory before the epilogue (sm90, b_path swap; "
+             "allowed with pk_fp4 activations: unlike split_k, no partial sum leaves the kernel; "
+             "names carry `ck` only when > 1)")
 BIAS = _f("bias", (False, True), False, "add a per-expert fp32 bias to the GEMM output")
 LAYOUT = _f("layout", LAYOUTS, "plain", "weight layout the instance reads (docs/ops.md)")
 ACT = _f("activation", ACTIVATIONS, doc="gate activation")
@@ -101,7 +107,7 @@ OPS: dict[str, OpSpec] = {
         OpSpec("moe_stage1", "gate/up GEMM + activation",
                (A_GEMM, B_GEMM, _f("out", ("bf16", "pk_fp4"), doc="intermediate dtype"),
                 BM, BN, BK, _f("split_k", SPLIT_K, 1, "K splits (never with pk_fp4 activations)"),
-                ACT, GU, BIAS, _f("routed_weight", ("none", "stage1"), "none",
+                CLUSTER, ACT, GU, BIAS, _f("routed_weight", ("none", "stage1"), "none",
                                   "multiply by the routed weight here"), LAYOUT, B_PATH),
                "MoeGemmArgs"),
         OpSpec("moe_stage2", "down GEMM + routed-weight multiply + accumulation per token",
@@ -109,7 +115,7 @@ OPS: dict[str, OpSpec] = {
                 BM, BN, BK,
                 _f("split_k", SPLIT_K, 1, "K splits (bf16/fp16 activations only; names carry "
                    "`sk` only when > 1)"),
-                BIAS, _f("routed_weight", ("none", "stage2"), "stage2",
+                CLUSTER, BIAS, _f("routed_weight", ("none", "stage2"), "stage2",
                                      "multiply by the routed weight here"), LAYOUT, B_PATH),
                "MoeGemmArgs"),
         OpSpec("moe_1stage", "stage 1 and stage 2 fused in one launch (decode)",
@@ -146,6 +152,18 @@ def _split_k(c: dict[str, Any]) -> str | None:
     if sk > 1 and c["op"] == "moe_stage2" and c.get("a") not in ("bf16", "fp16"):
         return (f"split_k > 1 is invalid with {c['a']} activations in moe_stage2 (stage-2 "
                 "split-K takes bf16 or fp16 activations only)")
+    return None
+
+
+def _cluster_k(c: dict[str, Any]) -> str | None:
+    ck = c.get("cluster_k", 1)
+    if ck == 1:
+        return None
+    if c["target"] != "sm90" or c.get("b_path") != "swap":
+        return (f"cluster_k {ck} exists on target sm90 with b_path swap only (asked target "
+                f"{c['target']}, b_path {c.get('b_path', 'smem')}; use cluster_k 1)")
+    if c.get("split_k", 1) != 1:
+        return f"cluster_k {ck} and split_k {c['split_k']} both split K: choose one"
     return None
 
 
@@ -230,6 +248,7 @@ def _native_mx(c: dict[str, Any]) -> str | None:
 CONSTRAINTS: tuple[Constraint, ...] = (
     Constraint("dtype_pair", _pair),
     Constraint("split_k", _split_k),
+    Constraint("cluster_k", _cluster_k),
     Constraint("layout", _layout),
     Constraint("b_path", _b_path),
     Constraint("requant_tile", _requant),
@@ -238,7 +257,7 @@ CONSTRAINTS: tuple[Constraint, ...] = (
 )
 
 # Short codes used in canonical names (every field appears, in this order).
-NAME_ORDER = ("a", "b", "out", "block_m", "block_n", "block_k", "split_k", "activation",
+NAME_ORDER = ("a", "b", "out", "block_m", "block_n", "block_k", "split_k", "cluster_k", "activation",
               "gate_up", "routed_weight", "bias", "layout", "b_path")
 
 

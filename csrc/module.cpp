@@ -79,7 +79,7 @@ PYBIND11_MODULE(_C, m) {
       d["block_m"] = r->block_m; d["block_n"] = r->block_n; d["block_k"] = r->block_k;
       d["split_k"] = r->split_k; d["activation"] = r->activation; d["gate_up"] = r->gate_up;
       d["routed_weight"] = r->routed_weight; d["bias"] = bool(r->bias); d["layout"] = r->layout;
-      d["b_path"] = r->b_path;
+      d["b_path"] = r->b_path; d["cluster_k"] = r->cluster_k;
       out.append(d);
     }
     return out;

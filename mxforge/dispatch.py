@@ -52,6 +52,7 @@ class Instance:
     bias: bool
     layout: str
     b_path: str  # moe_stage1/2: "smem", "regs", "wgmma" or "swap" ("" elsewhere; not a key: all serve the same calls)
+    cluster_k: int = 1  # moe_stage1/2: CTAs of a cluster sharing a tile's K (1: none; not a key)
 
     def key(self) -> "Key":
         return Key(**{f: getattr(self, f) for f in KEY_FIELDS})
@@ -296,6 +297,7 @@ WGMMA_MIN_ROWS = 64      # sm90: from 64 rows per active expert (prefill) the wg
 WGMMA_MIN_ROWS_A16 = 32  # ... from 32 where the activations are 16-bit (nothing to convert)
 WGMMA_BLOCK_M = 128      # ... with block_m up to 128 (the tuned choice at T >= 2048, H200)
 SWAP_MAX_ROWS = 2        # sm90: up to 2 rows per active expert (decode) the swapped tiles first
+SWAP_CTAS_PER_SM = 2     # sm90: the swapped tile's CTAs per SM (SwapTile::kCtasPerSm, block_m 16)
 
 
 def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
@@ -311,6 +313,11 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     - split_k (GPU stages 1 and 2; 1 elsewhere): K splits only while the grid is smaller than
       the GPU (blocks x N tiles < its SMs/CUs, GPU_PARALLELISM) and each split keeps
       >= 2 K tiles.
+    - the swapped tiles (sm90) instead want K parts (split_k x cluster_k) doubled while
+      the grid, parts included, stays within one wave (SWAP_CTAS_PER_SM CTAs per SM) and
+      each part keeps >= 2 K tiles, clusters before splits (no workspace, no second
+      kernel): the tuner took cluster_k 4 for MiniMax TP=8 stage 1 at T = 1 (48 tiles of
+      block_n 64) and 2 at T = 2 (96 tiles), none from T = 4 (H200, 2026-11-30).
     - block_n: SMALL_BLOCK_M_N with block_m 16 (small-T launches: more, smaller CTAs keep
       more SMs busy), else the largest; then block_k 128 (block_k 256 won only in a few
       decode cases, and block_k 64 serves dense 16-bit weights).
@@ -361,13 +368,23 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
         k_tiles = -(-shape.K // inst.block_k) if inst.block_k else 1
         while tiles * want_split * 2 <= GPU_PARALLELISM[inst.target] and k_tiles >= 4 * want_split:
             want_split *= 2
-    sk_cost = abs(inst.split_k - want_split)
+    sk_cost: tuple[int, int] = (abs(inst.split_k - want_split), 0)
+    if swap and shape.N and inst.block_n:
+        blocks = max(1, min(shape.E or 1, shape.T * shape.topk))
+        tiles = blocks * -(-shape.N // inst.block_n)
+        k_tiles = -(-shape.K // inst.block_k)
+        wave = SWAP_CTAS_PER_SM * GPU_PARALLELISM[inst.target]
+        want_split = 1
+        while tiles * want_split * 2 <= wave and k_tiles >= 4 * want_split:
+            want_split *= 2
+        sk_cost = (abs(inst.split_k * inst.cluster_k - want_split), int(inst.split_k > 1))
     n_cost = abs(inst.block_n - SMALL_BLOCK_M_N) if inst.block_m == 16 else -inst.block_n
     k_cost = abs(inst.block_k - 128)
     path_cost = int(inst.b_path == "regs")  # the register path only where the tuner chose it
     why = (f"block_m {inst.block_m} {'holds' if bm_cost[0] == 0 else 'is not'} "
            f"{BLOCK_M_ROWS_FACTOR} x {rpe:.1f} rows/expert (cap {BLOCK_M_CAP}); "
-           f"split_k {inst.split_k} (wanted {want_split}); block_n {inst.block_n}, "
+           f"split_k {inst.split_k} x cluster_k {inst.cluster_k} (wanted {want_split} K parts); "
+           f"block_n {inst.block_n}, "
            f"block_k {inst.block_k}")
     if wgmma:
         why += f"; wgmma tile ({'prefill' if prefill else 'not prefill'}: {rpe:.0f} rows/expert)"
@@ -423,7 +440,7 @@ def clear_caches() -> None:
 
 def describe_instances(rows: Iterable[Instance]) -> str:
     cols = ("name", "op", "a", "b", "out", "block_m", "block_n", "block_k", "split_k",
-            "activation", "layout", "b_path")
+            "cluster_k", "activation", "layout", "b_path")
     rows = list(rows)
     widths = {c: max([len(c)] + [len(str(getattr(r, c))) for r in rows]) for c in cols}
     head = "  ".join(c.ljust(widths[c]) for c in cols)

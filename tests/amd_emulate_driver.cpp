@@ -204,9 +204,10 @@ int main() {
   };
   // stage 1: x [T, H], w1 [E, 2I, H] fp4 -> [T*topk, I] bf16
   const MxWeight w1 = random_fp4_weight(2 * I, H);
-  auto stage1 = [&](mxf::Status (*fn)(const void*), const char* name, const Act& x) {
+  auto stage1 = [&](mxf::Status (*fn)(const void*), const char* name, const Act& x,
+                    const Sorted* s = nullptr) {
     std::vector<uint16_t> out(size_t(R) * I, 0xFFFF);  // poisoned: every element is written
-    mxf::MoeGemmArgs a = gemm_args(ref);
+    mxf::MoeGemmArgs a = gemm_args(s != nullptr ? *s : ref);
     a.a = x.data, a.a_stride = x.stride, a.a_scales = x.scales, a.a_scale_stride = x.scale_stride;
     a.b = w1.q.data(), a.b_scales = w1.s.data();
     a.out = out.data(), a.out_stride = I;
@@ -236,6 +237,7 @@ int main() {
   const MxAct x4 = quantize(CPU_QUANT_FP4, T, H, 2);
   const Act a4{x4.q.data(), x4.stride, x4.s.data(), H / 32};
   const std::vector<uint16_t> s1_ref = stage1(CPU_S1, "cpu stage1", a4);
+  const Sorted ref16 = sort(CPU_SORT, topk_ids, topk_w, 16);
   printf("REL stage1_gfx950 %.3e\n", rel_l2(stage1(EMU950_S1, "gfx950 stage1", a4), s1_ref));
   printf("REL stage1_gfx942 %.3e\n", rel_l2(stage1(EMU942_S1, "gfx942 stage1", a4), s1_ref));
   printf("REL stage1_sm90 %.3e\n", rel_l2(stage1(EMU90_S1, "sm90 stage1", a4), s1_ref));
@@ -248,13 +250,12 @@ int main() {
   // a16w4 (bf16 activations) on sm90's register-fragment path, stage 1 and stage 2
   const std::vector<uint16_t> x16 = random_bf16(size_t(T) * H), y16 = random_bf16(size_t(R) * I);
   const Act b1{x16.data(), H, nullptr, 0}, b2{y16.data(), I, nullptr, 0};
-  printf("REL stage1_sm90_a16 %.3e\n", rel_l2(stage1(EMU90_S1B, "sm90 stage1 a16w4", b1),
-                                            stage1(CPU_S1B, "cpu stage1 a16w4", b1)));
+  const std::vector<uint16_t> s1b_ref = stage1(CPU_S1B, "cpu stage1 a16w4", b1);
+  printf("REL stage1_sm90_a16 %.3e\n", rel_l2(stage1(EMU90_S1B, "sm90 stage1 a16w4", b1), s1b_ref));
   const std::vector<uint16_t> s2b_ref = stage2(CPU_S2B, "cpu stage2 a16w4", b2);
   printf("REL stage2_sm90_a16 %.3e\n", rel_l2(stage2(EMU90_S2B, "sm90 stage2 a16w4", b2), s2b_ref));
   // split-K stage 2 (block_m 16): K = I = 160 is two 128-wide k-tiles, so split 4 has two
   // empty splits and split 2 one k-tile each; against the cpu's unsplit result
-  const Sorted ref16 = sort(CPU_SORT, topk_ids, topk_w, 16);
   printf("REL stage2_sm90_a16_sk4 %.3e\n",
          rel_l2(stage2(EMU90_S2SK, "sm90 stage2 a16w4 split-K", b2, &ref16), s2b_ref));
   printf("REL stage2_gfx950_a16_sk2 %.3e\n",
@@ -266,5 +267,12 @@ int main() {
          rel_l2(stage2(EMU90_S2W, "sm90 stage2 a16w4 swap", b2, &ref16), s2b_ref));
   printf("REL stage2_sm90_a16_swap_sk2 %.3e\n",
          rel_l2(stage2(EMU90_S2WSK, "sm90 stage2 a16w4 swap split-K", b2, &ref16), s2b_ref));
+  // ... and clusters of CTAs sharing a tile's K (cluster_k; the CTAs of a cluster run at the
+  // same time here, each with its own shared memory): H = 352 is three 128-wide k-tiles,
+  // so cluster_k 4 has one CTA with an empty K range and cluster_k 2 a partial last part
+  printf("REL stage1_sm90_swap_ck4 %.3e\n",
+         rel_l2(stage1(EMU90_S1WC4, "sm90 stage1 swap cluster_k 4", a4, &ref16), s1_ref));
+  printf("REL stage1_sm90_a16_swap_ck2 %.3e\n",
+         rel_l2(stage1(EMU90_S1WC2, "sm90 stage1 a16w4 swap cluster_k 2", b1, &ref16), s1b_ref));
   return 0;
 }

@@ -335,6 +335,9 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     "EMU90_S1W": "sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m32_n64_k128_sk1_silu_concat_rwnone_nobias_plain_bswap",
     "EMU90_S2W": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n256_k128_rwstage2_nobias_plain_bswap",
     "EMU90_S2WSK": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n64_k128_sk2_rwstage2_nobias_plain_bswap",
+    # ... with clusters of CTAs sharing a tile's K range (cluster_k; moe.cuh, cluster_reduce)
+    "EMU90_S1WC4": "sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m16_n64_k128_sk1_ck4_silu_concat_rwnone_nobias_plain_bswap",
+    "EMU90_S1WC2": "sm90_moe_stage1_bf16xpk_fp4_obf16_m16_n32_k128_sk1_ck2_silu_concat_rwnone_nobias_plain_bswap",
     # fused quant+sort (decode: 8 lanes per quantized block, the sorter's one-warp path) on
     # 64- and 32-lane warps, against the cpu quantizer and sorter byte for byte
     "EMU950_FQS4": "gfx950_fused_quant_sort_bf16_opk_fp4",
@@ -395,6 +398,7 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     assert set(rel) == {"stage1_gfx950", "stage1_gfx942", "stage2_gfx950", "stage1_sm90",
                         "stage2_sm90", "stage1_sm90_a16", "stage2_sm90_a16",
                         "stage2_sm90_a16_sk4", "stage2_gfx950_a16_sk2", "stage1_sm90_swap",
-                        "stage2_sm90_a16_swap", "stage2_sm90_a16_swap_sk2"}, r.stdout
+                        "stage2_sm90_a16_swap", "stage2_sm90_a16_swap_sk2", "stage1_sm90_swap_ck4",
+                        "stage1_sm90_a16_swap_ck2"}, r.stdout
     for name, err in rel.items():  # bf16 outputs: tests/helpers.py's 2^-8 (stage 2: 8 * 2^-9)
         assert 0 <= err <= (8 * 2**-9 if name.startswith("stage2") else 2**-8), r.stdout

@@ -288,6 +288,31 @@ def test_heuristic_takes_swapped_tiles_for_decode_only():
     assert "swapped tile (decode" in why
 
 
+def test_heuristic_sizes_clusters_to_one_wave_of_swapped_tiles():
+    """The swapped tiles want K parts (split_k x cluster_k) doubled while the grid stays
+    within SWAP_CTAS_PER_SM CTAs per SM, clusters before splits: MiniMax TP=8 stage 1 (48
+    tiles of block_n 64 at T = 1) takes cluster_k 4, at T = 2 (96 tiles) 2, from T = 4 none
+    (the tuned choices, H200)."""
+    base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
+                out="bf16", block_m=16, block_n=64, block_k=128, activation="silu",
+                gate_up="concat", routed_weight="none", bias=False, layout="plain", b_path="swap")
+    cands = [dispatch.Instance(index=i, name=f"sm90_sk{sk}_ck{ck}", split_k=sk, cluster_k=ck, **base)
+             for i, (sk, ck) in enumerate([(1, 1), (2, 1), (4, 1), (1, 2), (1, 4)])]
+
+    def best(T: int) -> dispatch.Instance:
+        shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
+        return min(cands, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+
+    assert (best(1).split_k, best(1).cluster_k) == (1, 4)
+    assert (best(2).split_k, best(2).cluster_k) == (1, 2)
+    assert (best(4).split_k, best(4).cluster_k) == (1, 1) and best(64).cluster_k == 1
+    # without clusters compiled, the same K parts by split_k
+    no_clusters = [c for c in cands if c.cluster_k == 1]
+    shape1 = Shape(T=1, N=384, K=3072, E=256, topk=8)
+    assert min(no_clusters, key=lambda i: dispatch.heuristic_rank(i, shape1)[0]).split_k == 4
+    assert "cluster_k 4 (wanted 4 K parts)" in dispatch.heuristic_rank(best(1), shape1)[1]
+
+
 def test_heuristic_takes_wgmma_tiles_for_prefill_only():
     """sm90 from WGMMA_MIN_ROWS rows per active expert (WGMMA_MIN_ROWS_A16 for bf16
     activations): the wgmma tile, block_m 128 at T >= 2048 and 64 at 32 rows per expert (the

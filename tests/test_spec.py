@@ -161,6 +161,34 @@ def test_b_path_swap_is_sm90_only_with_its_tiles(tmp_path: Path) -> None:
     assert len(names) == 2 and all(n.endswith("_plain_bswap") for n in names)
 
 
+def test_cluster_k_is_sm90_swap_only_and_takes_fp4_activations(tmp_path: Path) -> None:
+    swap = GOOD_GROUP.replace("block_k: 128", "block_k: 128\n    b_path: swap\n    cluster_k: 4").replace(
+        "[cpu]", "[sm90]")
+    # pk_fp4 activations may take clusters (the sum is whole before the epilogue), and the
+    # name carries ck only when > 1, after sk
+    names = [i.name for i in load_spec_file(write(tmp_path, swap), TARGET_NAMES)]
+    assert names == [f"sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m{m}_n64_k128_sk1_ck4_silu_concat_rwnone_nobias_plain_bswap"
+                     for m in (16, 32)]
+    one = [i.name for i in load_spec_file(write(tmp_path, swap.replace("cluster_k: 4", "cluster_k: 1")),
+                                          TARGET_NAMES)]
+    assert all("_ck" not in n for n in one)
+    e = error_of(tmp_path, swap.replace("b_path: swap", "b_path: regs"))
+    assert "cluster_k 4 exists on target sm90 with b_path swap only (asked target sm90, b_path regs" in e.message
+    e = error_of(tmp_path, swap.replace("[sm90]", "[cpu]").replace("    b_path: swap\n", ""))
+    assert "cluster_k 4 exists on target sm90 with b_path swap only (asked target cpu, b_path smem" in e.message
+    e = error_of(tmp_path, swap.replace("a: pk_fp4", "a: bf16").replace("cluster_k: 4", "cluster_k: 2\n    split_k: 2"))
+    assert "cluster_k 2 and split_k 2 both split K: choose one" in e.message
+    e = error_of(tmp_path, swap.replace("cluster_k: 4", "cluster_k: 8"))
+    assert "cluster_k" in e.message and "8" in e.message
+
+
+def test_default_set_clusters_only_swapped_sm90_tiles() -> None:
+    iset = load_set(ROOT / "instances", "default", TARGET_NAMES, ["sm90_*"])
+    clustered = [i for i in iset.instances if i.get("cluster_k", 1) > 1]
+    assert clustered and any(i.get("a") == "pk_fp4" and i.get("out") == "pk_fp4" for i in clustered)
+    assert all(i.get("b_path") == "swap" and i.get("split_k") == 1 for i in clustered)
+
+
 def test_b_path_wgmma_is_sm90_only_with_its_tiles(tmp_path: Path) -> None:
     wg = GOOD_GROUP.replace("block_k: 128", "block_k: 64\n    b_path: wgmma").replace(
         "block_m: [16, 32]", "block_m: 128").replace("block_n: 64", "block_n: 128")

@@ -177,6 +177,10 @@ def allowed_combination(c: dict[str, Any]) -> bool:
                      and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] != "fp16"
                               and c["a"] in ("pk_fp4", "bf16")
                               and bm <= 32 and bk % 128 == 0 and bn in (32, 64, 128, 256)))
+            # cluster_k > 1: the swapped tile on sm90 only, never with split_k
+            and not (c.get("cluster_k", 1) > 1
+                     and not (c["targets"] == "sm90" and c.get("b_path", "smem") == "swap"
+                              and c.get("split_k", 1) == 1))
             # wgmma: two warpgroups of m64 x (64 or 128) columns each, block_k 64
             and not (c.get("b_path", "smem") == "wgmma"
                      and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] != "fp16"

@@ -66,6 +66,18 @@ MXF_DEV int lane_id() { return int(threadIdx.x) & (kWarpSize - 1); }
 MXF_DEV int warp_id() { return int(threadIdx.x) / kWarpSize; }
 
 MXF_DEV void sync_threads() { __syncthreads(); }
+// Every thread of every CTA of the thread block cluster: a barrier whose release / acquire
+// orders shared-memory writes before it with reads by any CTA of the cluster after it.
+MXF_DEV void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// The address of `p` (this CTA's shared memory) in the CTA of cluster rank `rank`, as a
+// generic pointer: plain loads through it read that CTA's shared memory.
+MXF_DEV const float* cluster_peer(const float* p, int rank) {
+  uint64_t out;
+  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
+  return reinterpret_cast<const float*>(out);
+}
 // Orders shared-memory accesses among the lanes of a warp (independent thread scheduling
 // means lanes of one warp are not implicitly in lock step on Volta and later).
 MXF_DEV void sync_warp() { __syncwarp(); }
@@ -152,6 +164,9 @@ struct Sm90 {  // NVIDIA Hopper; the atom is the sm_80+ warp-level mma.sync
   // Warpgroup MMAs (wgmma) from swizzled shared tiles fed by a cp.async ring (gemm.cuh,
   // WgmmaTile) on block_m 64 / 128 tiles: the compute-bound (prefill) main loop.
   static constexpr bool kWgmma = true;
+  // Thread block clusters: the CTAs of a cluster read each other's shared memory
+  // (distributed shared memory) and meet at a cluster barrier (moe.cuh, cluster_k).
+  static constexpr bool kClusters = true;
 };
 
 template <class Arch, class InT>
@@ -391,6 +406,31 @@ inline Status launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, S
   Status st = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem);
   if (st.code != 0) return st;
   kernel<<<grid, block, smem, stream>>>(static_cast<A&&>(args)...);
+  return last_launch_status(what);
+}
+
+// The same as a launch of thread block clusters of `cluster` CTAs (the grid a multiple of
+// it in each dimension; the kernel's CTAs of one cluster run at the same time).
+template <class... P, class... A>
+inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
+                             Stream stream, const char* what, A&&... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::ok();
+  Status st = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem);
+  if (st.code != 0) return st;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = cluster.x;
+  attr[0].val.clusterDim.y = cluster.y;
+  attr[0].val.clusterDim.z = cluster.z;
+  config.attrs = attr;
+  config.numAttrs = 1;
+  const cudaError_t e = cudaLaunchKernelEx(&config, kernel, static_cast<A&&>(args)...);
+  if (e != cudaSuccess) return status_of(e, what);
   return last_launch_status(what);
 }
 

@@ -157,6 +157,9 @@ uint32_t mul_bf16x2(uint32_t a, uint32_t b);  // (declared for the shared code; 
 // token fragments through them; no AMD instance has that tile (declared; not defined).
 uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
+// Thread block clusters (moe.cuh, cluster_k) are sm90's (declared; not defined).
+void cluster_sync();
+const float* cluster_peer(const float* p, int rank);
 
 // ---- atomics ------------------------------------------------------------------------
 MXF_DEV void atomic_add(float* p, float v) {
@@ -334,6 +337,8 @@ constexpr bool kHasBf16x2Mul = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);
 uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
+void cluster_sync();
+const float* cluster_peer(const float* p, int rank);
 void atomic_add(float* p, float v);
 void atomic_add(int* p, int v);
 void atomic_add_bf16x2(uint16_t* p, uint32_t packed_lo_hi);
@@ -369,6 +374,10 @@ inline Status launch(const hip::KernelRef& k, dim3 grid, dim3 block, unsigned sm
   const unsigned g[3] = {grid.x, grid.y, grid.z}, b[3] = {block.x, block.y, block.z};
   return hip::launch(k, g, b, smem, stream, params, what);
 }
+// Cluster launches (moe.cuh, cluster_k) are sm90's (declared; not defined).
+template <class... A>
+Status launch_cluster(const hip::KernelRef& k, dim3 grid, dim3 block, dim3 cluster, unsigned smem,
+                      Stream stream, const char* what, A&&... args);
 
 }  // namespace dev
 }  // namespace mxf
@@ -392,6 +401,9 @@ namespace dev {
 template <class... P, class... A>
 Status launch(void (*kernel)(P...), dim3 grid, dim3 block, unsigned smem, Stream stream,
               const char* what, A&&... args);
+template <class... P, class... A>  // (sm90's: no AMD instance has clusters)
+Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, unsigned smem,
+                      Stream stream, const char* what, A&&... args);
 }  // namespace dev
 }  // namespace mxf
 #endif

@@ -17,12 +17,14 @@ struct Gfx942 {  // CDNA3: bf16/fp16 MFMA
   static constexpr int kDecodeWarpsK = 1;
   static constexpr bool kRegFragB = false;  // (the register-fragment B path is sm90's)
   static constexpr bool kWgmma = false;     // (warpgroup MMAs are sm90's)
+  static constexpr bool kClusters = false;  // (thread block clusters are sm90's)
 };
 struct Gfx950 {  // CDNA4: + 16x16x32 bf16/fp16 and scaled f8f6f4 MFMA
   static constexpr int kMaxSmem = 160 * 1024;
   static constexpr int kDecodeWarpsK = 1;
   static constexpr bool kRegFragB = false;  // (the register-fragment B path is sm90's)
   static constexpr bool kWgmma = false;     // (warpgroup MMAs are sm90's)
+  static constexpr bool kClusters = false;  // (thread block clusters are sm90's)
 };
 
 // gfx950 multiplies MX operands natively for fp4 and fp8 activations against fp4 weights

@@ -29,7 +29,8 @@ struct InstanceInfo {
   const char* routed_weight;
   int bias;
   const char* layout;
-  const char* b_path;  // moe_stage1/2: "smem" or "regs"; "" for other ops
+  const char* b_path;  // moe_stage1/2: "smem", "regs", "wgmma" or "swap"; "" for other ops
+  int cluster_k;       // moe_stage1/2: CTAs of a cluster sharing a tile's K (1: none); 1 elsewhere
   LaunchFn launch;
 };
 

@@ -19,6 +19,7 @@
 #endif
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <condition_variable>
@@ -75,18 +76,29 @@ class Barrier {
   unsigned gen_ = 0;
 };
 
+struct Cluster;
 struct Cta {
   dim3 grid, block, index;
+  int rank = 0;  // in its cluster
+  Cluster* cluster = nullptr;
   std::unique_ptr<Barrier> cta_barrier;
   std::vector<std::unique_ptr<Barrier>> warp_barriers;
   std::vector<uint64_t> slots;  // one per thread, for warp collectives
   std::vector<uint32_t> frags;  // six per thread, for the register-fragment MMA
   std::vector<unsigned char> smem;
 };
-inline Cta& cta() {
-  static Cta c;
+// The CTAs of a thread block cluster, which run at the same time (each with its own team
+// of threads and dynamic shared memory; a plain launch has clusters of one CTA).
+struct Cluster {
+  std::vector<std::unique_ptr<Cta>> ctas;
+  std::unique_ptr<Barrier> barrier;  // every thread of every CTA of the cluster
+};
+// The CTA the calling thread belongs to.
+inline Cta*& current_cta() {
+  static thread_local Cta* c = nullptr;
   return c;
 }
+inline Cta& cta() { return *current_cta(); }
 inline int& tid() {
   static thread_local int t = 0;
   return t;
@@ -116,6 +128,20 @@ inline int lane_id() { return thread_x() % kWarpSize; }
 inline int warp_id() { return thread_x() / kWarpSize; }
 
 inline void sync_threads() { emu::cta().cta_barrier->wait(); }
+inline void cluster_sync() { emu::cta().cluster->barrier->wait(); }
+// `p` in the dynamic shared memory of the cluster's CTA `rank` (the emulator's static
+// __shared__ arrays are one per program, shared by a cluster's CTAs, so only the dynamic
+// shared memory can be addressed this way; the kernels use it for nothing else).
+inline const float* cluster_peer(const float* p, int rank) {
+  emu::Cta& c = emu::cta();
+  const unsigned char* b = reinterpret_cast<const unsigned char*>(p);
+  const std::vector<std::unique_ptr<emu::Cta>>& peers = c.cluster->ctas;
+  if (b < c.smem.data() || b >= c.smem.data() + c.smem.size() || rank < 0 || rank >= int(peers.size())) {
+    fprintf(stderr, "emulate.h: cluster_peer of an address outside dynamic shared memory or rank %d\n", rank);
+    abort();
+  }
+  return reinterpret_cast<const float*>(peers[size_t(rank)]->smem.data() + (b - c.smem.data()));
+}
 inline void sync_warp() { emu::cta().warp_barriers[warp_id()]->wait(); }
 
 // Warp collectives: publish, meet, read, meet (so the slots can be reused).
@@ -219,6 +245,7 @@ struct Emu {
   static constexpr int kDecodeWarpsK = 2;  // as sm90's
   static constexpr bool kRegFragB = true;  // as sm90's
   static constexpr bool kWgmma = false;    // (no warpgroup MMA in the emulator)
+  static constexpr bool kClusters = true;  // as sm90's (CTAs of a cluster run together here)
 };
 using Sm90 = Emu;  // rendered sm90 sources compile unchanged against the emulator
 template <class Arch, class InT>
@@ -355,39 +382,62 @@ inline Status memset_async(void* p, int64_t bytes, Stream, const char*) {
 // as they would there.
 inline int sm_count() { return 132; }
 
-// Runs the grid: CTA after CTA, by one team of blockDim.x threads (a barrier between CTAs
-// keeps them apart: the shared statics of one CTA are the next one's).
+// Runs the grid: cluster after cluster, the CTAs of a cluster at the same time, each by a
+// team of blockDim.x threads (a barrier of all the threads between clusters keeps them
+// apart: the shared statics of one cluster are the next one's, and a cluster's CTAs share
+// them, writing the same values: the kernels fill them from the CTA's block x, which a
+// cluster of moe.cuh shares). Internal linkage (static): a test links units of both warp
+// sizes, whose launchers must not be merged into one.
 template <class... P, class... A>
-inline Status launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream,
-                     const char*, A&&... args) {
+static inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
+                             Stream, const char*, A&&... args) {
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::ok();
   if (smem > 232448) return errorf("needs %zu bytes of shared memory per block", smem);
-  emu::Cta& c = emu::cta();
-  c.grid = grid;
-  c.block = block;
-  c.smem.assign(smem + 16, 0xA5);  // garbage, like real shared memory
-  c.slots.assign(block.x, 0);
-  c.frags.assign(6 * size_t(block.x), 0);
-  c.cta_barrier.reset(new emu::Barrier(int(block.x)));
-  c.warp_barriers.clear();
-  for (unsigned w = 0; w < (block.x + kWarpSize - 1) / kWarpSize; ++w)
-    c.warp_barriers.emplace_back(new emu::Barrier(kWarpSize));
+  if (grid.x % cluster.x || grid.y % cluster.y || grid.z % cluster.z)
+    return errorf("grid (%u, %u, %u) is not a multiple of the cluster (%u, %u, %u)", grid.x, grid.y, grid.z,
+                  cluster.x, cluster.y, cluster.z);
+  const unsigned n = cluster.x * cluster.y * cluster.z;
+  emu::Cluster cl;
+  cl.barrier.reset(new emu::Barrier(int(n * block.x)));
+  for (unsigned i = 0; i < n; ++i) {
+    cl.ctas.emplace_back(new emu::Cta);
+    emu::Cta& c = *cl.ctas.back();
+    c.grid = grid;
+    c.block = block;
+    c.rank = int(i);
+    c.cluster = &cl;
+    c.smem.assign(smem + 16, 0xA5);  // garbage, like real shared memory
+    c.slots.assign(block.x, 0);
+    c.frags.assign(6 * size_t(block.x), 0);
+    c.cta_barrier.reset(new emu::Barrier(int(block.x)));
+    for (unsigned w = 0; w < (block.x + kWarpSize - 1) / kWarpSize; ++w)
+      c.warp_barriers.emplace_back(new emu::Barrier(kWarpSize));
+  }
   std::vector<std::thread> team;
-  team.reserve(block.x);
-  for (unsigned t = 0; t < block.x; ++t)
-    team.emplace_back([&, t] {
-      emu::tid() = int(t);
-      for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-          for (unsigned x = 0; x < grid.x; ++x) {
-            if (t == 0) c.index = dim3(x, y, z);
-            c.cta_barrier->wait();
-            kernel(args...);
-            c.cta_barrier->wait();
-          }
-    });
+  team.reserve(n * block.x);
+  for (unsigned i = 0; i < n; ++i)
+    for (unsigned t = 0; t < block.x; ++t)
+      team.emplace_back([&, i, t] {
+        emu::tid() = int(t);
+        emu::Cta& c = *cl.ctas[i];
+        emu::current_cta() = &c;
+        const unsigned ix = i % cluster.x, iy = i / cluster.x % cluster.y, iz = i / (cluster.x * cluster.y);
+        for (unsigned z = 0; z < grid.z; z += cluster.z)
+          for (unsigned y = 0; y < grid.y; y += cluster.y)
+            for (unsigned x = 0; x < grid.x; x += cluster.x) {
+              if (t == 0) c.index = dim3(x + ix, y + iy, z + iz);
+              cl.barrier->wait();
+              kernel(args...);
+              cl.barrier->wait();
+            }
+      });
   for (auto& th : team) th.join();
   return Status::ok();
+}
+template <class... P, class... A>
+static inline Status launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream stream,
+                     const char* what, A&&... args) {
+  return launch_cluster(kernel, grid, block, dim3(1, 1, 1), smem, stream, what, static_cast<A&&>(args)...);
 }
 
 }  // namespace dev

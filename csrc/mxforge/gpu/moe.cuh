@@ -92,16 +92,24 @@ enum class BPath { kSmem, kRegs, kWgmma, kSwap };
 // Everything an instance fixes at compile time. WARPS_K: warp groups per k-tile (GemmTile);
 // an instance states 1, and its launcher runs Decode (the same instance with the arch's
 // kDecodeWarpsK groups on block_m <= 32 tiles) when the launch has few CTAs.
+// CLUSTER_K: CTAs of a thread block cluster that share one output tile's K range (schema
+// field cluster_k; the swapped tile on sm90): each multiplies its part of K, the partial
+// sums meet in the cluster's shared memory (cluster_reduce) and the CTA of rank 0 runs the
+// epilogue on the whole sum. Unlike split_k nothing leaves the kernel before the sum is
+// complete (no workspace, no second kernel, the epilogue and any re-quantization as with
+// one CTA), so it is allowed with pk_fp4 activations.
 template <class Arch_, class A_, class B_, class Out_, int BM_, int BN_, int BK_, int SPLITK_,
           Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_, int WARPS_K_ = 1,
-          BPath B_PATH_ = BPath::kSmem>
+          BPath B_PATH_ = BPath::kSmem, int CLUSTER_K_ = 1>
 struct MoeSpec {
   using Arch = Arch_;
   using AT = A_;
   using BT = B_;
   using OutT = Out_;
   using Layout = Layout_;
-  static constexpr int BM = BM_, BN = BN_, BK = BK_, kSplitK = SPLITK_;
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, kSplitK = SPLITK_, kClusterK = CLUSTER_K_;
+  // K parts of one output tile: CTAs along grid z (split-K's splits or a cluster's CTAs)
+  static constexpr int kKParts = SPLITK_ * CLUSTER_K_;
   static constexpr Act kAct = ACT_;
   static constexpr bool kInterleaved = INTERLEAVED_, kBias = BIAS_;
   static constexpr Rw kRw = RW_;
@@ -119,6 +127,9 @@ struct MoeSpec {
                 "b_path regs / swap: sm90, pk_fp4 weights, bf16 MMA input, block_m <= 32, block_k % 128 == 0");
   static_assert(!kSwap || IsSame<AT, Fp4Mx>::value || IsSame<AT, Bf16>::value,
                 "b_path swap: pk_fp4 or bf16 activations (the ones run on a GPU; codegen says the same)");
+  static_assert(CLUSTER_K_ == 1 || (Arch::kClusters && kSwap && SPLITK_ == 1 &&
+                                    (CLUSTER_K_ == 2 || CLUSTER_K_ == 4)),
+                "cluster_k 2 or 4: sm90, b_path swap, split_k 1 (codegen says the same)");
   static constexpr int kWarpsK = kRegB ? cmin(WARPS_K_, BK / 128) : WARPS_K_;
   // The warpgroup-MMA main loop: sm90, pk_fp4 weights with pk_fp4, bf16 or fp8 activations
   // (the pairs run on a GPU), block_m 64 / 128, block_k a multiple of 64; codegen's b_path
@@ -137,7 +148,7 @@ struct MoeSpec {
   using WgmmaOrder = typename Cond<Operand<AT>::kMx && Operand<BT>::kMx, PairK, NaturalK>::type;
   // (the swapped tile is its own decode variant: launch_gemm then launches one kernel)
   using Decode = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
-                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), B_PATH_>;
+                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), B_PATH_, CLUSTER_K_>;
   static constexpr int NT = Tile::kThreads;
   using BRows = WeightRows<BT, Layout>;
   using ALoader = typename Cond<
@@ -367,6 +378,31 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
 }
 
 // ---- kernels -------------------------------------------------------------------------------
+// cluster_k > 1: the CTAs of the cluster have staged their partial sums of one tile in `c`
+// (the fp32 staging tile, at the same offset in each CTA's shared memory); rank 0 adds the
+// others' into its own, in rank order (results do not depend on timing). False for the
+// other ranks, which are then done (they wait until rank 0 has read their tiles).
+template <class S>
+MXF_DEV bool cluster_reduce(float* c) {
+  if constexpr (S::kClusterK == 1) {
+    return true;
+  } else {
+    dev::cluster_sync();  // every CTA's partial tile is staged
+    const bool leader = dev::block_z() == 0;
+    if (leader) {
+      for (int idx = dev::thread_x(); idx < S::BM * S::BN; idx += S::NT) {
+        const int at = (idx / S::BN) * S::Tile::kLdC + idx % S::BN;
+        float v = c[at];
+#pragma unroll
+        for (int q = 1; q < S::kClusterK; ++q) v += dev::cluster_peer(c, q)[at];
+        c[at] = v;
+      }
+    }
+    dev::cluster_sync();  // the peers' tiles are read; the sums are visible to rank 0's threads
+    return leader;
+  }
+}
+
 // The GEMM of a stage-1 / stage-2 CTA: A rows s_arow x weight rows s_brow of expert e over
 // k-tiles [kt0, kt1), into `mma` (zeroed here), through the tile's main loop.
 template <class S>
@@ -384,7 +420,7 @@ MXF_DEV void moe_gemm(typename S::Mma& mma, const MoeGemmArgs& a, int e, const i
 #endif
   } else if constexpr (S::kSwap) {
     // token atoms that hold a route (a block's routes are at most T * topk: plan.rows)
-    const auto plan = S::Tile::plan(a.T * a.topk, split_tiles<S::BK>(a.K, S::kSplitK));
+    const auto plan = S::Tile::plan(a.T * a.topk, split_tiles<S::BK>(a.K, S::kKParts));
     int nat = 0;
     for (int r = 0; r < S::BM; ++r)
       if (s_arow[r] >= 0) nat = r / 8 + 1;
@@ -422,10 +458,11 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
 
   typename S::Mma mma;
   int kt0, kt1;
-  k_range<S::BK>(a.K, S::kSplitK, dev::block_z(), kt0, kt1);
+  k_range<S::BK>(a.K, S::kKParts, dev::block_z(), kt0, kt1);
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
   mma.stage(sc);
   dev::sync_threads();
+  if (!cluster_reduce<S>(sc)) return;
   if constexpr (S::kSplitK == 1)
     stage1_epilogue<S>(sc, a, e, j0, rows, s_brow);
   else
@@ -466,13 +503,16 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
 
   typename S::Mma mma;
   int kt0 = 0, kt1 = int(cdiv(a.K, S::BK));
-  if constexpr (S::kSplitK > 1) {
-    k_range<S::BK>(a.K, S::kSplitK, dev::block_z(), kt0, kt1);
-    if (kt0 >= kt1) return;  // (uniform for the CTA; split 0, which adds the bias, never is)
+  if constexpr (S::kKParts > 1) {
+    k_range<S::BK>(a.K, S::kKParts, dev::block_z(), kt0, kt1);
+    // (uniform for the CTA; split 0, which adds the bias, never is; a cluster's CTAs all
+    // reach its barriers: an empty range stages zeros)
+    if (S::kSplitK > 1 && kt0 >= kt1) return;
   }
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
   mma.stage(sc);
   dev::sync_threads();
+  if (!cluster_reduce<S>(sc)) return;
   const bool bias_here = S::kBias && (S::kSplitK == 1 || dev::block_z() == 0);
   accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2, S::kStage2Ws>(
       sc, a, bias_here ? a.bias + int64_t(e) * a.N : nullptr, n0, a.N, rows);
@@ -633,7 +673,7 @@ template <class K>
 struct TileSmem {
   static size_t smem(const MoeGemmArgs& a) {
     if constexpr (K::kSwap)  // (the activation rows the launch can need: SwapTile::plan)
-      return size_t(K::Tile::plan(a.T * a.topk, split_tiles<K::BK>(a.K, K::kSplitK)).smem());
+      return size_t(K::Tile::plan(a.T * a.topk, split_tiles<K::BK>(a.K, K::kKParts)).smem());
     else
       return dev::tile_smem_at_launch(K::Tile::kSmem);
   }
@@ -669,6 +709,9 @@ Status launch_gemm(dim3 grid, const MoeGemmArgs& a) {
   using D = typename S::Decode;
   using KS = MoeKernel<OP, S>;
   using KD = MoeKernel<OP, D>;
+  if constexpr (S::kClusterK > 1)  // (the swapped tile: no decode variant) clusters along z
+    return dev::launch_cluster(KS::fn(), grid, dim3(S::NT), dim3(1, 1, S::kClusterK), KS::smem(a),
+                               dev::stream_of(a.stream), KS::kWhat, a);
   if constexpr (!IsSame<typename S::Tile, typename D::Tile>::value) {
     if (int64_t(grid.x) * grid.y * grid.z <= int64_t(kFewCtasPerSm) * dev::sm_count())
       return dev::launch(KD::fn(), grid, dim3(D::NT), KD::smem(a), dev::stream_of(a.stream),
@@ -683,7 +726,7 @@ Status launch_moe_stage1(const MoeGemmArgs& a) {
   if (gemm_args_bad<S>(a, GemmOp::kStage1, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
   const dev::Stream st = dev::stream_of(a.stream);
-  const dim3 grid(unsigned(grid_blocks(a) * cdiv(a.N, S::BN)), 1, unsigned(S::kSplitK));
+  const dim3 grid(unsigned(grid_blocks(a) * cdiv(a.N, S::BN)), 1, unsigned(S::kKParts));
   if constexpr (S::kSplitK > 1) {
     Status s = dev::memset_async(a.workspace, 4 * a.T * a.topk * a.N, st, "split-K workspace memset");
     if (s.code != 0) return s;
@@ -703,7 +746,7 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   Check c;
   if (gemm_args_bad<S>(a, GemmOp::kStage2, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
-  const dim3 grid(unsigned(grid_blocks(a) * cdiv(a.N, S::BN)), 1, unsigned(S::kSplitK));
+  const dim3 grid(unsigned(grid_blocks(a) * cdiv(a.N, S::BN)), 1, unsigned(S::kKParts));
   if constexpr (!S::kStage2Ws) {
     return launch_gemm<GemmOp::kStage2, S>(grid, a);
   } else {

@@ -215,6 +215,18 @@ int main() {
     check(fn(&a), name);
     return out;
   };
+  // stage 1 re-quantized: -> [T*topk, I/2] fp4 codes + [T*topk, I/32] scales, poisoned
+  auto stage1q = [&](mxf::Status (*fn)(const void*), const char* name, const Act& x, const Sorted& s) {
+    std::vector<uint8_t> out(size_t(R) * I / 2 + size_t(R) * I / 32, 0x5a);
+    mxf::MoeGemmArgs a = gemm_args(s);
+    a.a = x.data, a.a_stride = x.stride, a.a_scales = x.scales, a.a_scale_stride = x.scale_stride;
+    a.b = w1.q.data(), a.b_scales = w1.s.data();
+    a.out = out.data(), a.out_stride = I / 2;
+    a.out_scales = out.data() + size_t(R) * I / 2, a.out_scale_stride = I / 32;
+    a.N = 2 * I, a.K = H;
+    check(fn(&a), name);
+    return out;
+  };
   // stage 2: [T*topk, I], w2 [E, H, I] fp4 -> out[T, H] += routed weight * row
   const MxWeight w2 = random_fp4_weight(H, I);
   // (split-K instances sum a bf16 output's splits in a [T, H] fp32 workspace, poisoned here:
@@ -274,5 +286,14 @@ int main() {
          rel_l2(stage1(EMU90_S1WC4, "sm90 stage1 swap cluster_k 4", a4, &ref16), s1_ref));
   printf("REL stage1_sm90_a16_swap_ck2 %.3e\n",
          rel_l2(stage1(EMU90_S1WC2, "sm90 stage1 a16w4 swap cluster_k 2", b1, &ref16), s1b_ref));
+  // the re-quantizing epilogue (8 lanes per 32-column block) on 32- and 64-lane warps,
+  // against the cpu target's, byte for byte: the emulated a4w4 sums are the cpu's exactly
+  // (REL 0 above), so every code and scale must match
+  {
+    const std::vector<uint8_t> want = stage1q(CPU_S1Q, "cpu stage1 requant", a4, ref);
+    const bool same = stage1q(EMU90_S1WQ, "sm90 stage1 swap requant cluster_k 4", a4, ref16) == want &&
+                      stage1q(EMU950_S1Q, "gfx950 stage1 requant", a4, ref) == want;
+    printf("REQUANT %s\n", same ? "identical" : "DIFFERENT");
+  }
   return 0;
 }

@@ -338,6 +338,10 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     # ... with clusters of CTAs sharing a tile's K range (cluster_k; moe.cuh, cluster_reduce)
     "EMU90_S1WC4": "sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m16_n64_k128_sk1_ck4_silu_concat_rwnone_nobias_plain_bswap",
     "EMU90_S1WC2": "sm90_moe_stage1_bf16xpk_fp4_obf16_m16_n32_k128_sk1_ck2_silu_concat_rwnone_nobias_plain_bswap",
+    # the re-quantizing stage-1 epilogue on both warp sizes against the cpu target's
+    "CPU_S1Q": "cpu_moe_stage1_pk_fp4xpk_fp4_opk_fp4_m32_n128_k128_sk1_silu_concat_rwnone_nobias_plain",
+    "EMU950_S1Q": "gfx950_moe_stage1_pk_fp4xpk_fp4_opk_fp4_m32_n128_k128_sk1_silu_concat_rwnone_nobias_plain",
+    "EMU90_S1WQ": "sm90_moe_stage1_pk_fp4xpk_fp4_opk_fp4_m16_n64_k128_sk1_ck4_silu_concat_rwnone_nobias_plain_bswap",
     # fused quant+sort (decode: 8 lanes per quantized block, the sorter's one-warp path) on
     # 64- and 32-lane warps, against the cpu quantizer and sorter byte for byte
     "EMU950_FQS4": "gfx950_fused_quant_sort_bf16_opk_fp4",
@@ -390,7 +394,7 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
-    for sort in ("SORT", "SORT200", "SORT2000"):
+    for sort in ("SORT", "SORT200", "SORT2000", "REQUANT"):
         assert f"{sort} identical" in r.stdout, r.stdout
     fqs = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.startswith("FQS")]
     assert fqs == [["gfx950_fp4", "identical"], ["gfx950_fp8", "identical"], ["sm90_fp4", "identical"]], r.stdout

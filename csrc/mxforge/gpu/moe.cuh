@@ -296,25 +296,30 @@ MXF_DEV void stage1_epilogue(float* c, const MoeGemmArgs& a, int e, int64_t j0,
       c[r * LDC + 2 * jj] = v;  // only this thread reads 2jj / 2jj+1 of row r: in place is safe
   }
   if constexpr (IsSame<typename S::OutT, Fp4Mx>::value) {
+    // Re-quantized: each 32-column block of a row by kLanes lanes (mx_encode_lanes: at
+    // decode a tile has one or two live rows, and one thread's chain of 32 conversions per
+    // block was the epilogue's time). The loop runs warp-uniformly (the shuffles).
+    constexpr int kLanes = 8, kPer = 32 / kLanes, kBlocks = S::BM * (HALF / 32);
     dev::sync_threads();
     const int64_t Ip = round_up(I, 32);
-    for (int idx = dev::thread_x(); idx < S::BM * (HALF / 32); idx += NT) {
-      const int r = idx / (HALF / 32), g = idx % (HALF / 32);
+    for (int base = dev::thread_x() - dev::lane_id(); base < kBlocks * kLanes; base += NT) {
+      const int idx = base + dev::lane_id(), blk = idx / kLanes, part = idx % kLanes;
+      const int r = blk / (HALF / 32), g = blk % (HALF / 32);
       const int64_t jb = j0 + 32 * g;  // j0 is a multiple of 32 (block_n >= 64)
-      if (rows.orow[r] < 0 || jb >= Ip) continue;
-      float v[32];
+      const bool live = blk < kBlocks && rows.orow[r] >= 0 && jb < Ip;
+      float v[kPer];
 #pragma unroll
-      for (int i = 0; i < 32; ++i) v[i] = jb + i < I ? c[r * LDC + 2 * (32 * g + i)] : 0.0f;
-      uint32_t words[4];
-      const uint8_t s = mx_quantize32<E2m1>(v, Rounding(a.rounding), words);
-      uint8_t* q = static_cast<uint8_t*>(a.out) + int64_t(rows.orow[r]) * a.out_stride + jb / 2;
-      if (aligned16(q)) {
-        dev::st16(q, dev::Vec16{words[0], words[1], words[2], words[3]});
-      } else {
-#pragma unroll
-        for (int b = 0; b < 16; ++b) q[b] = uint8_t(words[b / 4] >> (8 * (b % 4)));
+      for (int i = 0; i < kPer; ++i) {
+        const int jj = 32 * g + kPer * part + i;
+        v[i] = live && j0 + jj < I ? c[r * LDC + 2 * jj] : 0.0f;
       }
-      a.out_scales[int64_t(rows.orow[r]) * a.out_scale_stride + jb / 32] = s;
+      uint8_t s;
+      const uint32_t codes = mx_encode_lanes<E2m1, kLanes>(v, Rounding(a.rounding), s);
+      if (!live) continue;
+      uint8_t* q = static_cast<uint8_t*>(a.out) + int64_t(rows.orow[r]) * a.out_stride + jb / 2 + part * 2;
+      q[0] = uint8_t(codes);  // (elements 2i, 2i + 1 in byte i: the lane's 4 codes are 2 bytes)
+      q[1] = uint8_t(codes >> 8);
+      if (part == 0) a.out_scales[int64_t(rows.orow[r]) * a.out_scale_stride + jb / 32] = s;
     }
   }
 }

@@ -52,6 +52,25 @@ MXF_HD uint32_t mx_encode(const float* v, uint8_t s) {
   return word;
 }
 
+// One block quantized by kLanes consecutive lanes of a warp, lane p of the group holding
+// elements p*N .. p*N + N - 1 (N = 32 / kLanes) in v: the amax meets over the group by
+// shuffles (max is order-free), then each lane encodes its N with the block's scale, so
+// the codes are mx_quantize32's. Every lane of the warp must call it (the shuffles); a lane
+// without a block passes zeros and ignores the result. Where a block's chain of 32
+// conversions in one thread, not bandwidth, would set the time (a few hundred blocks at
+// decode: the fused quant+sort, the re-quantizing stage-1 epilogue).
+template <class Elem, int kLanes>
+MXF_DEV uint32_t mx_encode_lanes(const float (&v)[32 / kLanes], Rounding mode, uint8_t& scale) {
+  uint32_t amax_bits = abs_max_bits<32 / kLanes>(v);
+#pragma unroll
+  for (int m = 1; m < kLanes; m <<= 1) {
+    const uint32_t o = dev::shfl_xor(amax_bits, m);
+    amax_bits = o > amax_bits ? o : amax_bits;
+  }
+  scale = mx_block_scale<Elem>(amax_bits, mode);
+  return mx_encode<Elem, 32 / kLanes>(v, scale);
+}
+
 // Quantize v[0..31] (one block along K; callers put 0 past K): amax over |v|, the scale
 // byte by `mode`, each element scaled and rounded. Codes land little-endian in `words`
 // (element 2i in the low nibble of byte i for e2m1).

@@ -69,12 +69,10 @@ MXF_DEV void quant_blocks(const QuantArgs& a, int64_t index, int64_t stride) {
 
 // The same blocks with kQuantLanes lanes per block (the fused quant+sort's quantizer: at
 // decode there are a few hundred blocks, so a block's chain of 32 conversions in one
-// thread, not bandwidth, set the kernel's time). Lane p of a group takes elements 4p..4p+3:
-// the amax meets over the group's lanes (max is order-free), each lane encodes its four
-// with mx_quantize32's pieces (mx.cuh) and stores their bytes, so the bytes are
-// quant_block's. `index`: this thread's place in [0, stride); stride and the warp size are
-// multiples of kQuantLanes, so every lane of a warp runs the loop the same number of times
-// (the shuffles need the whole warp).
+// thread, not bandwidth, set the kernel's time): mx_encode_lanes (mx.cuh), each lane
+// storing its four codes' bytes, so the bytes are quant_block's. `index`: this thread's
+// place in [0, stride); stride and the warp size are multiples of kQuantLanes, so every
+// lane of a warp runs the loop the same number of times (the shuffles need the whole warp).
 constexpr int kQuantLanes = 8;
 template <class In, class MxT>
 MXF_DEV void quant_blocks_lanes(const QuantArgs& a, int64_t index, int64_t stride) {
@@ -94,15 +92,9 @@ MXF_DEV void quant_blocks_lanes(const QuantArgs& a, int64_t index, int64_t strid
       const int64_t k = blk * 32 + part * kPer + i;
       v[i] = (live && k < a.K) ? Io<In>::get(x, k) : 0.0f;
     }
-    uint32_t amax_bits = abs_max_bits<kPer>(v);
-#pragma unroll
-    for (int m = 1; m < kQuantLanes; m <<= 1) {
-      const uint32_t o = dev::shfl_xor(amax_bits, m);
-      amax_bits = o > amax_bits ? o : amax_bits;
-    }
-    if (!live) continue;
-    const uint8_t s = mx_block_scale<Elem>(amax_bits, Rounding(a.rounding));
-    const uint32_t codes = mx_encode<Elem, kPer>(v, s);  // (e2m1: element 2i in the low nibble of byte i)
+    uint8_t s;
+    const uint32_t codes = mx_encode_lanes<Elem, kQuantLanes>(v, Rounding(a.rounding), s);
+    if (!live) continue;  // (e2m1 codes: element 2i in the low nibble of byte i)
     uint8_t* q = static_cast<uint8_t*>(a.q) + row * a.q_stride + blk * kBytes + part * kLaneBytes;
 #pragma unroll
     for (int b = 0; b < kLaneBytes; ++b) q[b] = uint8_t(codes >> (8 * b));

@@ -233,9 +233,10 @@ int main() {
   // the instance zeroes it)
   std::vector<float> ws(size_t(T) * H, NAN);
   auto stage2 = [&](mxf::Status (*fn)(const void*), const char* name, const Act& x,
-                    const Sorted* s = nullptr) {
+                    const Sorted* s = nullptr, const float* bias = nullptr) {
     std::vector<uint16_t> out(size_t(T) * H, 0);  // accumulated into
     mxf::MoeGemmArgs a = gemm_args(s != nullptr ? *s : ref);
+    a.bias = bias;
     a.workspace = ws.data(), a.workspace_bytes = int64_t(ws.size() * sizeof(float));
     a.a = x.data, a.a_stride = x.stride, a.a_scales = x.scales, a.a_scale_stride = x.scale_stride;
     a.b = w2.q.data(), a.b_scales = w2.s.data();
@@ -286,6 +287,15 @@ int main() {
          rel_l2(stage1(EMU90_S1WC4, "sm90 stage1 swap cluster_k 4", a4, &ref16), s1_ref));
   printf("REL stage1_sm90_a16_swap_ck2 %.3e\n",
          rel_l2(stage1(EMU90_S1WC2, "sm90 stage1 a16w4 swap cluster_k 2", b1, &ref16), s1b_ref));
+  // stage 2 with a bias and cluster_k 2 (K = I = 160: one k-tile per CTA): the bias joins
+  // the sum once (rank 0's epilogue), against the cpu target
+  {
+    std::vector<float> bias2(size_t(E) * H);
+    for (size_t i = 0; i < bias2.size(); ++i) bias2[i] = float(int(i % 13) - 6) * 0.25f;
+    printf("REL stage2_sm90_a16_swap_ck2_bias %.3e\n",
+           rel_l2(stage2(EMU90_S2WC2B, "sm90 stage2 a16w4 swap cluster_k 2 bias", b2, &ref16, bias2.data()),
+                  stage2(CPU_S2BB, "cpu stage2 a16w4 bias", b2, &ref16, bias2.data())));
+  }
   // the re-quantizing epilogue (8 lanes per 32-column block) on 32- and 64-lane warps,
   // against the cpu target's, byte for byte: the emulated a4w4 sums are the cpu's exactly
   // (REL 0 above), so every code and scale must match

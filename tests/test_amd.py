@@ -338,6 +338,9 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     # ... with clusters of CTAs sharing a tile's K range (cluster_k; moe.cuh, cluster_reduce)
     "EMU90_S1WC4": "sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m16_n64_k128_sk1_ck4_silu_concat_rwnone_nobias_plain_bswap",
     "EMU90_S1WC2": "sm90_moe_stage1_bf16xpk_fp4_obf16_m16_n32_k128_sk1_ck2_silu_concat_rwnone_nobias_plain_bswap",
+    # ... and a stage 2 with a bias (added once, by rank 0)
+    "EMU90_S2WC2B": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n64_k128_ck2_rwstage2_bias_plain_bswap",
+    "CPU_S2BB": "cpu_moe_stage2_bf16xpk_fp4_obf16_m16_n64_k128_rwstage2_bias_plain",
     # the re-quantizing stage-1 epilogue on both warp sizes against the cpu target's
     "CPU_S1Q": "cpu_moe_stage1_pk_fp4xpk_fp4_opk_fp4_m32_n128_k128_sk1_silu_concat_rwnone_nobias_plain",
     "EMU950_S1Q": "gfx950_moe_stage1_pk_fp4xpk_fp4_opk_fp4_m32_n128_k128_sk1_silu_concat_rwnone_nobias_plain",
@@ -403,6 +406,6 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
                         "stage2_sm90", "stage1_sm90_a16", "stage2_sm90_a16",
                         "stage2_sm90_a16_sk4", "stage2_gfx950_a16_sk2", "stage1_sm90_swap",
                         "stage2_sm90_a16_swap", "stage2_sm90_a16_swap_sk2", "stage1_sm90_swap_ck4",
-                        "stage1_sm90_a16_swap_ck2"}, r.stdout
+                        "stage1_sm90_a16_swap_ck2", "stage2_sm90_a16_swap_ck2_bias"}, r.stdout
     for name, err in rel.items():  # bf16 outputs: tests/helpers.py's 2^-8 (stage 2: 8 * 2^-9)
         assert 0 <= err <= (8 * 2**-9 if name.startswith("stage2") else 2**-8), r.stdout

@@ -310,14 +310,12 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       full-to-overflowing block costs a second, mostly empty one), and past 64 rows the
       tuner found the mma.sync tiles no faster (at >= 32 rows per expert it chose 64 in 18
       of 21 stage-1 rows, 128 in 3).
-    - split_k (GPU stages 1 and 2; 1 elsewhere): K splits only while the grid is smaller than
-      the GPU (blocks x N tiles < its SMs/CUs, GPU_PARALLELISM) and each split keeps
-      >= 2 K tiles.
-    - the swapped tiles (sm90) instead want K parts (split_k x cluster_k) doubled while
-      the grid, parts included, stays within one wave (SWAP_CTAS_PER_SM CTAs per SM) and
-      each part keeps >= 2 K tiles, clusters before splits (no workspace, no second
-      kernel): the tuner took cluster_k 4 for MiniMax TP=8 stage 1 at T = 1 (48 tiles of
-      block_n 64) and 2 at T = 2 (96 tiles), none from T = 4 (H200, 2026-11-30).
+    - K parts, split_k x cluster_k (GPU stages 1 and 2; 1 elsewhere): doubled while the
+      grid, parts included, stays within the GPU (GPU_PARALLELISM SMs/CUs; the swapped
+      tiles, two per SM, within SWAP_CTAS_PER_SM x that) and each part keeps >= 2 K tiles;
+      clusters before splits (no workspace, no second kernel). The tuner took cluster_k 4
+      for MiniMax TP=8 stage 1 at T = 1 (48 tiles of block_n 64) and 2 at T = 2 (96
+      tiles), none from T = 4 (H200, 2026-11-30).
     - block_n: SMALL_BLOCK_M_N with block_m 16 (small-T launches: more, smaller CTAs keep
       more SMs busy), else the largest; then block_k 128 (block_k 256 won only in a few
       decode cases, and block_k 64 serves dense 16-bit weights).
@@ -366,18 +364,11 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
         blocks = max(1, min(shape.E or 1, shape.T * shape.topk))
         tiles = blocks * -(-shape.N // inst.block_n)
         k_tiles = -(-shape.K // inst.block_k) if inst.block_k else 1
-        while tiles * want_split * 2 <= GPU_PARALLELISM[inst.target] and k_tiles >= 4 * want_split:
-            want_split *= 2
-    sk_cost: tuple[int, int] = (abs(inst.split_k - want_split), 0)
-    if swap and shape.N and inst.block_n:
-        blocks = max(1, min(shape.E or 1, shape.T * shape.topk))
-        tiles = blocks * -(-shape.N // inst.block_n)
-        k_tiles = -(-shape.K // inst.block_k)
-        wave = SWAP_CTAS_PER_SM * GPU_PARALLELISM[inst.target]
-        want_split = 1
+        wave = GPU_PARALLELISM[inst.target] * (SWAP_CTAS_PER_SM if swap else 1)
         while tiles * want_split * 2 <= wave and k_tiles >= 4 * want_split:
             want_split *= 2
-        sk_cost = (abs(inst.split_k * inst.cluster_k - want_split), int(inst.split_k > 1))
+    # (clusters before splits: only the swapped tiles have both)
+    sk_cost = (abs(inst.split_k * inst.cluster_k - want_split), int(swap and inst.split_k > 1))
     n_cost = abs(inst.block_n - SMALL_BLOCK_M_N) if inst.block_m == 16 else -inst.block_n
     k_cost = abs(inst.block_k - 128)
     path_cost = int(inst.b_path == "regs")  # the register path only where the tuner chose it

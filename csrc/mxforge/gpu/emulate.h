@@ -79,7 +79,6 @@ class Barrier {
 struct Cluster;
 struct Cta {
   dim3 grid, block, index;
-  int rank = 0;  // in its cluster
   Cluster* cluster = nullptr;
   std::unique_ptr<Barrier> cta_barrier;
   std::vector<std::unique_ptr<Barrier>> warp_barriers;
@@ -404,7 +403,6 @@ static inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block,
     emu::Cta& c = *cl.ctas.back();
     c.grid = grid;
     c.block = block;
-    c.rank = int(i);
     c.cluster = &cl;
     c.smem.assign(smem + 16, 0xA5);  // garbage, like real shared memory
     c.slots.assign(block.x, 0);

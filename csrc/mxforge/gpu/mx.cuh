@@ -21,7 +21,7 @@ template <>
 struct MxBlockBytes<E4m3> { static constexpr int value = 32; };
 
 // The pieces of quantizing one MX block exactly as docs/ops.md says, shared by the whole-
-// block form below and the fused quant+sort's lanes (quant.cuh, quant_blocks_lanes):
+// block form (mx_quantize32) and the lane-parallel one (mx_encode_lanes) below:
 // max of |x| on the bit patterns: NaN patterns compare above Inf above every finite value,
 // so a NaN anywhere yields a NaN amax (and e8m0_scale maps NaN/Inf to 0xFF). Callers may
 // combine partial results with the same max.
@@ -56,9 +56,9 @@ MXF_HD uint32_t mx_encode(const float* v, uint8_t s) {
 // elements p*N .. p*N + N - 1 (N = 32 / kLanes) in v: the amax meets over the group by
 // shuffles (max is order-free), then each lane encodes its N with the block's scale, so
 // the codes are mx_quantize32's. Every lane of the warp must call it (the shuffles); a lane
-// without a block passes zeros and ignores the result. Where a block's chain of 32
+// without a block passes zeros and ignores the result. For where a block's chain of 32
 // conversions in one thread, not bandwidth, would set the time (a few hundred blocks at
-// decode: the fused quant+sort, the re-quantizing stage-1 epilogue).
+// decode): the fused quant+sort (quant.cuh) and the re-quantizing stage-1 epilogue.
 template <class Elem, int kLanes>
 MXF_DEV uint32_t mx_encode_lanes(const float (&v)[32 / kLanes], Rounding mode, uint8_t& scale) {
   uint32_t amax_bits = abs_max_bits<32 / kLanes>(v);

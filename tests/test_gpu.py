@@ -165,6 +165,52 @@ def test_fused_moe_cuda_graph(grng):
     assert err < 1e-2  # bf16 atomics accumulate in another order
 
 
+@pytest.mark.parametrize("model, T", [("minimax-m2.1-tp8", 1), ("gpt-oss-120b", 4), ("minimax-m2.1-tp8", 64)])
+@pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "pk_fp4"), ("bf16", "bf16")])
+def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, grng):
+    """Programmatic dependent launch (device.h, await_prior_grids): a kernel may start
+    before the one before it has finished and must wait where it reads what that one (or
+    any earlier one) wrote. Three layers, each on the previous one's output, captured in one
+    CUDA graph with nothing between their kernels (outputs not poisoned, as in production),
+    replayed on two inputs: each layer's output matches the reference on the input that
+    layer got. A kernel reading early would see the previous layer's or replay's data."""
+    from .helpers import ACCUM_TOL, make_layer, rel_l2
+    from mxforge.models import PRESETS
+    mxforge.ops.poison_outputs(False)
+    shape = PRESETS[model]
+    L = make_layer(shape, T, grng, GPU)
+
+    def layers(x: torch.Tensor) -> list[torch.Tensor]:
+        ys = []
+        for _ in range(3):
+            x = mxforge.fused_moe(x, L.w1, L.w2, L.topk_weights, L.topk_ids, activation=shape.activation,
+                                  a_dtype=a_dtype, stage2_input=stage2_input)
+            ys.append(x)
+        return ys
+
+    x = L.x.clone()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        layers(x)  # warm-up
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        ys = layers(x)
+    tol = ACCUM_TOL if stage2_input == "bf16" else 3e-2
+    for replay in range(2):
+        x.copy_((torch.randn(x.shape, generator=grng, device=GPU) * 2).to(torch.bfloat16))
+        graph.replay()
+        torch.cuda.synchronize()
+        inputs = [x] + ys[:-1]
+        for layer, (xin, y) in enumerate(zip(inputs, ys)):
+            want = ref.fused_moe(xin, L.r1, L.r2, L.topk_weights, L.topk_ids, shape.activation,
+                                 shape.gate_up, L.b1, L.b2, a_dtype=a_dtype,
+                                 stage2_input=stage2_input, out_dtype=torch.float32)
+            err = rel_l2(y, want)
+            assert err <= tol, f"replay {replay}, layer {layer}: rel. L2 {err:.3e}"
+
+
 # ---- torch integration: opcheck, CUDA-graph capture of every op, torch.compile -------------
 
 # Ops whose GPU results depend on the order of atomic additions (stage 2's bf16 atomics,

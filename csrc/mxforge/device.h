@@ -33,6 +33,8 @@
 // ======================================================================================
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <mutex>
 #include <vector>
@@ -77,6 +79,20 @@ MXF_DEV const float* cluster_peer(const float* p, int rank) {
   uint64_t out;
   asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
   return reinterpret_cast<const float*>(out);
+}
+// Programmatic dependent launch (sm_90): every kernel is launched so that the next kernel
+// on the stream may start its CTAs before this one ends (launch_cluster below). So every
+// kernel calls await_prior_grids before it touches memory that an earlier kernel writes
+// (or reads: a write-after-read is a hazard too). It returns once the kernels before it
+// have finished and their memory is visible, then lets the next kernel start launching
+// its CTAs (which wait the same way), so one kernel's launch and prologue overlap the
+// previous one's tail. A kernel that reads something before it (moe.cuh: stage 2's routes
+// and first weight stages) relies on the kernel before it writing neither and having
+// called this before its own writes (so the kernels before that one have finished).
+MXF_DEV void await_prior_grids() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory");
+#endif
 }
 // Orders shared-memory accesses among the lanes of a warp (independent thread scheduling
 // means lanes of one warp are not implicitly in lock step on Volta and later).
@@ -397,20 +413,22 @@ inline Status allow_dynamic_smem(const void* kernel, size_t bytes) {
   return Status::ok();
 }
 
-// Launch `kernel<<<grid, block, smem, stream>>>(args...)` and report the launch error.
-// An empty grid launches nothing (that is not an error for a zero-sized problem).
-template <class... P, class... A>
-inline Status launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream stream,
-                     const char* what, A&&... args) {
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::ok();
-  Status st = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem);
-  if (st.code != 0) return st;
-  kernel<<<grid, block, smem, stream>>>(static_cast<A&&>(args)...);
-  return last_launch_status(what);
+// Whether launches allow programmatic dependent launch (await_prior_grids): on unless the
+// environment sets MXFORGE_PDL=0 (read once; for A/B measurements and for ruling it out
+// when chasing a suspected race).
+inline bool dependent_launch_enabled() {
+  static const bool on = [] {
+    const char* v = getenv("MXFORGE_PDL");
+    return v == nullptr || strcmp(v, "0") != 0;
+  }();
+  return on;
 }
 
-// The same as a launch of thread block clusters of `cluster` CTAs (the grid a multiple of
-// it in each dimension; the kernel's CTAs of one cluster run at the same time).
+// Launch `kernel<<<grid, block, smem, stream>>>(args...)` as thread block clusters of
+// `cluster` CTAs (the grid a multiple of it in each dimension; the CTAs of one cluster run
+// at the same time; 1 x 1 x 1: no clusters), allowing programmatic dependent launch, and
+// report the launch error. An empty grid launches nothing (that is not an error for a
+// zero-sized problem).
 template <class... P, class... A>
 inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
                              Stream stream, const char* what, A&&... args) {
@@ -422,16 +440,30 @@ inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 c
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = cluster.x;
-  attr[0].val.clusterDim.y = cluster.y;
-  attr[0].val.clusterDim.z = cluster.z;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster.x;
+    attr[n].val.clusterDim.y = cluster.y;
+    attr[n].val.clusterDim.z = cluster.z;
+    ++n;
+  }
+  if (dependent_launch_enabled()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
   config.attrs = attr;
-  config.numAttrs = 1;
+  config.numAttrs = n;
   const cudaError_t e = cudaLaunchKernelEx(&config, kernel, static_cast<A&&>(args)...);
   if (e != cudaSuccess) return status_of(e, what);
   return last_launch_status(what);
+}
+template <class... P, class... A>
+inline Status launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream stream,
+                     const char* what, A&&... args) {
+  return launch_cluster(kernel, grid, block, dim3(1, 1, 1), smem, stream, what, static_cast<A&&>(args)...);
 }
 
 inline Status memset_async(void* p, int64_t bytes, Stream stream, const char* what) {

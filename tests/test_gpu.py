@@ -168,7 +168,7 @@ def test_fused_moe_cuda_graph(grng):
 @pytest.mark.parametrize("model, T", [("minimax-m2.1-tp8", 1), ("gpt-oss-120b", 4), ("minimax-m2.1-tp8", 64)])
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "pk_fp4"), ("bf16", "bf16")])
 def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, grng):
-    """Programmatic dependent launch (device.h, await_prior_grids): a kernel may start
+    """Programmatic dependent launch (device.h, wait_prior_grids): a kernel may start
     before the one before it has finished and must wait where it reads what that one (or
     any earlier one) wrote. Three layers, each on the previous one's output, captured in one
     CUDA graph with nothing between their kernels (outputs not poisoned, as in production),

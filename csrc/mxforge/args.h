@@ -92,7 +92,7 @@ struct MoeGemmArgs {
   int32_t rounding = 0;    // re-quantized output
   // Stage 2 only, 1: the kernel before this one on the stream writes neither the routes
   // nor the weights (fused_moe: it is stage 1), so the kernel may read them before it
-  // waits for that one to finish (device.h, await_prior_grids): the swapped tile issues
+  // waits for that one to finish (device.h, wait_prior_grids): the swapped tile issues
   // its first weight loads meanwhile. 0: it waits first.
   int32_t prefetch_before_wait = 0;
   int64_t stream = 0;

@@ -81,17 +81,25 @@ MXF_DEV const float* cluster_peer(const float* p, int rank) {
   return reinterpret_cast<const float*>(out);
 }
 // Programmatic dependent launch (sm_90): every kernel is launched so that the next kernel
-// on the stream may start its CTAs before this one ends (launch_cluster below). So every
-// kernel calls await_prior_grids before it touches memory that an earlier kernel writes
-// (or reads: a write-after-read is a hazard too). It returns once the kernels before it
-// have finished and their memory is visible, then lets the next kernel start launching
-// its CTAs (which wait the same way), so one kernel's launch and prologue overlap the
-// previous one's tail. A kernel that reads something before it (moe.cuh: stage 2's routes
-// and first weight stages) relies on the kernel before it writing neither and having
-// called this before its own writes (so the kernels before that one have finished).
-MXF_DEV void await_prior_grids() {
+// on the stream may start its CTAs before this one ends (launch_cluster below), once every
+// CTA of this one has called launch_dependents (or exited). So every kernel calls
+// wait_prior_grids before it touches memory that an earlier kernel writes (or reads: a
+// write-after-read is a hazard too); it returns once the kernels before it have finished
+// and their memory is visible. Where launch_dependents goes decides the overlap: small
+// kernels call it right after the wait; the GEMMs after their main loop, so the next
+// kernel's CTAs land on SMs as this one's finish (spread over the SMs, not piled onto the
+// few idle at its start, which measured slower) and their prologue overlaps its epilogue.
+// A kernel that reads something before its wait (moe.cuh: stage 2's routes and first
+// weight stages) relies on the kernel before it writing neither and calling
+// launch_dependents only after its own wait (so the kernels before that one have finished).
+MXF_DEV void wait_prior_grids() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+MXF_DEV void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 // Orders shared-memory accesses among the lanes of a warp (independent thread scheduling
@@ -413,7 +421,7 @@ inline Status allow_dynamic_smem(const void* kernel, size_t bytes) {
   return Status::ok();
 }
 
-// Whether launches allow programmatic dependent launch (await_prior_grids): on unless the
+// Whether launches allow programmatic dependent launch (wait_prior_grids): on unless the
 // environment sets MXFORGE_PDL=0 (read once; for A/B measurements and for ruling it out
 // when chasing a suspected race).
 inline bool dependent_launch_enabled() {

@@ -159,7 +159,8 @@ uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
 // Programmatic dependent launch is sm90's: HIP launches in stream order, so there is
 // nothing to wait for.
-MXF_DEV void await_prior_grids() {}
+MXF_DEV void wait_prior_grids() {}
+MXF_DEV void launch_dependents() {}
 // Thread block clusters (moe.cuh, cluster_k) are sm90's (declared; not defined).
 void cluster_sync();
 const float* cluster_peer(const float* p, int rank);
@@ -340,7 +341,8 @@ constexpr bool kHasBf16x2Mul = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);
 uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
-void await_prior_grids();
+void wait_prior_grids();
+void launch_dependents();
 void cluster_sync();
 const float* cluster_peer(const float* p, int rank);
 void atomic_add(float* p, float v);

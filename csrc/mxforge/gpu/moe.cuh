@@ -454,7 +454,7 @@ MXF_DEV void moe_gemm(typename S::Mma& mma, const MoeGemmArgs& a, int e, const i
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
-  dev::await_prior_grids();
+  dev::wait_prior_grids();
   const GridTile at(cdiv(a.N, S::BN));
   int e;
   if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
@@ -466,6 +466,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
   int kt0, kt1;
   k_range<S::BK>(a.K, S::kKParts, dev::block_z(), kt0, kt1);
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
+  dev::launch_dependents();  // (after the main loop: device.h)
   mma.stage(sc);
   dev::sync_threads();
   if (!cluster_reduce<S>(sc)) return;
@@ -479,7 +480,8 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
-  dev::await_prior_grids();
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   (void)sa;
   (void)sb;
   const GridTile at(cdiv(a.N, S::BN));
@@ -503,13 +505,13 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
   MXF_MOE_SHARED(S);
   // (a.prefetch_before_wait: the routes, and on the swapped tile the first weight stages,
   // are read before the wait; the activations and the output only after it)
-  if (!a.prefetch_before_wait) dev::await_prior_grids();
+  if (!a.prefetch_before_wait) dev::wait_prior_grids();
   const GridTile at(cdiv(a.N, S::BN));
   int e;
   if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kRoute, RowIs::kToken, rows, e)) return;
   const int64_t n0 = int64_t(at.ntile) * S::BN;
   plain_rows<S::BN, S::NT>(s_brow, n0, a.N);
-  if constexpr (!S::kSwap) dev::await_prior_grids();  // (the swapped main loop waits itself)
+  if constexpr (!S::kSwap) dev::wait_prior_grids();  // (the swapped main loop waits itself)
   dev::sync_threads();
 
   typename S::Mma mma;
@@ -521,6 +523,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
     if (S::kSplitK > 1 && kt0 >= kt1) return;
   }
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
+  dev::launch_dependents();  // (after the main loop: device.h)
   mma.stage(sc);
   dev::sync_threads();
   if (!cluster_reduce<S>(sc)) return;
@@ -534,7 +537,8 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
 constexpr int kFinalizeThreads = 256;
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kFinalizeThreads) moe_stage2_splitk_finalize_kernel(MoeGemmArgs a) {
-  dev::await_prior_grids();
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   const float* ws = static_cast<const float*>(a.workspace);
   uint16_t* out = static_cast<uint16_t*>(a.out);
   const int64_t total = a.T * a.N, step = int64_t(dev::grid_dim_x()) * kFinalizeThreads;
@@ -562,7 +566,8 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a)
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];
   __shared__ float s_w[S::BM];
   const BlockRows rows{s_arow, s_orow, s_w};
-  dev::await_prior_grids();
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   int e;
   if (!block_rows<S::BM, S::NT>(a, dev::block_x(), RowIs::kToken, RowIs::kToken, rows, e)) return;
   const int64_t I = a.N / 2, H = a.N2;

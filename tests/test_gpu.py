@@ -167,13 +167,16 @@ def test_fused_moe_cuda_graph(grng):
 
 @pytest.mark.parametrize("model, T", [("minimax-m2.1-tp8", 1), ("gpt-oss-120b", 4), ("minimax-m2.1-tp8", 64)])
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "pk_fp4"), ("bf16", "bf16")])
-def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, grng):
+@pytest.mark.parametrize("delay_ns", [0, 20_000])
+def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, delay_ns, grng):
     """Programmatic dependent launch (device.h, wait_prior_grids): a kernel may start
     before the one before it has finished and must wait where it reads what that one (or
     any earlier one) wrote. Three layers, each on the previous one's output, captured in one
     CUDA graph with nothing between their kernels (outputs not poisoned, as in production),
     replayed on two inputs: each layer's output matches the reference on the input that
-    layer got. A kernel reading early would see the previous layer's or replay's data."""
+    layer got. A kernel reading early would see the previous layer's or replay's data; with
+    delay_ns the GEMMs' CTAs sleep between letting the next kernel launch and writing their
+    results, so that window is wide (without it, removing stage 2's wait went unnoticed)."""
     from .helpers import ACCUM_TOL, make_layer, rel_l2
     from mxforge.models import PRESETS
     mxforge.ops.poison_outputs(False)
@@ -189,14 +192,18 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
         return ys
 
     x = L.x.clone()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        layers(x)  # warm-up
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        ys = layers(x)
+    mxforge.ops.delay_gemm_epilogues(delay_ns)
+    try:
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            layers(x)  # warm-up
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            ys = layers(x)
+    finally:
+        mxforge.ops.delay_gemm_epilogues(0)
     tol = ACCUM_TOL if stage2_input == "bf16" else 3e-2
     for replay in range(2):
         x.copy_((torch.randn(x.shape, generator=grng, device=GPU) * 2).to(torch.bfloat16))

@@ -95,6 +95,9 @@ struct MoeGemmArgs {
   // waits for that one to finish (device.h, wait_prior_grids): the swapped tile issues
   // its first weight loads meanwhile. 0: it waits first.
   int32_t prefetch_before_wait = 0;
+  // Test hook (ops.delay_gemm_epilogues): stage-1 / stage-2 CTAs sleep this long after
+  // launch_dependents, before their epilogue writes; 0 in production.
+  int32_t test_delay_ns = 0;
   int64_t stream = 0;
 };
 

@@ -102,6 +102,16 @@ MXF_DEV void launch_dependents() {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
+// Sleep at least `ns` nanoseconds (by the global timer): the tests' delay hook
+// (MoeGemmArgs::test_delay_ns) that widens the window of a missing wait_prior_grids.
+MXF_DEV void sleep_ns(unsigned ns) {
+  uint64_t t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    __nanosleep(256);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}
 // Orders shared-memory accesses among the lanes of a warp (independent thread scheduling
 // means lanes of one warp are not implicitly in lock step on Volta and later).
 MXF_DEV void sync_warp() { __syncwarp(); }

@@ -161,6 +161,7 @@ Vec16 lds16(uint32_t a);
 // nothing to wait for.
 MXF_DEV void wait_prior_grids() {}
 MXF_DEV void launch_dependents() {}
+MXF_DEV void sleep_ns(unsigned) {}  // (the delay hook widens PDL races only)
 // Thread block clusters (moe.cuh, cluster_k) are sm90's (declared; not defined).
 void cluster_sync();
 const float* cluster_peer(const float* p, int rank);
@@ -343,6 +344,7 @@ uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
 void wait_prior_grids();
 void launch_dependents();
+void sleep_ns(unsigned ns);
 void cluster_sync();
 const float* cluster_peer(const float* p, int rank);
 void atomic_add(float* p, float v);

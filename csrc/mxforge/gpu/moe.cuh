@@ -467,6 +467,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
   k_range<S::BK>(a.K, S::kKParts, dev::block_z(), kt0, kt1);
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
   dev::launch_dependents();  // (after the main loop: device.h)
+  if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
   mma.stage(sc);
   dev::sync_threads();
   if (!cluster_reduce<S>(sc)) return;
@@ -524,6 +525,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
   }
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
   dev::launch_dependents();  // (after the main loop: device.h)
+  if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
   mma.stage(sc);
   dev::sync_threads();
   if (!cluster_reduce<S>(sc)) return;

@@ -165,7 +165,8 @@ def test_fused_moe_cuda_graph(grng):
     assert err < 1e-2  # bf16 atomics accumulate in another order
 
 
-@pytest.mark.parametrize("model, T", [("minimax-m2.1-tp8", 1), ("gpt-oss-120b", 4), ("minimax-m2.1-tp8", 64)])
+@pytest.mark.parametrize("model, T", [("minimax-m2.1-tp8", 1), ("gpt-oss-120b", 1), ("gpt-oss-120b", 4),
+                                      ("minimax-m2.1-tp8", 64)])
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "pk_fp4"), ("bf16", "bf16")])
 @pytest.mark.parametrize("delay_ns", [0, 20_000])
 def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, delay_ns, grng):
@@ -176,7 +177,10 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
     replayed on two inputs: each layer's output matches the reference on the input that
     layer got. A kernel reading early would see the previous layer's or replay's data; with
     delay_ns the GEMMs' CTAs sleep between letting the next kernel launch and writing their
-    results, so that window is wide (without it, removing stage 2's wait went unnoticed)."""
+    results, which widens that window where the next kernel's CTAs find free SMs meanwhile:
+    a one-wave GEMM (gpt-oss T = 1, whose stage 2 is a swapped tile that reads its weights
+    before it waits). Without the delay, or on multi-wave grids, removing stage 2's wait
+    went unnoticed (scripts/gpu-mutation)."""
     from .helpers import ACCUM_TOL, make_layer, rel_l2
     from mxforge.models import PRESETS
     mxforge.ops.poison_outputs(False)

@@ -592,14 +592,8 @@ def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str =
 
 def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Tensor | None = None,
                out_dtype: str = "bf16", routed_weight: str = "stage2",
-               instance: str | None = None, follows_stage1: bool = False) -> torch.Tensor:
-    """Down GEMM + routed-weight multiply + accumulation: returns out [T, H] (+=).
-
-    follows_stage1: True only where the last kernel launched on the stream before this call
-    is the moe_stage1 that wrote `inter` (fused_moe): on sm90 the stage-2 kernel then starts
-    while stage 1 finishes and reads the routes and its first weights before waiting for it
-    (programmatic dependent launch; stage 1 writes neither). False: it waits first.
-    """
+               instance: str | None = None) -> torch.Tensor:
+    """Down GEMM + routed-weight multiply + accumulation: returns out [T, H] (+=)."""
     device = w2.device if isinstance(w2, MoeWeight) else None
     key = _gemm_key(target_of(w2.device) if device else "", "moe_stage2", inter, w2, out_dtype,
                     "", routed_weight, w2.bias is not None)
@@ -621,7 +615,6 @@ def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Te
                 device=device)
     args.workspace, args.workspace_bytes = ws.data_ptr(), ws.numel()
     args.N, args.K, args.stream = w2.N, w2.K, stream_of(device)
-    args.prefetch_before_wait = int(follows_stage1)
     args.test_delay_ns = _GEMM_DELAY_NS
     if sort.T:
         _launch(d, args)
@@ -769,6 +762,5 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     inter = moe_stage1(a, w1, sort, activation, stage2_input,
                        "stage1" if routed_weight == "stage1" else "none", rounding)
     return moe_stage2(inter, w2, sort, out=out,
-                      routed_weight="stage2" if routed_weight == "stage2" else "none",
-                      follows_stage1=True)
+                      routed_weight="stage2" if routed_weight == "stage2" else "none")
 

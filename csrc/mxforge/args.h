@@ -90,11 +90,6 @@ struct MoeGemmArgs {
   int64_t T = 0, topk = 0, E = 0, N = 0, K = 0, N2 = 0;
   int64_t max_blocks = 0;  // size of sorted_expert_ids (grid upper bound)
   int32_t rounding = 0;    // re-quantized output
-  // Stage 2 only, 1: the kernel before this one on the stream writes neither the routes
-  // nor the weights (fused_moe: it is stage 1), so the kernel may read them before it
-  // waits for that one to finish (device.h, wait_prior_grids): the swapped tile issues
-  // its first weight loads meanwhile. 0: it waits first.
-  int32_t prefetch_before_wait = 0;
   // Test hook (ops.delay_gemm_epilogues): stage-1 / stage-2 CTAs sleep this long after
   // launch_dependents, before their epilogue writes; 0 in production.
   int32_t test_delay_ns = 0;

@@ -80,18 +80,17 @@ MXF_DEV const float* cluster_peer(const float* p, int rank) {
   asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
   return reinterpret_cast<const float*>(out);
 }
-// Programmatic dependent launch (sm_90): every kernel is launched so that the next kernel
-// on the stream may start its CTAs before this one ends (launch_cluster below), once every
-// CTA of this one has called launch_dependents (or exited). So every kernel calls
-// wait_prior_grids before it touches memory that an earlier kernel writes (or reads: a
-// write-after-read is a hazard too); it returns once the kernels before it have finished
-// and their memory is visible. Where launch_dependents goes decides the overlap: small
-// kernels call it right after the wait; the GEMMs after their main loop, so the next
-// kernel's CTAs land on SMs as this one's finish (spread over the SMs, not piled onto the
-// few idle at its start, which measured slower) and their prologue overlaps its epilogue.
-// A kernel that reads something before its wait (moe.cuh: stage 2's routes and first
-// weight stages) relies on the kernel before it writing neither and calling
-// launch_dependents only after its own wait (so the kernels before that one have finished).
+// Programmatic dependent launch (sm_90; opt-in, MXFORGE_PDL=1, launch_cluster below): the
+// next kernel on the stream may start its CTAs before this one ends, once every CTA of this
+// one has called launch_dependents (or exited). So every kernel calls wait_prior_grids at
+// its top, before any global memory access: it returns once the kernels before it have
+// finished and their memory is visible to this grid. No read goes before it, not even of
+// data written two kernels back: a first version's stage 2 read its routes before the wait
+// and gave wrong results on an H200, the suspected cause (benchmarks/README.md, 2026-11-30
+// session 11). Where launch_dependents goes decides the overlap: small kernels call it
+// right after the wait; the GEMMs after their main loop, so the next kernel's CTAs land on
+// SMs as this one's finish (spread over the SMs, not piled onto the few idle at its start,
+// which measured slower). Without the launch attribute both instructions do nothing.
 MXF_DEV void wait_prior_grids() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -431,22 +430,23 @@ inline Status allow_dynamic_smem(const void* kernel, size_t bytes) {
   return Status::ok();
 }
 
-// Whether launches allow programmatic dependent launch (wait_prior_grids): on unless the
-// environment sets MXFORGE_PDL=0 (read once; for A/B measurements and for ruling it out
-// when chasing a suspected race).
+// Whether launches allow programmatic dependent launch (wait_prior_grids): only where the
+// environment sets MXFORGE_PDL=1 (read once per process). Off by default: its final form
+// (every kernel waiting at its top) has not run on a GPU yet (README, "Programmatic
+// dependent launch").
 inline bool dependent_launch_enabled() {
   static const bool on = [] {
     const char* v = getenv("MXFORGE_PDL");
-    return v == nullptr || strcmp(v, "0") != 0;
+    return v != nullptr && strcmp(v, "1") == 0;
   }();
   return on;
 }
 
 // Launch `kernel<<<grid, block, smem, stream>>>(args...)` as thread block clusters of
 // `cluster` CTAs (the grid a multiple of it in each dimension; the CTAs of one cluster run
-// at the same time; 1 x 1 x 1: no clusters), allowing programmatic dependent launch, and
-// report the launch error. An empty grid launches nothing (that is not an error for a
-// zero-sized problem).
+// at the same time; 1 x 1 x 1: no clusters), allowing programmatic dependent launch where
+// it is on, and report the launch error. An empty grid launches nothing (that is not an
+// error for a zero-sized problem).
 template <class... P, class... A>
 inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
                              Stream stream, const char* what, A&&... args) {

@@ -834,10 +834,7 @@ MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const
                                 const WRegs& wl, uint16_t* sa, const typename Tile::Plan& plan, int nat,
                                 int kt0, int kt1, int64_t K) {
   constexpr int S = WRegs::kStages, KW = Tile::kWarpsK, NT = Tile::kThreads, BK = Tile::BK;
-  if (kt0 >= kt1) {
-    dev::wait_prior_grids();  // (see below)
-    return;
-  }
+  if (kt0 >= kt1) return;
   const int wk = mma.warp_k();
   const int rounds = (kt1 - kt0 + KW - 1) / KW, chunk_rounds = plan.chunk_tiles / KW;
   typename WRegs::Stage st[S];
@@ -846,9 +843,6 @@ MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const
     const int t = kt0 + d * KW + wk;
     if (d < rounds && t < kt1) wl.load(st[d], int64_t(t) * BK, 0);
   }
-  // The activations may be the previous kernel's output (stage 2 after stage 1, which let
-  // this kernel start early: device.h, wait_prior_grids; at once where it has waited).
-  dev::wait_prior_grids();
   int in_chunk = 0;  // rounds of the current chunk done (a new chunk when it reaches chunk_rounds)
   for (int r = 0; r < rounds; r += S) {
 #pragma unroll

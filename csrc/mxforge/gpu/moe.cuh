@@ -504,15 +504,12 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGe
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
-  // (a.prefetch_before_wait: the routes, and on the swapped tile the first weight stages,
-  // are read before the wait; the activations and the output only after it)
-  if (!a.prefetch_before_wait) dev::wait_prior_grids();
+  dev::wait_prior_grids();
   const GridTile at(cdiv(a.N, S::BN));
   int e;
   if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kRoute, RowIs::kToken, rows, e)) return;
   const int64_t n0 = int64_t(at.ntile) * S::BN;
   plain_rows<S::BN, S::NT>(s_brow, n0, a.N);
-  if constexpr (!S::kSwap) dev::wait_prior_grids();  // (the swapped main loop waits itself)
   dev::sync_threads();
 
   typename S::Mma mma;

@@ -454,7 +454,6 @@ MXF_DEV void moe_gemm(typename S::Mma& mma, const MoeGemmArgs& a, int e, const i
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
-  dev::wait_prior_grids();
   const GridTile at(cdiv(a.N, S::BN));
   int e;
   if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
@@ -466,8 +465,6 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
   int kt0, kt1;
   k_range<S::BK>(a.K, S::kKParts, dev::block_z(), kt0, kt1);
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
-  dev::launch_dependents();  // (after the main loop: device.h)
-  if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
   mma.stage(sc);
   dev::sync_threads();
   if (!cluster_reduce<S>(sc)) return;
@@ -481,8 +478,6 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
-  dev::wait_prior_grids();
-  dev::launch_dependents();
   (void)sa;
   (void)sb;
   const GridTile at(cdiv(a.N, S::BN));
@@ -504,7 +499,6 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGe
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
-  dev::wait_prior_grids();
   const GridTile at(cdiv(a.N, S::BN));
   int e;
   if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kRoute, RowIs::kToken, rows, e)) return;
@@ -521,8 +515,6 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
     if (S::kSplitK > 1 && kt0 >= kt1) return;
   }
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
-  dev::launch_dependents();  // (after the main loop: device.h)
-  if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
   mma.stage(sc);
   dev::sync_threads();
   if (!cluster_reduce<S>(sc)) return;
@@ -536,8 +528,6 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
 constexpr int kFinalizeThreads = 256;
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kFinalizeThreads) moe_stage2_splitk_finalize_kernel(MoeGemmArgs a) {
-  dev::wait_prior_grids();
-  dev::launch_dependents();
   const float* ws = static_cast<const float*>(a.workspace);
   uint16_t* out = static_cast<uint16_t*>(a.out);
   const int64_t total = a.T * a.N, step = int64_t(dev::grid_dim_x()) * kFinalizeThreads;
@@ -565,8 +555,6 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a)
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];
   __shared__ float s_w[S::BM];
   const BlockRows rows{s_arow, s_orow, s_w};
-  dev::wait_prior_grids();
-  dev::launch_dependents();
   int e;
   if (!block_rows<S::BM, S::NT>(a, dev::block_x(), RowIs::kToken, RowIs::kToken, rows, e)) return;
   const int64_t I = a.N / 2, H = a.N2;

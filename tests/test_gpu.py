@@ -174,9 +174,10 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
     fresh inputs: each layer's output matches the reference on the input that layer got. A
     kernel that read its input before the kernel writing it had finished would see the
     previous layer's or replay's data. Written for programmatic dependent launch (kernels
-    that start before the previous one ends): a version of it failed here at gpt-oss-120b
-    T = 1 on an H200 and was not shipped (benchmarks/README.md, 2026-11-30 session 11), and
-    the sort kernel or stage 2 not waiting failed it too (scripts/gpu-mutation)."""
+    that start before the previous one ends): a first implementation of that failed here at
+    gpt-oss-120b T = 1 on an H200 and was not shipped (benchmarks/README.md, 2026-11-30
+    session 11); a sort kernel or a stage 2 that did not wait failed it too
+    (scripts/gpu-mutation)."""
     from .helpers import ACCUM_TOL, make_layer, rel_l2
     from mxforge.models import PRESETS
     mxforge.ops.poison_outputs(False)

@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """One MoE layer (`fused_moe`, the bench's random weights and routing) called a few times,
-for a profiler to attach to: scripts/gpu-profile runs it under Nsight Compute,
-scripts/gpu-timeline (with --graph) under Nsight Systems.
+for a profiler to attach to: scripts/gpu-profile runs it under Nsight Compute.
 
     python3 scripts/profile_layer.py --model minimax-m2.1-tp8 --T 1 --pipeline a4w4
 """
@@ -24,8 +23,6 @@ def main() -> None:
     ap.add_argument("--T", type=int, default=1)
     ap.add_argument("--pipeline", default="a4w4", choices=list(bench.PIPELINES))
     ap.add_argument("--calls", type=int, default=3)
-    ap.add_argument("--graph", action="store_true",
-                    help="capture one call in a CUDA graph and replay it --calls times")
     args = ap.parse_args()
     shape = preset(args.model)
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -33,21 +30,9 @@ def main() -> None:
     ids, w = bench._routings(args.T, shape.E, shape.topk, 1, g)[0]
     x = (torch.randn(args.T, shape.H, generator=g, device="cuda") * 2).to(torch.bfloat16)
     a_dtype, s2 = bench.PIPELINES[args.pipeline]
-
-    def call() -> torch.Tensor:
-        return ops.fused_moe(x, layer.w1, layer.w2, w, ids, activation=shape.activation, a_dtype=a_dtype,
-                             stage2_input=s2, validate=False)
-
-    if args.graph:
-        call()  # (warm-up: instance selection, shared-memory opt-ins)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            call()
-        for _ in range(args.calls):
-            graph.replay()
-    else:
-        for _ in range(args.calls):
-            call()
+    for _ in range(args.calls):
+        ops.fused_moe(x, layer.w1, layer.w2, w, ids, activation=shape.activation, a_dtype=a_dtype,
+                      stage2_input=s2, validate=False)
     torch.cuda.synchronize()
 
 

@@ -158,6 +158,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("N2", &mxf::MoeGemmArgs::N2)
       .def_readwrite("max_blocks", &mxf::MoeGemmArgs::max_blocks)
       .def_readwrite("rounding", &mxf::MoeGemmArgs::rounding)
+      .def_readwrite("test_delay_ns", &mxf::MoeGemmArgs::test_delay_ns)
       .def_readwrite("stream", &mxf::MoeGemmArgs::stream);
   ptr_field(ga, "a", &mxf::MoeGemmArgs::a);
   ptr_field(ga, "a_scales", &mxf::MoeGemmArgs::a_scales);

@@ -27,6 +27,7 @@ TOKEN_LIMIT = 1 << 24  # sorted rows encode the token in 24 bits
 
 
 _POISON = False
+_GEMM_DELAY_NS = 0
 
 
 def poison_outputs(enabled: bool) -> None:
@@ -34,6 +35,18 @@ def poison_outputs(enabled: bool) -> None:
     launching, so a test sees any element a kernel failed to write. Off by default."""
     global _POISON
     _POISON = enabled
+
+
+def delay_gemm_epilogues(ns: int) -> None:
+    """Test hook (sm90): every stage-1 / stage-2 CTA sleeps `ns` nanoseconds after letting
+    the next kernel launch (programmatic dependent launch) and before its epilogue writes,
+    which widens the window in which a next kernel that read them without waiting would see
+    stale data. 0 (the default) in production; no effect on other targets, which launch in
+    stream order."""
+    global _GEMM_DELAY_NS
+    if not 0 <= ns < 2 ** 31:
+        raise InputError(f"delay_gemm_epilogues: ns = {ns} (allowed: 0 <= ns < 2^31)")
+    _GEMM_DELAY_NS = ns
 
 
 def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -571,6 +584,7 @@ def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str =
                      device=device)
     args.workspace, args.workspace_bytes = ws.data_ptr(), ws.numel()
     args.N, args.K, args.rounding, args.stream = w1.N, w1.K, rounding_index(rounding), stream_of(device)
+    args.test_delay_ns = _GEMM_DELAY_NS
     if rows:
         _launch(d, args)
     return out
@@ -601,6 +615,7 @@ def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Te
                 device=device)
     args.workspace, args.workspace_bytes = ws.data_ptr(), ws.numel()
     args.N, args.K, args.stream = w2.N, w2.K, stream_of(device)
+    args.test_delay_ns = _GEMM_DELAY_NS
     if sort.T:
         _launch(d, args)
     return out

@@ -4,7 +4,11 @@
 - GEMM instances (moe_stage1/moe_stage2/moe_1stage) contain tensor-core instructions
   (HMMA for mma.sync, HGMMA/QGMMA for wgmma), and report which;
 - no instance uses local memory (LDL/STL in SASS, or a non-zero STACK or LOCAL in the
-  resource usage): no register spills, no stack arrays.
+  resource usage): no register spills, no stack arrays;
+- every kernel waits for the kernels before it (griddepcontrol.wait, SASS ACQBULK) before
+  its first global memory access (programmatic dependent launch, device.h): the compiler
+  may move loads written as non-volatile asm (dev::ld16_ro) across the wait, so the source
+  alone does not show it.
 
 Needs cuobjdump and the nvdisasm it runs for -sass: from the CUDA toolkit or PyPI's
 nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm (installed on demand with --install). Exit 1
@@ -29,6 +33,25 @@ from codegen.targets import TARGETS, cuda_home  # noqa: E402
 GEMM_OPS = ("moe_stage1", "moe_stage2", "moe_1stage")
 TENSOR_CORE = re.compile(r"\b(HMMA|HGMMA|QGMMA|IMMA)\b")
 LOCAL = re.compile(r"\b(LDL|STL)\b")
+# An instruction line of cuobjdump -sass: /*0040*/  [@P0] OPCODE.MODIFIERS operands ;
+SASS_OP = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9]*)")
+GLOBAL_ACCESS = {"LDG", "STG", "LD", "ST", "RED", "REDG", "ATOM", "ATOMG", "LDGSTS",
+                 "UTMALDG", "UTMASTG", "UBLKCP"}
+
+
+def accesses_before_wait(sass: str) -> list[str]:
+    """Kernels of a cuobjdump -sass listing that touch global memory before their first
+    ACQBULK (griddepcontrol.wait), or have none, with the offending opcode."""
+    bad = []
+    for part in sass.split("Function : ")[1:]:
+        name = part.split()[0]
+        for op in SASS_OP.findall(part):
+            if op == "ACQBULK":
+                break
+            if op in GLOBAL_ACCESS:
+                bad.append(f"{name[:60]}: {op} before the wait")
+                break
+    return bad
 
 
 def find_tool(name: str, install: bool) -> str | None:
@@ -91,6 +114,7 @@ def main() -> int:
             problems.append("no tensor-core instruction")
         if local or local_bytes:
             problems.append(f"local memory ({local} LDL/STL, {local_bytes} stack/local bytes)")
+        problems += accesses_before_wait(sass)
         failed += bool(problems)
         rows.append((inst.name, ",".join(mma) or "-", regs, smem, "; ".join(problems) or "ok"))
     w = max(len(r[0]) for r in rows) if rows else 10

@@ -168,16 +168,19 @@ def test_fused_moe_cuda_graph(grng):
 @pytest.mark.parametrize("model, T", [("minimax-m2.1-tp8", 1), ("gpt-oss-120b", 1), ("gpt-oss-120b", 4),
                                       ("minimax-m2.1-tp8", 64)])
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "pk_fp4"), ("bf16", "bf16")])
-def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, grng):
-    """Three layers, each on the previous one's output, captured in one CUDA graph with
-    nothing between their kernels (outputs not poisoned, as in production), replayed on two
-    fresh inputs: each layer's output matches the reference on the input that layer got. A
-    kernel that read its input before the kernel writing it had finished would see the
-    previous layer's or replay's data. Written for programmatic dependent launch (kernels
-    that start before the previous one ends): a first implementation of that failed here at
-    gpt-oss-120b T = 1 on an H200 and was not shipped (benchmarks/README.md, 2026-11-30
-    session 11); a sort kernel or a stage 2 that did not wait failed it too
-    (scripts/gpu-mutation)."""
+@pytest.mark.parametrize("delay_ns", [0, 20_000])
+def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, delay_ns, grng):
+    """Programmatic dependent launch (device.h, wait_prior_grids; on by default on sm90):
+    a kernel may start before the one before it has finished and must wait before it reads
+    what that one (or any earlier one) wrote. Three layers, each on the previous one's
+    output, captured in one CUDA graph with nothing between their kernels (outputs not
+    poisoned, as in production), replayed on two inputs: each layer's output matches the
+    reference on the input that layer got. A kernel reading early would see the previous
+    layer's or replay's data; with delay_ns the GEMMs' CTAs sleep between letting the next
+    kernel launch and writing their results, which widens that window. On an H200
+    (scripts/gpu-mutation, benchmarks/2026-11-30-h200-pdl/checks/v2-*) removing the wait of
+    stage 1, of stage 2 or of the sort kernel each failed 4 to 16 of these cases; a first
+    version whose stage 2 read its routes before waiting failed at gpt-oss-120b T = 1."""
     from .helpers import ACCUM_TOL, make_layer, rel_l2
     from mxforge.models import PRESETS
     mxforge.ops.poison_outputs(False)
@@ -193,14 +196,18 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
         return ys
 
     x = L.x.clone()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        layers(x)  # warm-up
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        ys = layers(x)
+    mxforge.ops.delay_gemm_epilogues(delay_ns)
+    try:
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            layers(x)  # warm-up
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            ys = layers(x)
+    finally:
+        mxforge.ops.delay_gemm_epilogues(0)
     tol = ACCUM_TOL if stage2_input == "bf16" else 3e-2
     for replay in range(2):
         x.copy_((torch.randn(x.shape, generator=grng, device=GPU) * 2).to(torch.bfloat16))

@@ -206,3 +206,12 @@ def test_split_k_instance_refuses_a_short_workspace(monkeypatch, name):
         else:
             inter = torch.randn(3 * L.topk_ids.shape[1], 128, generator=g).bfloat16()
             ops.moe_stage2(inter, L.w2, sort, instance=name)
+
+
+@pytest.mark.parametrize("ns", [-1, 2 ** 31])
+def test_gemm_delay_hook_rejects_out_of_range(ns):
+    """The test hook's delay travels as a 32-bit kernel argument: out of range is an error
+    naming the allowed range, and the setting stays as it was (0)."""
+    with pytest.raises(InputError, match=r"delay_gemm_epilogues: ns = .* \(allowed: 0 <= ns < 2\^31\)"):
+        ops.delay_gemm_epilogues(ns)
+    assert ops._GEMM_DELAY_NS == 0

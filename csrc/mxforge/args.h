@@ -90,6 +90,9 @@ struct MoeGemmArgs {
   int64_t T = 0, topk = 0, E = 0, N = 0, K = 0, N2 = 0;
   int64_t max_blocks = 0;  // size of sorted_expert_ids (grid upper bound)
   int32_t rounding = 0;    // re-quantized output
+  // Test hook (ops.delay_gemm_epilogues): stage-1 / stage-2 CTAs sleep this long after
+  // launch_dependents, before their epilogue writes; 0 in production.
+  int32_t test_delay_ns = 0;
   int64_t stream = 0;
 };
 

@@ -33,6 +33,8 @@
 // ======================================================================================
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <mutex>
 #include <vector>
@@ -77,6 +79,38 @@ MXF_DEV const float* cluster_peer(const float* p, int rank) {
   uint64_t out;
   asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
   return reinterpret_cast<const float*>(out);
+}
+// Programmatic dependent launch (sm_90; launch_cluster below; MXFORGE_PDL=0 turns it off):
+// the next kernel on the stream may start its CTAs before this one ends, once every CTA of
+// this one has called launch_dependents (or exited). So every kernel calls wait_prior_grids
+// before its first global memory access: it returns once the kernels before it have
+// finished and their memory is visible to this grid. No read goes before it, not even of
+// data written two kernels back: a first version's stage 2 read its routes before the wait
+// and gave wrong results on an H200 (benchmarks/README.md, 2026-11-30 session 11);
+// scripts/check_sass.py fails any global access before the wait in SASS. Where
+// launch_dependents goes decides the overlap: small kernels call it right after the wait;
+// the GEMMs after their main loop, so the next kernel's CTAs land on SMs as this one's
+// finish (spread over the SMs, not piled onto the few idle at its start, which measured
+// slower). Without the launch attribute both instructions do nothing.
+MXF_DEV void wait_prior_grids() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+MXF_DEV void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+// Sleep at least `ns` nanoseconds (by the global timer): the tests' delay hook
+// (MoeGemmArgs::test_delay_ns) that widens the window of a missing wait_prior_grids.
+MXF_DEV void sleep_ns(unsigned ns) {
+  uint64_t t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    __nanosleep(256);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
 }
 // Orders shared-memory accesses among the lanes of a warp (independent thread scheduling
 // means lanes of one warp are not implicitly in lock step on Volta and later).
@@ -397,20 +431,21 @@ inline Status allow_dynamic_smem(const void* kernel, size_t bytes) {
   return Status::ok();
 }
 
-// Launch `kernel<<<grid, block, smem, stream>>>(args...)` and report the launch error.
-// An empty grid launches nothing (that is not an error for a zero-sized problem).
-template <class... P, class... A>
-inline Status launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream stream,
-                     const char* what, A&&... args) {
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return Status::ok();
-  Status st = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem);
-  if (st.code != 0) return st;
-  kernel<<<grid, block, smem, stream>>>(static_cast<A&&>(args)...);
-  return last_launch_status(what);
+// Whether launches allow programmatic dependent launch (wait_prior_grids): yes unless the
+// environment sets MXFORGE_PDL=0 (read once per process; for A/B runs and as a way out).
+inline bool dependent_launch_enabled() {
+  static const bool on = [] {
+    const char* v = getenv("MXFORGE_PDL");
+    return v == nullptr || strcmp(v, "0") != 0;
+  }();
+  return on;
 }
 
-// The same as a launch of thread block clusters of `cluster` CTAs (the grid a multiple of
-// it in each dimension; the kernel's CTAs of one cluster run at the same time).
+// Launch `kernel<<<grid, block, smem, stream>>>(args...)` as thread block clusters of
+// `cluster` CTAs (the grid a multiple of it in each dimension; the CTAs of one cluster run
+// at the same time; 1 x 1 x 1: no clusters), allowing programmatic dependent launch where
+// it is on, and report the launch error. An empty grid launches nothing (that is not an
+// error for a zero-sized problem).
 template <class... P, class... A>
 inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
                              Stream stream, const char* what, A&&... args) {
@@ -422,16 +457,30 @@ inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 c
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = cluster.x;
-  attr[0].val.clusterDim.y = cluster.y;
-  attr[0].val.clusterDim.z = cluster.z;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster.x;
+    attr[n].val.clusterDim.y = cluster.y;
+    attr[n].val.clusterDim.z = cluster.z;
+    ++n;
+  }
+  if (dependent_launch_enabled()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
   config.attrs = attr;
-  config.numAttrs = 1;
+  config.numAttrs = n;
   const cudaError_t e = cudaLaunchKernelEx(&config, kernel, static_cast<A&&>(args)...);
   if (e != cudaSuccess) return status_of(e, what);
   return last_launch_status(what);
+}
+template <class... P, class... A>
+inline Status launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream stream,
+                     const char* what, A&&... args) {
+  return launch_cluster(kernel, grid, block, dim3(1, 1, 1), smem, stream, what, static_cast<A&&>(args)...);
 }
 
 inline Status memset_async(void* p, int64_t bytes, Stream stream, const char* what) {

@@ -157,6 +157,11 @@ uint32_t mul_bf16x2(uint32_t a, uint32_t b);  // (declared for the shared code; 
 // token fragments through them; no AMD instance has that tile (declared; not defined).
 uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
+// Programmatic dependent launch is sm90's: HIP launches in stream order, so there is
+// nothing to wait for.
+MXF_DEV void wait_prior_grids() {}
+MXF_DEV void launch_dependents() {}
+MXF_DEV void sleep_ns(unsigned) {}  // (the delay hook widens PDL races only)
 // Thread block clusters (moe.cuh, cluster_k) are sm90's (declared; not defined).
 void cluster_sync();
 const float* cluster_peer(const float* p, int rank);
@@ -337,6 +342,9 @@ constexpr bool kHasBf16x2Mul = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);
 uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
+void wait_prior_grids();
+void launch_dependents();
+void sleep_ns(unsigned ns);
 void cluster_sync();
 const float* cluster_peer(const float* p, int rank);
 void atomic_add(float* p, float v);

@@ -127,6 +127,9 @@ inline int lane_id() { return thread_x() % kWarpSize; }
 inline int warp_id() { return thread_x() / kWarpSize; }
 
 inline void sync_threads() { emu::cta().cta_barrier->wait(); }
+inline void wait_prior_grids() {}  // (launches run one after another here)
+inline void launch_dependents() {}
+inline void sleep_ns(unsigned) {}  // (the delay hook widens PDL races only)
 inline void cluster_sync() { emu::cta().cluster->barrier->wait(); }
 // `p` in the dynamic shared memory of the cluster's CTA `rank` (the emulator's static
 // __shared__ arrays are one per program, shared by a cluster's CTAs, so only the dynamic

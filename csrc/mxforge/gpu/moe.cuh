@@ -455,6 +455,7 @@ template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
   const GridTile at(cdiv(a.N, S::BN));
+  dev::wait_prior_grids();  // (after the arithmetic above: at the top, a tuned tile spilled)
   int e;
   if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
   const int64_t I = a.N / 2, j0 = int64_t(at.ntile) * (S::BN / 2);
@@ -465,8 +466,11 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
   int kt0, kt1;
   k_range<S::BK>(a.K, S::kKParts, dev::block_z(), kt0, kt1);
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
+  dev::launch_dependents();  // (after the main loop: device.h)
   mma.stage(sc);
   dev::sync_threads();
+  // (after the staging: before it, the sleep's registers spilled an accumulator tile)
+  if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
   if (!cluster_reduce<S>(sc)) return;
   if constexpr (S::kSplitK == 1)
     stage1_epilogue<S>(sc, a, e, j0, rows, s_brow);
@@ -478,6 +482,8 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   (void)sa;
   (void)sb;
   const GridTile at(cdiv(a.N, S::BN));
@@ -500,6 +506,7 @@ template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
   const GridTile at(cdiv(a.N, S::BN));
+  dev::wait_prior_grids();  // (after the arithmetic above: at the top, a tuned tile spilled)
   int e;
   if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kRoute, RowIs::kToken, rows, e)) return;
   const int64_t n0 = int64_t(at.ntile) * S::BN;
@@ -515,8 +522,11 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
     if (S::kSplitK > 1 && kt0 >= kt1) return;
   }
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
+  dev::launch_dependents();  // (after the main loop: device.h)
   mma.stage(sc);
   dev::sync_threads();
+  // (after the staging: before it, the sleep's registers spilled an accumulator tile)
+  if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
   if (!cluster_reduce<S>(sc)) return;
   const bool bias_here = S::kBias && (S::kSplitK == 1 || dev::block_z() == 0);
   accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2, S::kStage2Ws>(
@@ -528,6 +538,8 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
 constexpr int kFinalizeThreads = 256;
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kFinalizeThreads) moe_stage2_splitk_finalize_kernel(MoeGemmArgs a) {
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   const float* ws = static_cast<const float*>(a.workspace);
   uint16_t* out = static_cast<uint16_t*>(a.out);
   const int64_t total = a.T * a.N, step = int64_t(dev::grid_dim_x()) * kFinalizeThreads;
@@ -555,6 +567,8 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a)
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];
   __shared__ float s_w[S::BM];
   const BlockRows rows{s_arow, s_orow, s_w};
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   int e;
   if (!block_rows<S::BM, S::NT>(a, dev::block_x(), RowIs::kToken, RowIs::kToken, rows, e)) return;
   const int64_t I = a.N / 2, H = a.N2;

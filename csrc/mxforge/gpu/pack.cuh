@@ -21,6 +21,8 @@ constexpr uint8_t kPadScale = 127;  // 2^0
 
 template <class Layout>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kPackThreads) mx_pack_kernel(PackArgs a) {
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   const int64_t N = a.N, K = a.K;
   const int64_t Np = Layout::rows(N), Kq = Layout::kpad(K), Kp = LayoutPlain::kpad(K);
   const bool to_packed = a.direction == 0;

@@ -104,6 +104,8 @@ MXF_DEV void quant_blocks_lanes(const QuantArgs& a, int64_t index, int64_t strid
 
 template <class In, class MxT>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kQuantThreads) mx_quant_kernel(QuantArgs a) {
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   quant_blocks<In, MxT>(a, int64_t(dev::block_x()) * kQuantThreads + dev::thread_x(),
                         int64_t(dev::grid_dim_x()) * kQuantThreads);
 }
@@ -111,6 +113,8 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kQuantThreads) mx_quant_kernel(QuantArgs a) {
 // Dequantize block `blk` of row `row`: element * 2^(s-127) in fp32, then Out.
 template <class MxT, class Out>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kQuantThreads) mx_dequant_kernel(QuantArgs a) {
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   using Elem = ElemOf<MxT>;
   using S = typename Io<Out>::S;
   constexpr int kBytes = MxBlockBytes<Elem>::value;

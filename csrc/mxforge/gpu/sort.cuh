@@ -291,6 +291,8 @@ struct QuantRole {
 template <class Role>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSortThreads) moe_sort_kernel(SortArgs a, SortPlan p, QuantArgs q) {
   MXF_DYNAMIC_SMEM(smem);
+  dev::wait_prior_grids();
+  dev::launch_dependents();
   const int b = dev::block_x();
   if (b == 0) sort_cta(a, p, smem);
   else if (b <= p.fill_ctas) sort_fill(a, p, b - 1);

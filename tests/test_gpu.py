@@ -170,9 +170,10 @@ def test_fused_moe_cuda_graph(grng):
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "pk_fp4"), ("bf16", "bf16")])
 @pytest.mark.parametrize("delay_ns", [0, 20_000])
 def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, delay_ns, grng):
-    """Programmatic dependent launch (device.h, wait_prior_grids; on by default on sm90):
-    a kernel may start before the one before it has finished and must wait before it reads
-    what that one (or any earlier one) wrote. Three layers, each on the previous one's
+    """Programmatic dependent launch (device.h, wait_prior_grids; opt-in, MXFORGE_PDL=1,
+    which scripts/gpu-check runs these tests with too): a kernel may start before the one
+    before it has finished and must wait before it reads what that one (or any earlier one)
+    wrote. Three layers, each on the previous one's
     output, captured in one CUDA graph with nothing between their kernels (outputs not
     poisoned, as in production), replayed on two inputs: each layer's output matches the
     reference on the input that layer got. A kernel reading early would see the previous

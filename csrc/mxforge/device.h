@@ -80,9 +80,9 @@ MXF_DEV const float* cluster_peer(const float* p, int rank) {
   asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
   return reinterpret_cast<const float*>(out);
 }
-// Programmatic dependent launch (sm_90; launch_cluster below; MXFORGE_PDL=0 turns it off):
-// the next kernel on the stream may start its CTAs before this one ends, once every CTA of
-// this one has called launch_dependents (or exited). So every kernel calls wait_prior_grids
+// Programmatic dependent launch (sm_90; opt-in, MXFORGE_PDL=1, launch_cluster below): the
+// next kernel on the stream may start its CTAs before this one ends, once every CTA of this
+// one has called launch_dependents (or exited). So every kernel calls wait_prior_grids
 // before its first global memory access: it returns once the kernels before it have
 // finished and their memory is visible to this grid. No read goes before it, not even of
 // data written two kernels back: a first version's stage 2 read its routes before the wait
@@ -431,12 +431,15 @@ inline Status allow_dynamic_smem(const void* kernel, size_t bytes) {
   return Status::ok();
 }
 
-// Whether launches allow programmatic dependent launch (wait_prior_grids): yes unless the
-// environment sets MXFORGE_PDL=0 (read once per process; for A/B runs and as a way out).
+// Whether launches allow programmatic dependent launch (wait_prior_grids): only where the
+// environment sets MXFORGE_PDL=1 (read once per process). Off by default: on an H200 it
+// made layers run back to back faster at decode but, with a torch kernel between layers
+// (as in a model), gpt-oss-120b's a4w4 layer ~10 µs slower at T = 1 for a reason not found
+// yet (benchmarks/README.md, 2026-11-30 session 12).
 inline bool dependent_launch_enabled() {
   static const bool on = [] {
     const char* v = getenv("MXFORGE_PDL");
-    return v == nullptr || strcmp(v, "0") != 0;
+    return v != nullptr && strcmp(v, "1") == 0;
   }();
   return on;
 }

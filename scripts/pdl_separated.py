@@ -36,7 +36,7 @@ def main() -> None:
     g = torch.Generator(device="cuda").manual_seed(0)
     L = make_layer(shape, g)
     marker = torch.zeros(1, device="cuda")
-    pdl = os.environ.get("MXFORGE_PDL", "(unset: on)")
+    pdl = os.environ.get("MXFORGE_PDL", "(unset: off)")
     print(f"# {torch.cuda.get_device_name()} {shape.name} MXFORGE_PDL={pdl}")
     print(f"{'model':18} {'pipeline':16} {'T':>5} {'back-to-back us':>16} {'separated us':>13}")
     for T in args.T:

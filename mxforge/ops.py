@@ -9,6 +9,8 @@ layout can only reach instances built for that layout.
 """
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Union
 
@@ -28,6 +30,21 @@ TOKEN_LIMIT = 1 << 24  # sorted rows encode the token in 24 bits
 
 _POISON = False
 _GEMM_DELAY_NS = 0
+# Programmatic dependent launch on sm90 (csrc/mxforge/device.h reads the variable once per
+# process; only "1" turns it on).
+PDL_ENV = "MXFORGE_PDL"
+
+
+def check_pdl_env() -> None:
+    """Warn, naming the allowed values, where MXFORGE_PDL is set to something other than
+    0 or 1 (the launcher would quietly keep it off)."""
+    value = os.environ.get(PDL_ENV)
+    if value not in (None, "", "0", "1"):
+        warnings.warn(f"{PDL_ENV}={value!r} is not a setting (allowed: 0, off, the default; 1, "
+                      "programmatic dependent launch on sm90): it stays off", stacklevel=2)
+
+
+check_pdl_env()
 
 
 def poison_outputs(enabled: bool) -> None:

@@ -215,3 +215,19 @@ def test_gemm_delay_hook_rejects_out_of_range(ns):
     with pytest.raises(InputError, match=r"delay_gemm_epilogues: ns = .* \(allowed: 0 <= ns < 2\^31\)"):
         ops.delay_gemm_epilogues(ns)
     assert ops._GEMM_DELAY_NS == 0
+
+
+@pytest.mark.parametrize("value, warns", [("1", False), ("0", False), ("", False), ("on", True), ("2", True)])
+def test_pdl_env_names_its_allowed_values(monkeypatch, value, warns):
+    """MXFORGE_PDL other than 0 / 1 would leave programmatic dependent launch off without a
+    word from the launcher (device.h): the op layer warns, naming what is allowed."""
+    import warnings
+    monkeypatch.setenv("MXFORGE_PDL", value)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ops.check_pdl_env()
+    msgs = [str(w.message) for w in caught]
+    if warns:
+        assert len(msgs) == 1 and f"MXFORGE_PDL='{value}'" in msgs[0] and "allowed: 0" in msgs[0], msgs
+    else:
+        assert msgs == []

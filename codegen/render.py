@@ -28,7 +28,8 @@ CPP = {
     "activation": {"silu": "mxf::Act::kSilu", "gelu": "mxf::Act::kGelu",
                    "swiglu_oai": "mxf::Act::kSwigluOai", "": "mxf::Act::kNone"},
     "gate_up": {"concat": "false", "interleaved": "true", "": "false"},
-    "layout": {"plain": "mxf::LayoutPlain", "shuffled": "mxf::LayoutShuffled", "": "void"},
+    "layout": {"plain": "mxf::LayoutPlain", "shuffled": "mxf::LayoutShuffled", "pairbits": "mxf::LayoutPairbits",
+               "": "void"},
 }
 
 

@@ -17,7 +17,10 @@ DTYPES = ("bf16", "fp16", "fp32", "fp8", "pk_fp4")
 ACTIVATIONS = ("silu", "gelu", "swiglu_oai")
 GATE_UP = ("concat", "interleaved")
 ROUTED_WEIGHT = ("none", "stage1", "stage2")
-LAYOUTS = ("plain", "shuffled")
+LAYOUTS = ("plain", "shuffled", "pairbits")
+# pairbits: the plain layout with each 32-bit word's e2m1 codes rearranged for the sm90
+# register-fragment conversion (csrc/mxforge/layout.h); the cpu target reads it too.
+PAIRBITS_TARGETS = ("cpu", "sm90")
 BLOCK_M = (16, 32, 64, 128)
 BLOCK_N = (16, 32, 64, 128, 256)
 BLOCK_K = (32, 64, 128, 256)
@@ -98,7 +101,7 @@ OPS: dict[str, OpSpec] = {
                (_f("a", ("pk_fp4", "fp8"), doc="quantized input"),
                 _f("out", ("bf16", "fp32"), doc="output dtype")), "QuantArgs"),
         OpSpec("mx_pack", "weight/scale layout conversion between plain and `layout`",
-               (_f("layout", ("shuffled",), doc="target layout"),), "PackArgs"),
+               (_f("layout", ("shuffled", "pairbits"), doc="target layout"),), "PackArgs"),
         OpSpec("moe_sort", "MoE sorting (aiter moe_sorting semantics)", (), "SortArgs"),
         OpSpec("fused_quant_sort", "activation quantization and MoE sorting in one launch",
                (_f("a", ("bf16", "fp16"), doc="input dtype"),
@@ -170,6 +173,9 @@ def _cluster_k(c: dict[str, Any]) -> str | None:
 def _layout(c: dict[str, Any]) -> str | None:
     if c["op"] in GEMM_OPS and c["b"] != "pk_fp4" and c["layout"] != "plain":
         return f"layout {c['layout']} exists for pk_fp4 weights only (b={c['b']})"
+    if c.get("layout") == "pairbits" and c["target"] not in PAIRBITS_TARGETS:
+        return (f"layout pairbits exists on targets {', '.join(PAIRBITS_TARGETS)} only (target "
+                f"{c['target']}; use layout plain or shuffled)")
     return None
 
 

@@ -65,6 +65,7 @@ struct StridedRows {
     return data + r * stride + c * (32 / Tag::kElemsPerByte);
   }
   uint8_t scale(int64_t r, int64_t c) const { return scales[r * scale_stride + c]; }
+  using Bits = NaturalBits;
 };
 
 // One expert's MXFP4 weights [N, K] in Layout (offsets from layout.h).
@@ -76,6 +77,7 @@ struct LayoutRows {
 
   const uint8_t* group(int64_t n, int64_t c) const { return w + Layout::w_off(n, c * 16, N, K); }
   uint8_t scale(int64_t n, int64_t c) const { return s[Layout::s_off(n, c, N, K)]; }
+  using Bits = typename Layout::Bits;  // how group()'s words store their codes
 };
 
 // Expert weights w [E, N, K] of dtype tag BTag in Layout (docs/ops.md, args.h):
@@ -112,8 +114,16 @@ template <class Tag, int kPad = 1, class View>
 inline void load_row(const View& v, int64_t r, int64_t k0, int64_t kn, float* __restrict dst) {
   if constexpr (Tag::kMx) {
     const int64_t c0 = k0 / 32, nc = cdiv(kn, 32);
-    for (int64_t c = 0; c < nc; ++c)
-      decode_block<Tag>(v.group(r, c0 + c), v.scale(r, c0 + c), dst + 32 * c);
+    for (int64_t c = 0; c < nc; ++c) {
+      const uint8_t* g = v.group(r, c0 + c);
+      uint32_t w[4];
+      if constexpr (View::Bits::kPairbits) {  // back to natural codes first (layout.h)
+        memcpy(w, g, 16);
+        for (uint32_t& x : w) x = View::Bits::natural(x);
+        g = reinterpret_cast<const uint8_t*>(w);
+      }
+      decode_block<Tag>(g, v.scale(r, c0 + c), dst + 32 * c);
+    }
   } else {
     const typename Tag::storage* __restrict p = v.row(r) + k0;
     for (int64_t i = 0; i < kn; ++i) dst[i] = Tag::to_f32(p[i]);

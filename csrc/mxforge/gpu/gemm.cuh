@@ -92,6 +92,7 @@ struct GatherRows {
   MXF_DEV uint8_t scale(int64_t r, int64_t c) const { return *scale_ptr(r, c); }
   MXF_DEV bool vec_ok() const { return aligned16(base) && pitch % 16 == 0; }
   static constexpr bool kLinearK = true;  // data(r, kb) == data(r, 0) + kb (scales alike)
+  using Bits = NaturalBits;               // e2m1 codes as written (layout.h)
 };
 // One expert's packed MXFP4 weight [N, K] in `Layout` (layout.h).
 template <class Layout>
@@ -104,7 +105,8 @@ struct LayoutRows {
   MXF_DEV uint8_t scale(int64_t n, int64_t c) const { return *scale_ptr(n, c); }
   // 16 bytes at kb % 16 == 0 are contiguous in every layout (see pack.cuh).
   MXF_DEV bool vec_ok() const { return aligned16(w); }
-  static constexpr bool kLinearK = IsSame<Layout, LayoutPlain>::value;
+  static constexpr bool kLinearK = IsSame<Layout, LayoutPlain>::value || IsSame<Layout, LayoutPairbits>::value;
+  using Bits = typename Layout::Bits;
 };
 
 // ---- loaders ------------------------------------------------------------------------------
@@ -171,20 +173,26 @@ struct RowDst {
 };
 
 // Dequantize one 16-byte MX chunk (32 e2m1 or 16 e4m3 elements, one scale) into InT
-// pairs from column k on, in K order `Order`, at the units `dst` places.
-template <class Elem, class InT, class Order, class Dst>
+// pairs from column k on, in K order `Order`, at the units `dst` places. Bits: how its
+// e2m1 words store their codes (layout.h; e4m3 chunks are always natural).
+template <class Elem, class InT, class Order, class Bits = NaturalBits, class Dst>
 MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, const Dst& dst, int k) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-  if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul &&
-                !Order::kNatural) {
+  uint32_t w[4] = {v.x, v.y, v.z, v.w};
+  constexpr bool kBf16Pairs = IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul;
+  if constexpr (kBf16Pairs && (!Order::kNatural || Bits::kPairbits)) {
     const E2m1PairScale ks = e2m1_pair_scale(s);
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       uint32_t o[4];
-      e2m1_word_pairs_bf16x2(w[q], ks, o);
-      dev::st16(dst.at(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
+      e2m1_word_pairs_bf16x2<Bits>(w[q], ks, o);
+      // pairs (i, i + 4) -> natural pairs (0,1) (2,3) (4,5) (6,7): one byte permute each
+      if constexpr (Order::kNatural)
+        dev::st16(dst.at(k + 8 * q), dev::Vec16{(o[0] & 0xffffu) | (o[1] << 16), (o[2] & 0xffffu) | (o[3] << 16),
+                                                (o[0] >> 16) | (o[1] & 0xffff0000u), (o[2] >> 16) | (o[3] & 0xffff0000u)});
+      else
+        dev::st16(dst.at(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
     }
-  } else if constexpr (IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul) {
+  } else if constexpr (kBf16Pairs) {
     // Two e2m1 codes -> a bf16 pair by bit moves, then two exact bf16x2 multiplies
     // (e2m1_pair_bf16x2): about half the instructions of decoding each element in fp32,
     // and at decode the GEMM's time is mostly these instructions (ncu: issue-bound).
@@ -197,6 +205,8 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, const Dst& dst, int k
       dev::st16(dst.at(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
     }
   } else if constexpr (IsSame<Elem, E2m1>::value) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) w[q] = Bits::natural(w[q]);
     const float sc = e8m0_to_f32(s);
     // byte j of the chunk = elements 2j (low nibble) and 2j + 1: one output pair
 #pragma unroll
@@ -282,6 +292,9 @@ struct TileLoader {
       if constexpr (Op::kMx) {  // chunks never straddle kend (Kp is a multiple of 32)
         v[i] = vec ? dev::ld16_ro(p) : load_bytes(p, 16);
         sc[i] = src.scale(r, k / 32);
+        if constexpr (kRaw && Rows::Bits::kPairbits)  // (an MX atom reads natural codes)
+          v[i] = dev::Vec16{Rows::Bits::natural(v[i].x), Rows::Bits::natural(v[i].y),
+                            Rows::Bits::natural(v[i].z), Rows::Bits::natural(v[i].w)};
       } else {
         v[i] = (vec && k + 8 <= kend) ? dev::ld16_ro(p)
                                       : load_bytes(p, 2 * int(cmin<int64_t>(8, kend - k)));
@@ -325,7 +338,7 @@ struct TileLoader {
       uint16_t* row = tile + (q / kCPR) * ld;
       const int k = (q % kCPR) * Op::kChunkElems;
       if constexpr (Op::kMx)
-        dequant_chunk<typename Op::Elem, InT, Order>(x, s, RowDst<Order>{row}, k);
+        dequant_chunk<typename Op::Elem, InT, Order, typename Rows::Bits>(x, s, RowDst<Order>{row}, k);
       else
         dev::st16(row + Order::col(k), Order::arrange(x));
     }
@@ -355,6 +368,7 @@ struct RegFragRows {
   // are (kStages - 1) x NI x GPW x 16 bytes).
   static constexpr int kStages = STAGES > 0 ? STAGES : NI * GPW <= 1 ? 4 : NI * GPW <= 4 ? 3 : 2;
   struct Stage {
+    using Bits = typename Rows::Bits;  // how v's words store their codes
     dev::Vec16 v[NI][GPW];
     uint8_t s[NI][GPW];
   };
@@ -490,7 +504,7 @@ struct WarpMma {
         for (int ni = 0; ni < NI; ++ni) {
           const dev::Vec16& w = st.v[ni][gi];
           const uint32_t word = v == 0 ? w.x : v == 1 ? w.y : v == 2 ? w.z : w.w;
-          e2m1_word_pairs_bf16x2(word, ks[ni], fb[ni]);
+          e2m1_word_pairs_bf16x2<typename Stage::Bits>(word, ks[ni], fb[ni]);
         }
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi)
@@ -776,7 +790,7 @@ struct SwapMma {
 #pragma unroll
         for (int ni = 0; ni < 2 * MT; ++ni) {
           const dev::Vec16& w = st.v[ni][gi];
-          e2m1_word_pairs_lo(v == 0 ? w.x : v == 1 ? w.y : v == 2 ? w.z : w.w, ks[ni], fw[ni]);
+          e2m1_word_pairs_lo<typename Stage::Bits>(v == 0 ? w.x : v == 1 ? w.y : v == 2 ? w.z : w.w, ks[ni], fw[ni]);
         }
         if (any_hi) {  // (one branch for the lane's rows; hi is 1 where a row needs none)
 #pragma unroll
@@ -1050,7 +1064,7 @@ struct RingOperand : RingShape<T, ROWS, BK> {
       const dev::Vec16 v = dev::ld16(stage + place[i]);
       const uint32_t word = *reinterpret_cast<const uint32_t*>(stage + Sh::kRawBytes + place[i] / 4);
       const int byte = int(reinterpret_cast<uintptr_t>(scale(i, k)) & 3);
-      dequant_chunk<typename Op::Elem, InT, Order>(v, uint8_t(word >> (8 * byte)), dst, kk);
+      dequant_chunk<typename Op::Elem, InT, Order, typename Rows::Bits>(v, uint8_t(word >> (8 * byte)), dst, kk);
     }
   }
 };

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "mxforge/gpu/common.cuh"
+#include "mxforge/layout.h"
 #include "mxforge/numerics.h"
 #include "mxforge/types.h"
 
@@ -123,23 +124,34 @@ MXF_DEV uint32_t e2m1_pair_bf16x2(uint32_t byte, const E2m1PairScale& k) {
   return dev::mul_bf16x2(dev::mul_bf16x2(p, k.lo), k.hi);
 }
 
-// A whole word of eight e2m1 codes (nibble i = element i) -> four bf16 pairs in the
-// register-fragment order of gemm.cuh (RegK): pair i = (element i, element i + 4). Both
-// halves of a pair sit 16 bits apart in the word, so one shift per pair aligns both codes
-// at the top of their halves (sign at bits 15/31, ee.m at 12-14/28-30) and two masks place
-// them as bf16 bits (value * 2^-126, as above): about 4 instructions per pair instead of
-// 6, then the exact multiplies of e2m1_pair_bf16x2, the second only where the scale needs
-// it (k.hi_needed; multiplying by 1 is exact, so skipping it is).
-// (e2m1_word_pairs_lo: the pairs times k.lo only, for a caller that applies k.hi itself.)
+// A whole word of eight e2m1 codes -> four bf16 pairs in the register-fragment order of
+// gemm.cuh (RegK): pair i = (element i, element i + 4), times k.lo only
+// (e2m1_word_pairs_lo, for a caller that applies k.hi itself) or exactly
+// (e2m1_word_pairs_bf16x2: then k.hi where the scale needs it; multiplying by 1 is exact,
+// so skipping it is). Bits is how the word stores its codes (layout.h):
+//   NaturalBits (nibble i = element i): both halves of a pair sit 16 bits apart, so one
+//     shift per pair aligns both codes at the top of their halves (sign at bits 15/31,
+//     ee.m at 12-14/28-30) and two masks place them as bf16 bits (value * 2^-126, as
+//     above): 15 integer instructions per word;
+//   PairBits: the packer stored each pair's bits where one rotate and one mask place them
+//     (pair 3: two of each): 9.
+template <class Bits = NaturalBits>
 MXF_DEV void e2m1_word_pairs_lo(uint32_t w, const E2m1PairScale& k, uint32_t (&o)[4]) {
+  if constexpr (Bits::kPairbits) {
+    uint32_t p[4] = {0u, 0u, 0u, 0u};
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const uint32_t t = w << (12 - 4 * i);
-    o[i] = dev::mul_bf16x2((t & 0x80008000u) | ((t >> 6) & 0x01c001c0u), k.lo);
+    for (int g = 0; g < PairBits::kGroups; ++g)
+      p[PairBits::pair(g)] |= PairBits::rotl(w, PairBits::rot(g)) & PairBits::mask(g);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) o[i] = dev::mul_bf16x2(p[i], k.lo);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) o[i] = dev::mul_bf16x2(PairBits::pair_bits(w, i), k.lo);
   }
 }
+template <class Bits = NaturalBits>
 MXF_DEV void e2m1_word_pairs_bf16x2(uint32_t w, const E2m1PairScale& k, uint32_t (&o)[4]) {
-  e2m1_word_pairs_lo(w, k, o);
+  e2m1_word_pairs_lo<Bits>(w, k, o);
   if (k.hi_needed) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) o[i] = dev::mul_bf16x2(o[i], k.hi);

@@ -6,7 +6,8 @@
 // at the same (n, kb), substituting padding (zero codes, scale 127) where (n, kb) is past
 // the plain tensor. Direction 0 writes every packed byte, direction 1 every plain byte.
 // Weights move in 16-byte chunks: 16 consecutive kb (kb % 16 == 0) are contiguous in both
-// layouts (plain rows are Kp/2 bytes, Kp/2 % 16 == 0; shuffled tiles are 32 bytes wide).
+// layouts (plain rows are Kp/2 bytes, Kp/2 % 16 == 0; shuffled tiles are 32 bytes wide);
+// a layout with PairBits words (pairbits) also recodes each chunk's four words.
 #pragma once
 #include <stdint.h>
 
@@ -46,10 +47,30 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kPackThreads) mx_pack_kernel(PackArgs a) {
       const bool inside = n < N && kb < Kp / 2;  // else padding (only when to_packed)
       const uint8_t* src = a.src_w + (to_packed ? plain : packed);
       uint8_t* dst = a.dst_w + (to_packed ? packed : plain);
+      if (!Layout::Bits::kPairbits) {
+        if (vec) {
+          dev::st16(dst, inside ? dev::ld16(src) : dev::zero16());
+        } else {
+          for (int i = 0; i < 16; ++i) dst[i] = inside ? src[i] : uint8_t(0);
+        }
+        continue;
+      }
+      // Words whose bits the layout rearranges (layout.h): encode on the way in, back to
+      // natural on the way out (padding: zero codes encode to zero bits).
+      uint32_t w[4] = {0u, 0u, 0u, 0u};
+      if (inside) {
+        if (vec) {
+          const dev::Vec16 v = dev::ld16(src);
+          w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+        } else {
+          for (int i = 0; i < 16; ++i) w[i / 4] |= uint32_t(src[i]) << (8 * (i % 4));
+        }
+      }
+      for (int q = 0; q < 4; ++q) w[q] = to_packed ? Layout::Bits::encode(w[q]) : Layout::Bits::natural(w[q]);
       if (vec) {
-        dev::st16(dst, inside ? dev::ld16(src) : dev::zero16());
+        dev::st16(dst, dev::Vec16{w[0], w[1], w[2], w[3]});
       } else {
-        for (int i = 0; i < 16; ++i) dst[i] = inside ? src[i] : uint8_t(0);
+        for (int i = 0; i < 16; ++i) dst[i] = uint8_t(w[i / 4] >> (8 * (i % 4)));
       }
     }
   }

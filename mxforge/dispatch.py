@@ -15,7 +15,7 @@ import csv
 import functools
 import os
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -258,12 +258,24 @@ def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[In
     pipelines shares one key): rows for a block_m the caller excluded are skipped; a row
     naming an instance that is not compiled, or one compiled for another key (a stale
     table), is skipped with a warning naming the row."""
-    rows = [r for r in tuned_rows() if r.key == key and (r.N, r.K, r.E, r.topk) ==
-            (shape.N, shape.K, shape.E, shape.topk) and r.T_max >= shape.T]
+    def rows_for(k: Key) -> list[TunedRow]:
+        return [r for r in tuned_rows() if r.key == k and (r.N, r.K, r.E, r.topk) ==
+                (shape.N, shape.K, shape.E, shape.topk) and r.T_max >= shape.T]
+    rows = rows_for(key)
+    compiled = {i.name: i for i in table()}
+    if not rows and key.layout == "pairbits":
+        # pairbits kernels differ from plain ones only in how they convert each weight
+        # word (csrc/mxforge/layout.h): until tuned in their own rows, they take the tile
+        # tuned for the plain layout (the same instance name with the layout swapped),
+        # where that twin is compiled (instances/sets/default.yaml leaves out one that
+        # spills registers); otherwise the heuristic decides.
+        rows = [replace(r, key=key, instance=r.instance.replace("_plain", "_pairbits"),
+                        origin=f"{r.origin}, the plain layout's row")
+                for r in rows_for(replace(key, layout="plain"))]
+        rows = [r for r in rows if r.instance in compiled]
     if not rows:
         return None, "no tuned row for this key and shape"
     by = {c.name: c for c in candidates}
-    compiled = {i.name: i for i in table()}
     usable = []
     for r in rows:
         if r.instance in by:

@@ -64,6 +64,7 @@ class Row:
     speedup: float
     rel_err_vs_torch: float
     device: str = ""
+    layout: str = "plain"  # the weights' layout (pairbits: the sm90 kernels' fastest)
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -111,6 +112,14 @@ class Layer:
     w2: ops.MoeWeight
     w1_bf16: torch.Tensor  # [E, H, 2I] (transposed for grouped_mm)
     w2_bf16: torch.Tensor  # [E, I, H]
+    plain: tuple = ()      # (q1, s1, b1, q2, s2, b2): the codes as made, for other layouts
+
+    def in_layout(self, layout: str) -> "Layer":
+        """The same weights packed for `layout` (mx_pack on the device)."""
+        q1, s1, b1, q2, s2, b2 = self.plain
+        w1 = mx_weight(q1, s1, self.shape.H, layout, "pk_fp4", b1, self.shape.gate_up)
+        w2 = mx_weight(q2, s2, self.shape.I, layout, "pk_fp4", b2)
+        return Layer(self.shape, w1, w2, self.w1_bf16, self.w2_bf16, self.plain)
 
 
 def _random_mx(E: int, N: int, K: int, g: torch.Generator, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +141,8 @@ def make_layer(shape: MoeShape, g: torch.Generator) -> Layer:
     w2 = mx_weight(q2, s2, I, "plain", "pk_fp4", b2)
     d1 = torch.stack([ref.dequantize_mx(q1[e], s1[e], H, "e2m1", torch.bfloat16) for e in range(E)])
     d2 = torch.stack([ref.dequantize_mx(q2[e], s2[e], I, "e2m1", torch.bfloat16) for e in range(E)])
-    return Layer(shape, w1, w2, d1.transpose(1, 2).contiguous(), d2.transpose(1, 2).contiguous())
+    return Layer(shape, w1, w2, d1.transpose(1, 2).contiguous(), d2.transpose(1, 2).contiguous(),
+                 (q1, s1, b1, q2, s2, b2))
 
 
 def torch_moe(L: Layer, x: torch.Tensor, ids: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -180,22 +190,26 @@ def hbm_bytes(shape: MoeShape, T: int, ids: list[torch.Tensor]) -> float:
 
 def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
           pipelines: tuple[str, ...] = tuple(PIPELINES), stages: bool = False,
-          seed: int = 0, log: Callable[[str], None] = print) -> tuple[Ceilings, list[Row]]:
+          seed: int = 0, log: Callable[[str], None] = print,
+          layouts: tuple[str, ...] = ("pairbits",)) -> tuple[Ceilings, list[Row]]:
     if not torch.cuda.is_available():
         raise ops.InputError("mxforge bench needs a CUDA GPU (the sm90 target)")
     shape = preset(model) if isinstance(model, str) else model
     for p in pipelines:
         if p not in PIPELINES:
             raise ops.InputError(f"pipeline {p!r} (allowed: {', '.join(PIPELINES)})")
+    for lay in layouts:
+        ops.layout_sizes(lay, 32, 32)  # a clear error for an unknown layout
     torch.backends.cuda.matmul.allow_tf32 = False
     g = torch.Generator(device="cuda").manual_seed(seed)
     ceil = measure_ceilings()
     dev = torch.cuda.get_device_name()
     log(f"# {dev}: copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.bf16_tflops:.0f} TFLOP/s")
     t0 = time.time()
-    L = make_layer(shape, g)
+    L0 = make_layer(shape, g)
+    packed = {lay: L0.in_layout(lay) for lay in layouts}
     log(f"# {shape.name}: H={shape.H} I={shape.I} E={shape.E} topk={shape.topk} "
-        f"(weights made in {time.time() - t0:.1f} s)")
+        f"(weights made in {time.time() - t0:.1f} s; layouts {', '.join(layouts)})")
     rows: list[Row] = []
     H, I, k = shape.H, shape.I, shape.topk
     for T in tokens:
@@ -205,9 +219,10 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
         hbm_us = hbm_bytes(shape, T, [r[0] for r in routes]) / (ceil.copy_gbps * 1e3)
         flops = 2.0 * T * k * 3 * H * I
         comp_us = flops / (ceil.bf16_tflops * 1e6)
-        torch_us = _time_graph(lambda i: torch_moe(L, xs[i], *routes[i]), rot)
-        base = torch_moe(L, xs[0], *routes[0]).double()
-        for p in pipelines:
+        torch_us = _time_graph(lambda i: torch_moe(L0, xs[i], *routes[i]), rot)
+        base = torch_moe(L0, xs[0], *routes[0]).double()
+        for p, lay in [(p, lay) for p in pipelines for lay in layouts]:
+            L = packed[lay]
             a_dtype, s2 = PIPELINES[p]
 
             def call(i: int) -> torch.Tensor:
@@ -220,7 +235,7 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
             floor = max(hbm_us, comp_us)
             row = Row(shape.name, p, T, us, hbm_us, comp_us, floor, us / floor,
                       flops / us / 1e6, hbm_bytes(shape, T, [r[0] for r in routes]) / us / 1e3,
-                      torch_us, torch_us / us, err, dev)
+                      torch_us, torch_us / us, err, dev, lay)
             if stages:
                 row.stages = stage_times(L, xs, routes, a_dtype, s2, rot)
             rows.append(row)
@@ -236,7 +251,7 @@ def stage_times(L: Layer, xs: list[torch.Tensor], routes: list, a_dtype: str, s2
     T = xs[0].shape[0]
     key = ops.Key(ops.target_of(xs[0].device), "moe_stage1", a=a_dtype, b="pk_fp4", out=s2,
                   activation=shape.activation, gate_up=shape.gate_up, routed_weight="none",
-                  bias=shape.bias, layout="plain")
+                  bias=shape.bias, layout=L.w1.layout)
     bm = ops.select(key, ops.Shape(T=T, N=2 * shape.I, K=shape.H, E=E, topk=k)).instance.block_m
     out: dict[str, float] = {}
     if a_dtype in ops.MX_DTYPES:
@@ -258,12 +273,12 @@ def stage_times(L: Layer, xs: list[torch.Tensor], routes: list, a_dtype: str, s2
     return out
 
 
-HEADER = (f"{'model':18s} {'pipeline':15s} {'T':>5s} {'us':>9s} {'floor':>8s} {'x floor':>7s} "
+HEADER = (f"{'model':18s} {'pipeline':15s} {'layout':8s} {'T':>5s} {'us':>9s} {'floor':>8s} {'x floor':>7s} "
           f"{'TFLOP/s':>8s} {'GB/s':>7s} {'torch us':>9s} {'speedup':>7s} {'err':>7s}")
 
 
 def format_row(r: Row) -> str:
-    s = (f"{r.model:18s} {r.pipeline:15s} {r.T:5d} {r.us:9.1f} {r.floor_us:8.1f} {r.x_floor:7.2f} "
+    s = (f"{r.model:18s} {r.pipeline:15s} {r.layout:8s} {r.T:5d} {r.us:9.1f} {r.floor_us:8.1f} {r.x_floor:7.2f} "
          f"{r.tflops:8.1f} {r.gbps:7.0f} {r.torch_us:9.1f} {r.speedup:7.2f} {r.rel_err_vs_torch:7.4f}")
     if r.stages:
         s += "  [" + ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items()) + "]"
@@ -292,11 +307,13 @@ def plot(path: Path, rows: list[Row]) -> None:
     for j, m in enumerate(models):
         mr = [r for r in rows if r.model == m]
         ax_t, ax_f = axes[0][j], axes[1][j]
-        for p in sorted({r.pipeline for r in mr}):
-            pr = [r for r in mr if r.pipeline == p]
-            ax_t.plot([r.T for r in pr], [r.us for r in pr], marker="o", label=f"mxforge {p}")
-            ax_f.plot([r.T for r in pr], [1 / r.x_floor for r in pr], marker="o", label=p)
-        base = [r for r in mr if r.pipeline == mr[0].pipeline]
+        several = len({r.layout for r in mr}) > 1
+        for p, lay in sorted({(r.pipeline, r.layout) for r in mr}):
+            pr = [r for r in mr if (r.pipeline, r.layout) == (p, lay)]
+            name = f"{p} ({lay})" if several else p
+            ax_t.plot([r.T for r in pr], [r.us for r in pr], marker="o", label=f"mxforge {name}")
+            ax_f.plot([r.T for r in pr], [1 / r.x_floor for r in pr], marker="o", label=name)
+        base = [r for r in mr if (r.pipeline, r.layout) == (mr[0].pipeline, mr[0].layout)]
         ax_t.plot([r.T for r in base], [r.torch_us for r in base], "k--", label="torch bf16")
         ax_t.plot([r.T for r in base], [r.floor_us for r in base], "k:", label="floor")
         ax_t.set(xscale="log", yscale="log", xlabel="tokens", ylabel="µs", title=m)

@@ -144,7 +144,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     rows, ceil = [], None
     print(HEADER)
     for m in shapes:
-        ceil, r = bench(m, tuple(args.T), tuple(args.pipelines or PIPELINES), args.stages)
+        ceil, r = bench(m, tuple(args.T), tuple(args.pipelines or PIPELINES), args.stages,
+                        layouts=tuple(args.layout))
         rows += r
     csv_path, png_path = Path(args.out + ".csv"), Path(args.out + ".png")
     write_csv(csv_path, ceil, rows)
@@ -210,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                         1024, 2048, 4096, 8192])
     p.add_argument("--pipelines", nargs="+", help="a4w4, a4w4-bf16inter, a16w4 (default: all)")
     p.add_argument("--stages", action="store_true", help="per-stage timings too")
+    p.add_argument("--layout", nargs="+", default=["pairbits"],
+                   help="weight layouts to time, each a row per pipeline and T (default: pairbits, "
+                        "the sm90 kernels' fastest; plain for checkpoints' own layout)")
     p.add_argument("--out", default="benchmarks/bench", help="CSV and PNG path (no suffix)")
     p.set_defaults(fn=_cmd_bench)
     p = sub.add_parser("tune", help="time every instance per shape and T, write the tuned table (GPU)")

@@ -326,12 +326,12 @@ def dequantize(q: MXTensor, dtype: torch.dtype = torch.bfloat16,
 def layout_sizes(layout: str, N: int, K: int) -> tuple[int, int]:
     """Bytes per expert of (weights, scales) in a layout (csrc/mxforge/layout.h)."""
     kp = round_up(K, 32)
-    if layout == "plain":
+    if layout in ("plain", "pairbits"):  # (pairbits: plain bytes, bits within words moved)
         return N * kp // 2, N * kp // 32
     if layout == "shuffled":
         np_, kq = round_up(N, 32), round_up(kp, 256)
         return np_ * kq // 2, np_ * kq // 32
-    raise InputError(f"layout {layout!r} (allowed: plain, shuffled)")
+    raise InputError(f"layout {layout!r} (allowed: plain, shuffled, pairbits)")
 
 
 def _pack(src_w: torch.Tensor | None, src_s: torch.Tensor, E: int, N: int, K: int,

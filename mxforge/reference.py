@@ -294,7 +294,58 @@ def unshuffle_scales(s_shuf: Tensor, R: int, C: int) -> Tensor:
     return v.contiguous().view(Rp, Cp)[:R, :C].contiguous()
 
 
-LAYOUTS = ("plain", "shuffled")
+LAYOUTS = ("plain", "shuffled", "pairbits")
+
+# pairbits (csrc/mxforge/layout.h, PairBits): plain bytes, but each little-endian 32-bit
+# word's bits rearranged so that the bf16 pair (code i, code i + 4) comes out of a word as
+# the OR over its groups of rotl(word, rot) & mask. Pair i as bf16x2 bits: code i's sign at
+# bit 15 and ee.m at bits 6-8, code i + 4's at 31 and 22-24.
+_PAIRBITS_GROUPS = ((0, 6, 0x81C081C0), (1, 2, 0x81C081C0), (2, 12, 0x81C081C0),
+                    (3, 8, 0x80C080C0), (3, 0, 0x01000100))  # (pair, rot, mask)
+
+
+def _rotl32(x: int, r: int) -> int:
+    return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF if r else x
+
+
+def _pair_bits(w: int, i: int) -> int:
+    t = (w << (12 - 4 * i)) & 0xFFFFFFFF
+    return (t & 0x80008000) | ((t >> 6) & 0x01C001C0)
+
+
+def _pairbits_encode_word(w: int) -> int:
+    out = 0
+    for pair, rot, mask in _PAIRBITS_GROUPS:
+        out |= _rotl32(_pair_bits(w, pair) & mask, (32 - rot) % 32)
+    return out
+
+
+# Where natural bit b of a word goes (a permutation of 0..31; tests check it).
+PAIRBITS_PERM = tuple(_pairbits_encode_word(1 << b).bit_length() - 1 for b in range(32))
+
+
+def _permute_word_bits(data: Tensor, perm: tuple[int, ...]) -> Tensor:
+    """uint8 [..., n] (n % 4 == 0) as little-endian 32-bit words, bit b moved to perm[b]."""
+    shape = data.shape
+    w = data.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    out = torch.zeros_like(w)
+    for b, d in enumerate(perm):
+        out |= ((w >> b) & 1) << d
+    out = torch.where(out >= 2 ** 31, out - 2 ** 32, out).to(torch.int32)
+    return out.view(torch.uint8).view(shape)
+
+
+def pairbits_encode(data: Tensor) -> Tensor:
+    """Plain MXFP4 code bytes [..., n] (n % 4 == 0) -> the pairbits layout's bytes."""
+    return _permute_word_bits(data, PAIRBITS_PERM)
+
+
+def pairbits_decode(data: Tensor) -> Tensor:
+    """Inverse of pairbits_encode."""
+    inverse = [0] * 32
+    for b, d in enumerate(PAIRBITS_PERM):
+        inverse[d] = b
+    return _permute_word_bits(data, tuple(inverse))
 
 
 def _check_packed_shapes(w: Tensor, s: Tensor, N: int, K: int) -> tuple[int, int]:
@@ -311,13 +362,16 @@ def _check_packed_shapes(w: Tensor, s: Tensor, N: int, K: int) -> tuple[int, int
 def pack_weights(w: Tensor, s: Tensor, K: int, layout: str) -> tuple[Tensor, Tensor]:
     """Plain MXFP4 weights w [E, N, Kp/2] + scales [E, N, Kp/32] -> the layout (mx_pack).
 
-    plain: contiguous copies of the same shapes. shuffled: [E, Np*Kq/2], [E, Np*Kq/32]
+    plain: contiguous copies of the same shapes. pairbits: [E, N*Kp/2], [E, N*Kp/32], the
+    plain bytes with each 32-bit word's bits rearranged (pairbits_encode). shuffled: [E, Np*Kq/2], [E, Np*Kq/32]
     (Np = round_up(N, 32), Kq = round_up(K, 256); zero codes / scale 127 in padding).
     """
     N = w.shape[1]
     E, Kp = _check_packed_shapes(w, s, N, K)
     if layout == "plain":
         return w.contiguous().clone(), s.contiguous().clone()
+    if layout == "pairbits":  # (flat per expert, as mx_pack writes every packed layout)
+        return pairbits_encode(w).reshape(E, -1), s.contiguous().clone().reshape(E, -1)
     if layout != "shuffled":
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     Np, Kq = _round_up(N, 32), _round_up(K, 256)
@@ -336,8 +390,9 @@ def unpack_weights(w_packed: Tensor, s_packed: Tensor, N: int, K: int, layout: s
     """Inverse of pack_weights: -> plain w [E, N, Kp/2], s [E, N, Kp/32]."""
     Kp = _round_up(K, 32)
     E = w_packed.shape[0]
-    if layout == "plain":
-        return (w_packed.reshape(E, N, Kp // 2).contiguous().clone(),
+    if layout in ("plain", "pairbits"):
+        w = w_packed.reshape(E, N, Kp // 2).contiguous().clone()
+        return (pairbits_decode(w) if layout == "pairbits" else w,
                 s_packed.reshape(E, N, Kp // 32).contiguous().clone())
     if layout != "shuffled":
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")

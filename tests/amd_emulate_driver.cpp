@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "mxforge/args.h"
+#include "mxforge/layout.h"
 #include "mxforge/numerics.h"
 #include "mxforge/registry.h"
 
@@ -51,6 +52,17 @@ std::vector<uint16_t> random_bf16(size_t n) {
 struct MxWeight {
   std::vector<uint8_t> q, s;
 };
+// The same weights in the pairbits layout (plain bytes, each word's bits rearranged).
+MxWeight pairbits(const MxWeight& w) {
+  MxWeight p = w;
+  for (size_t i = 0; i < p.q.size(); i += 4) {
+    uint32_t x;
+    memcpy(&x, &p.q[i], 4);
+    x = mxf::PairBits::encode(x);
+    memcpy(&p.q[i], &x, 4);
+  }
+  return p;
+}
 MxWeight random_fp4_weight(int n, int k) {
   std::uniform_int_distribution<int> byte(0, 255), sc(123, 130);
   MxWeight w{std::vector<uint8_t>(size_t(E) * n * k / 2), std::vector<uint8_t>(size_t(E) * n * k / 32)};
@@ -204,12 +216,13 @@ int main() {
   };
   // stage 1: x [T, H], w1 [E, 2I, H] fp4 -> [T*topk, I] bf16
   const MxWeight w1 = random_fp4_weight(2 * I, H);
+  const MxWeight w1p = pairbits(w1);
   auto stage1 = [&](mxf::Status (*fn)(const void*), const char* name, const Act& x,
-                    const Sorted* s = nullptr) {
+                    const Sorted* s = nullptr, const MxWeight* w = nullptr) {
     std::vector<uint16_t> out(size_t(R) * I, 0xFFFF);  // poisoned: every element is written
     mxf::MoeGemmArgs a = gemm_args(s != nullptr ? *s : ref);
     a.a = x.data, a.a_stride = x.stride, a.a_scales = x.scales, a.a_scale_stride = x.scale_stride;
-    a.b = w1.q.data(), a.b_scales = w1.s.data();
+    a.b = (w ? *w : w1).q.data(), a.b_scales = (w ? *w : w1).s.data();
     a.out = out.data(), a.out_stride = I;
     a.N = 2 * I, a.K = H;
     check(fn(&a), name);
@@ -232,14 +245,15 @@ int main() {
   // (split-K instances sum a bf16 output's splits in a [T, H] fp32 workspace, poisoned here:
   // the instance zeroes it)
   std::vector<float> ws(size_t(T) * H, NAN);
+  const MxWeight w2p = pairbits(w2);
   auto stage2 = [&](mxf::Status (*fn)(const void*), const char* name, const Act& x,
-                    const Sorted* s = nullptr, const float* bias = nullptr) {
+                    const Sorted* s = nullptr, const float* bias = nullptr, const MxWeight* w = nullptr) {
     std::vector<uint16_t> out(size_t(T) * H, 0);  // accumulated into
     mxf::MoeGemmArgs a = gemm_args(s != nullptr ? *s : ref);
     a.bias = bias;
     a.workspace = ws.data(), a.workspace_bytes = int64_t(ws.size() * sizeof(float));
     a.a = x.data, a.a_stride = x.stride, a.a_scales = x.scales, a.a_scale_stride = x.scale_stride;
-    a.b = w2.q.data(), a.b_scales = w2.s.data();
+    a.b = (w ? *w : w2).q.data(), a.b_scales = (w ? *w : w2).s.data();
     a.out = out.data(), a.out_stride = H;
     a.N = H, a.K = I;
     check(fn(&a), name);
@@ -295,6 +309,18 @@ int main() {
     printf("REL stage2_sm90_a16_swap_ck2_bias %.3e\n",
            rel_l2(stage2(EMU90_S2WC2B, "sm90 stage2 a16w4 swap cluster_k 2 bias", b2, &ref16, bias2.data()),
                   stage2(CPU_S2BB, "cpu stage2 a16w4 bias", b2, &ref16, bias2.data())));
+  }
+  // the pairbits layout (each weight word's bits rearranged for the sm90 conversion) on the
+  // swapped tile (a4w4 stage 1), the register-fragment tile (a16w4 stage 2), the
+  // shared-memory tile in natural K order (a8w4 stage 2: pairs permuted back) and the cpu
+  // target: the same products in the same order as the plain layout, so the same bits
+  {
+    const bool same =
+        stage1(EMU90_S1WP, "sm90 stage1 swap pairbits", a4, nullptr, &w1p) == stage1(EMU90_S1W, "sm90 stage1 swap", a4) &&
+        stage1(CPU_S1P, "cpu stage1 pairbits", a4, nullptr, &w1p) == s1_ref &&
+        stage2(EMU90_S2BP, "sm90 stage2 a16w4 pairbits", b2, nullptr, nullptr, &w2p) == stage2(EMU90_S2B, "sm90 stage2 a16w4", b2) &&
+        stage2(EMU90_S2P, "sm90 stage2 a8w4 pairbits", a8, nullptr, nullptr, &w2p) == stage2(EMU90_S2, "sm90 stage2", a8);
+    printf("PAIRBITS %s\n", same ? "identical" : "DIFFERENT");
   }
   // the re-quantizing epilogue (8 lanes per 32-column block) on 32- and 64-lane warps,
   // against the cpu target's, byte for byte: the emulated a4w4 sums are the cpu's exactly

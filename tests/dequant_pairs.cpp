@@ -1,7 +1,8 @@
 // Exhaustive check of the bf16-pair fast path of fp4 dequantization (gpu/mx.cuh,
 // e2m1_pair_bf16x2, with sm_90's mul.rn.bf16x2 as gpu/emulate.h models it) against the
 // element-wise definition: bf16(e2m1(code) * 2^(s-127)), every byte (two codes) at every
-// e8m0 scale; and the word form of the register-fragment path (e2m1_word_pairs_bf16x2). Prints the number of mismatches; tests/test_dequant_pairs.py runs it.
+// e8m0 scale; and the word form of the register-fragment path (e2m1_word_pairs_bf16x2),
+// from natural words and from the same words in the pairbits layout. Prints the number of mismatches; tests/test_dequant_pairs.py runs it.
 #include <stdio.h>
 
 #include "mxforge/gpu/mx.cuh"
@@ -36,10 +37,18 @@ int main() {
         rng = rng * 1664525u + 1013904223u;
         uint32_t w = rng & ~((0xfu << (4 * i)) | (0xfu << (4 * i + 16)));
         w |= uint32_t(pair & 15) << (4 * i) | uint32_t(pair >> 4) << (4 * i + 16);
-        uint32_t o[4];
+        uint32_t o[4], p[4];
         gpu::e2m1_word_pairs_bf16x2(w, k, o);
+        // the same word stored in the pairbits layout (layout.h): the same pairs
+        gpu::e2m1_word_pairs_bf16x2<PairBits>(PairBits::encode(w), k, p);
         for (int q = 0; q < 4; ++q)
           for (int half = 0; half < 2; ++half) {
+            const uint16_t pb = uint16_t(p[q] >> (16 * half));
+            if (pb != uint16_t(o[q] >> (16 * half))) {
+              if (bad < 10) printf("pairbits s=%d w=0x%08x pair %d half %d: 0x%04x vs 0x%04x\n", s, w, q, half, pb,
+                                   uint16_t(o[q] >> (16 * half)));
+              ++bad;
+            }
             const uint16_t g = uint16_t(o[q] >> (16 * half));
             const int code = int(w >> (4 * (q + 4 * half))) & 15;
             const float want_f = e2m1_to_f32(uint8_t(code)) * e8m0_to_f32(uint8_t(s));

@@ -351,6 +351,12 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     "EMU950_FQS8": "gfx950_fused_quant_sort_bf16_ofp8",
     "EMU90_FQS4": "sm90_fused_quant_sort_bf16_opk_fp4",
     "EMU90_SORT": "sm90_moe_sort",
+    # the pairbits weight layout (layout.h: each word's bits rearranged) on sm90's swapped,
+    # register-fragment and natural-order shared-memory tiles and on the cpu target
+    "EMU90_S1WP": "sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m32_n64_k128_sk1_silu_concat_rwnone_nobias_pairbits_bswap",
+    "EMU90_S2BP": "sm90_moe_stage2_bf16xpk_fp4_obf16_m32_n64_k256_rwstage2_nobias_pairbits",
+    "EMU90_S2P": "sm90_moe_stage2_fp8xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_pairbits",
+    "CPU_S1P": "cpu_moe_stage1_pk_fp4xpk_fp4_obf16_m32_n128_k128_sk1_silu_concat_rwnone_nobias_pairbits",
 }
 
 
@@ -397,7 +403,7 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
-    for sort in ("SORT", "SORT200", "SORT2000", "REQUANT"):
+    for sort in ("SORT", "SORT200", "SORT2000", "REQUANT", "PAIRBITS"):
         assert f"{sort} identical" in r.stdout, r.stdout
     fqs = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.startswith("FQS")]
     assert fqs == [["gfx950_fp4", "identical"], ["gfx950_fp8", "identical"], ["sm90_fp4", "identical"]], r.stdout

@@ -59,12 +59,13 @@ def test_dequant_exact(inst, K, rng):
 
 # ---- packing -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("layout", ["shuffled", "pairbits"])
 @pytest.mark.parametrize("N, K", [(384, 3072), (3072, 192), (5760, 2880), (50, 100)])
-def test_pack_matches_reference_and_inverts(N, K, rng):
+def test_pack_matches_reference_and_inverts(N, K, layout, rng):
     E = 3
     q, s = random_mx(E, N, K, rng)
-    w = mxforge.mx_weight(q, s, K, "shuffled")
-    want_w, want_s = ref.pack_weights(q, s, K, "shuffled")
+    w = mxforge.mx_weight(q, s, K, layout)
+    want_w, want_s = ref.pack_weights(q, s, K, layout)
     assert torch.equal(w.data, want_w) and torch.equal(w.scales, want_s)
     q2, s2 = mxforge.unpack_weight(w)
     assert torch.equal(q2, q) and torch.equal(s2, s)
@@ -189,9 +190,10 @@ def test_fused_moe_all_tokens_one_expert_and_empty_experts(rng):
                     skew="one_expert", E=16)
 
 
-def test_fused_moe_shuffled_layout(rng):
+@pytest.mark.parametrize("layout", ["shuffled", "pairbits"])
+def test_fused_moe_packed_layout(layout, rng):
     check_fused_moe("minimax-m2.1-tp8", 3, "pk_fp4", "bf16", "two_stage", rng, CPU,
-                    layout="shuffled", E=32)
+                    layout=layout, E=32)
 
 
 def test_fused_moe_nan_row_stays_in_its_row(rng):

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,29 @@ def test_tuned_row_for_missing_instance_warns_and_falls_to_heuristic(tuned_file)
     with pytest.warns(RuntimeWarning, match="cpu_not_an_instance"):
         d = select(A4W4_S1, TP8_S1)
     assert d.source == "heuristic"
+
+
+def test_pairbits_weights_take_the_plain_rows_tile(tuned_file):
+    # no pairbits rows: the plain row's instance with the layout swapped, where compiled;
+    # a plain row whose twin is not compiled leaves the choice to the heuristic, silently
+    pb = dataclasses.replace(A4W4_S1, layout="pairbits")
+    twins = {i.name.replace("_pairbits", "_plain") for i in dispatch.candidates(pb)}
+    plain = dispatch.candidates(A4W4_S1)
+    with_twin = next(i for i in plain if i.name in twins)
+    without = next(i for i in plain if i.name not in twins)
+    write_tuned(tuned_file, [tuned_row(A4W4_S1, TP8_S1, 4, with_twin.name),
+                             tuned_row(A4W4_S1, TP8_S1, 1 << 30, without.name)])
+    d = select(pb, TP8_S1)
+    assert d.source == "tuned" and d.instance.name == with_twin.name.replace("_plain", "_pairbits")
+    assert d.instance.layout == "pairbits" and "the plain layout's row" in d.notes[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert select(pb, Shape(T=100, N=384, K=3072, E=256, topk=8)).source == "heuristic"
+    # a pairbits row of its own is used instead of the plain rows
+    write_tuned(tuned_file, [tuned_row(A4W4_S1, TP8_S1, 4, with_twin.name),
+                             tuned_row(pb, TP8_S1, 4, d.instance.name)])
+    d = select(pb, TP8_S1)
+    assert d.source == "tuned" and "plain layout" not in d.notes[0]
 
 
 def test_tuned_rows_for_other_block_m_are_skipped(tuned_file):

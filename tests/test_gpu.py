@@ -81,11 +81,12 @@ def test_dequant(inst, grng):
     assert torch.equal(y.cpu(), want)
 
 
-def test_pack_and_shuffle(grng):
-    for N, K in ((384, 3072), (3072, 192), (5760, 2880)):
+@pytest.mark.parametrize("layout", ["shuffled", "pairbits"])
+def test_pack_and_shuffle(layout, grng):
+    for N, K in ((384, 3072), (3072, 192), (5760, 2880), (50, 100)):
         q, s = random_mx(2, N, K, grng)
-        w = mxforge.mx_weight(q, s, K, "shuffled")
-        wq, ws = ref.pack_weights(q.cpu(), s.cpu(), K, "shuffled")
+        w = mxforge.mx_weight(q, s, K, layout)
+        wq, ws = ref.pack_weights(q.cpu(), s.cpu(), K, layout)
         assert torch.equal(w.data.cpu(), wq) and torch.equal(w.scales.cpu(), ws)
         q2, s2 = mxforge.unpack_weight(w)
         assert torch.equal(q2, q) and torch.equal(s2, s)
@@ -141,9 +142,10 @@ def test_gemm_instance_odd_dims(inst, grng):
 @pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "minimax-m2.1-tp4", "gpt-oss-120b"])
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "bf16"), ("pk_fp4", "pk_fp4"),
                                                     ("bf16", "bf16"), ("fp8", "bf16")])
-def test_fused_moe(model, a_dtype, stage2_input, grng):
+@pytest.mark.parametrize("layout", ["plain", "pairbits"])
+def test_fused_moe(model, a_dtype, stage2_input, layout, grng):
     for T in TOKENS:
-        check_fused_moe(model, T, a_dtype, stage2_input, "auto", grng, GPU)
+        check_fused_moe(model, T, a_dtype, stage2_input, "auto", grng, GPU, layout=layout)
 
 
 def test_fused_moe_cuda_graph(grng):

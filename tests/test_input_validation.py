@@ -77,7 +77,7 @@ CASES: list[Case] = [
     # weights
     ("mx_weight/float-codes", lambda d: mxforge.mx_weight(d.w1.data.float(), d.w1.scales, d.H), InputError, r"q: dtype torch.float32, expected torch.uint8"),
     ("mx_weight/scale-shape", lambda d: mxforge.mx_weight(d.w1.data, d.w1.scales[:, :-1], d.H), InputError, r"scales: shape \[16, 383, 96\], expected \[16, 384, 96\]"),
-    ("mx_weight/unknown-layout", lambda d: mxforge.mx_weight(d.w1.data, d.w1.scales, d.H, "tiled"), InputError, r"layout 'tiled' \(allowed: plain, shuffled\)"),
+    ("mx_weight/unknown-layout", lambda d: mxforge.mx_weight(d.w1.data, d.w1.scales, d.H, "tiled"), InputError, r"layout 'tiled' \(allowed: plain, shuffled, pairbits\)"),
     ("mx_weight/fp8-shuffled", lambda d: mxforge.mx_weight(torch.zeros(2, 32, 64, dtype=torch.uint8), torch.zeros(2, 32, 2, dtype=torch.uint8), 64, "shuffled", "fp8"), InputError, r"layout shuffled exists for pk_fp4 weights only"),
     ("mx_weight/bias-shape", lambda d: mxforge.mx_weight(d.w1.data, d.w1.scales, d.H, bias=torch.zeros(E, 7)), InputError, r"bias: shape \[16, 7\], expected \[16, 384\]"),
     ("pack_weight/gate-up", lambda d: mxforge.pack_weight(torch.zeros(2, 64, 64), gate_up="split"), InputError, r"gate_up 'split' \(allowed: concat, interleaved"),

@@ -490,6 +490,44 @@ def test_pack_unpack(N, K):
         assert torch.equal(ref.unshuffle_scales(ss[e], Np, Kq // 32)[:N, :Kp // 32], s[e])
 
 
+def test_pairbits_is_a_bit_permutation_that_the_fast_conversion_reads():
+    # layout.h's PairBits, independently: every natural bit lands on its own bit, and the
+    # read the sm90 kernels do (rotl + mask per group, OR per pair) gives pair i's bf16x2
+    # bits (code i at the top of the low half, code i + 4 of the high half)
+    assert sorted(ref.PAIRBITS_PERM) == list(range(32))
+    g = torch.Generator().manual_seed(3)
+    words = torch.randint(0, 2**31, (2000,), generator=g).tolist() + [0, 0xFFFFFFFF, 0x80000000, 0x12345678]
+    for w in words:
+        enc = int.from_bytes(bytes(ref.pairbits_encode(torch.tensor(list(w.to_bytes(4, "little")),
+                                                                    dtype=torch.uint8)).tolist()), "little")
+        for i in range(4):
+            got = 0
+            for pair, rot, mask in ref._PAIRBITS_GROUPS:
+                if pair == i:
+                    got |= ref._rotl32(enc, rot) & mask
+            lo, hi = (w >> (4 * i)) & 15, (w >> (4 * i + 16)) & 15
+            want = ((lo & 8) << 12) | ((lo & 7) << 6) | ((hi & 8) << 28) | ((hi & 7) << 22)
+            assert got == want, (hex(w), i)
+
+
+def test_pairbits_pack_keeps_bytes_per_word():
+    g = torch.Generator().manual_seed(5)
+    w = torch.randint(0, 256, (2, 6, 48), generator=g).to(torch.uint8)
+    s = torch.randint(0, 255, (2, 6, 3), generator=g).to(torch.uint8)
+    wp, sp = ref.pack_weights(w, s, 96, "pairbits")
+    assert wp.shape == (2, 6 * 48) and torch.equal(sp, s.reshape(2, -1))
+    wp = wp.view(w.shape)
+    assert not torch.equal(wp, w)
+    # each 4-byte word depends on its own bytes only
+    w2 = w.clone()
+    w2[1, 3, 8:12] ^= 0xFF
+    wp2 = ref.pack_weights(w2, s, 96, "pairbits")[0].view(w.shape)
+    diff = (wp2 != wp).nonzero().tolist()
+    assert diff and all(e == 1 and n == 3 and 8 <= b < 12 for e, n, b in diff)
+    back = ref.unpack_weights(wp, sp, 6, 96, "pairbits")
+    assert torch.equal(back[0], w) and torch.equal(back[1], s)
+
+
 def test_pack_hand_position():
     # N = 192, K = 192: Kp = 192 (96 bytes/row), Kq = 256 -> Kq/64 = 4 tiles per row.
     # byte (n=17, kb=40): (((1*4 + 1)*16 + 1)*32 + 8 = 81*32 + 8 = 2600
@@ -636,6 +674,9 @@ def test_weightref_forms_agree():
     a = ref.WeightRef.mx(q, s, K)
     b = ref.WeightRef.from_packed(*ref.pack_weights(q, s, K, "shuffled"), N=N, K=K,
                                   layout="shuffled")
+    p = ref.WeightRef.from_packed(*ref.pack_weights(q, s, K, "pairbits"), N=N, K=K,
+                                  layout="pairbits")
+    assert all(torch.equal(p.expert(e), ref.dequantize_mx(q[e], s[e], K)) for e in range(E))
     d = ref.WeightRef.from_dense(ref.dequantize_mx(q, s, K))
     for e in range(E):
         assert torch.equal(a.expert(e), ref.dequantize_mx(q[e], s[e], K))

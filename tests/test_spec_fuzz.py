@@ -152,6 +152,8 @@ def valid_groups(draw: st.DrawFn, gid: str = "g", op: str | None = None) -> dict
 
 def allowed_combination(c: dict[str, Any]) -> bool:
     """The README's constraints, written independently of codegen/schema.py."""
+    if c.get("layout") == "pairbits" and c["targets"] not in ("cpu", "sm90"):
+        return False  # (GEMMs and mx_pack alike)
     if c["op"] not in ("moe_stage1", "moe_stage2", "moe_1stage"):
         return True
     pairs = {("pk_fp4", "pk_fp4"), ("bf16", "pk_fp4"), ("fp16", "pk_fp4"), ("fp8", "pk_fp4"),
@@ -165,7 +167,7 @@ def allowed_combination(c: dict[str, Any]) -> bool:
     return ((c["a"], c["b"]) in pairs
             and not (c.get("split_k", 1) > 1 and c["a"] == "pk_fp4")
             and not (c["op"] == "moe_stage2" and c.get("split_k", 1) > 1 and c["a"] not in ("bf16", "fp16"))
-            and not (c["layout"] == "shuffled" and c["b"] != "pk_fp4")
+            and not (c["layout"] != "plain" and c["b"] != "pk_fp4")
             and not (c["op"] == "moe_stage1" and c["out"] == "pk_fp4" and bn < 64)
             and not (limit is not None and lds > limit)
             and not (scaled_mfma and bk % 128)

@@ -163,7 +163,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     choices = []
     for m in args.model:
         choices += tune(m, tuple(args.T), tuple(args.pipelines or PIPELINES), verbose=args.verbose,
-                        only=tuple(args.only or ()))
+                        only=tuple(args.only or ()), layout=args.layout)
     out = Path(args.out)
     write_table(out, choices, {m: preset(m) for m in args.model}, "sm90")
     faster = [c for c in choices if c.stage1_us + c.stage2_us < c.heuristic_us]
@@ -225,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="tuned CSV (dispatch reads mxforge/tuned/*.csv and $MXFORGE_TUNED)")
     p.add_argument("--verbose", action="store_true", help="log every timed instance, not only the choice")
     p.add_argument("--only", nargs="+", help="time only instances matching these globs (experiments)")
+    p.add_argument("--layout", default="plain", help="weight layout to tune (plain, pairbits, shuffled)")
     p.set_defaults(fn=_cmd_tune)
     p = sub.add_parser("demo", help="a small fused_moe run against the torch reference")
     p.add_argument("--model", default="minimax-m2.1-tp8")

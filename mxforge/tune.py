@@ -45,35 +45,39 @@ class Choice:
     stage2_us: float
     heuristic_us: float  # stage1 + stage2 of the heuristic's choice, same run
     err: float
+    layout: str = "plain"  # the weights' layout the instances read
 
 
-def _keys(target: str, shape: MoeShape, a: str, s2: str) -> tuple[Key, Key]:
+def _keys(target: str, shape: MoeShape, a: str, s2: str, layout: str = "plain") -> tuple[Key, Key]:
     k1 = Key(target, "moe_stage1", a=a, b="pk_fp4", out=s2, activation=shape.activation,
-             gate_up=shape.gate_up, routed_weight="none", bias=shape.bias, layout="plain")
+             gate_up=shape.gate_up, routed_weight="none", bias=shape.bias, layout=layout)
     k2 = Key(target, "moe_stage2", a=s2, b="pk_fp4", out="bf16", routed_weight="stage2",
-             bias=shape.bias, layout="plain")
+             bias=shape.bias, layout=layout)
     return k1, k2
 
 
 def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
          pipelines: tuple[str, ...] = tuple(PIPELINES), seed: int = 0,
          log: Callable[[str], None] = print, verbose: bool = False,
-         only: tuple[str, ...] = ()) -> list[Choice]:
+         only: tuple[str, ...] = (), layout: str = "plain") -> list[Choice]:
     """verbose: log every timed instance (per stage and block_m), not only the choice.
     only: time just the instances whose names match one of these globs (experiments; the
-    heuristic's choice is still timed for comparison)."""
+    heuristic's choice is still timed for comparison). layout: the weights' layout (its
+    rows are keyed by it; pairbits without rows of its own takes plain's, dispatch.py)."""
     if not torch.cuda.is_available():
         raise MxforgeError("mxforge tune needs a CUDA GPU (the sm90 target)")
     shape = preset(model) if isinstance(model, str) else model
     g = torch.Generator(device="cuda").manual_seed(seed)
     L = make_layer(shape, g)
+    if layout != "plain":
+        L = L.in_layout(layout)
     r1, r2 = ops.reference_weight(L.w1), ops.reference_weight(L.w2)
     target = ops.target_of(torch.device("cuda"))
     E, k = shape.E, shape.topk
     out: list[Choice] = []
     for p in pipelines:
         a_dtype, s2 = PIPELINES[p]
-        k1, k2 = _keys(target, shape, a_dtype, s2)
+        k1, k2 = _keys(target, shape, a_dtype, s2, layout)
         c1, c2 = candidates(k1), candidates(k2)
         if not c1 or not c2:
             raise MxforgeError(f"{p}: no compiled instances for {k1.describe() if not c1 else k2.describe()}")
@@ -117,7 +121,8 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
                         for n, us in sorted(times.items(), key=lambda kv: kv[1]):
                             log(f"  {shape.name} {p} T={T} {stage} {us:9.1f} us  {n}")
                 per_bm[bm] = (t1[s1_best], t2[s2_best])
-                c = Choice(shape.name, p, T, bm, s1_best, s2_best, t1[s1_best], t2[s2_best], 0.0, err)
+                c = Choice(shape.name, p, T, bm, s1_best, s2_best, t1[s1_best], t2[s2_best], 0.0, err,
+                           layout)
                 if best is None or c.stage1_us + c.stage2_us < best.stage1_us + best.stage2_us:
                     best = c
             assert best is not None
@@ -170,7 +175,7 @@ def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape], 
     for c in choices:
         sh = shapes[c.model]
         a_dtype, s2 = PIPELINES[c.pipeline]
-        k1, k2 = _keys(target, sh, a_dtype, s2)
+        k1, k2 = _keys(target, sh, a_dtype, s2, c.layout)
         for key, N, K, inst, us in ((k1, 2 * sh.I, sh.H, c.stage1, c.stage1_us),
                                     (k2, sh.H, sh.I, c.stage2, c.stage2_us)):
             vals = {f: getattr(key, f) for f in KEY_FIELDS}

@@ -232,19 +232,21 @@ def test_bad_spec_file_prints_located_error(tmp_path):
     assert "field 'targets'" in out.stderr and "'xpu'" in out.stderr and "allowed: cpu" in out.stderr
 
 
-def test_tune_table_is_what_dispatch_reads(tuned_file):
+@pytest.mark.parametrize("layout", ["plain", "pairbits"])
+def test_tune_table_is_what_dispatch_reads(tuned_file, layout):
     """mxforge.tune.write_table's rows are found by select(): the tuner and dispatch agree
-    on the format and the keys (the GPU run itself is scripts/gpu-bench)."""
+    on the format and the keys, per weight layout (the GPU run itself is scripts/gpu-bench)."""
     from mxforge.models import preset
     from mxforge.tune import Choice, _keys, write_table
     shape = preset("minimax-m2.1-tp8")
-    k1, k2 = _keys("cpu", shape, "pk_fp4", "bf16")
+    k1, k2 = _keys("cpu", shape, "pk_fp4", "bf16", layout)
+    assert k1.layout == k2.layout == layout
     s1 = [i for i in dispatch.candidates(k1)]
     bm = max({i.block_m for i in s1} & {i.block_m for i in dispatch.candidates(k2)})
     i1 = next(i for i in s1 if i.block_m == bm)
     i2 = next(i for i in dispatch.candidates(k2) if i.block_m == bm)
     write_table(tuned_file, [Choice(shape.name, "a4w4-bf16inter", 4, bm, i1.name, i2.name, 1.0, 1.0,
-                              2.0, 0.0)], {shape.name: shape}, "cpu")
+                              2.0, 0.0, layout)], {shape.name: shape}, "cpu")
     d1 = select(k1, Shape(T=3, N=2 * shape.I, K=shape.H, E=shape.E, topk=shape.topk))
     d2 = select(k2, Shape(T=3, N=shape.H, K=shape.I, E=shape.E, topk=shape.topk), block_m=bm)
     assert (d1.source, d1.instance.name) == ("tuned", i1.name)

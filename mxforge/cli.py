@@ -87,8 +87,9 @@ PIPELINES = (("a4w4 -> bf16 inter", "pk_fp4", "bf16"), ("a4w4 -> fp4 inter", "pk
              ("a16w4", "bf16", "bf16"), ("a8w4 -> bf16 inter", "fp8", "bf16"))
 
 
-def coverage_rows(target: str, max_T: int = 8192) -> list[tuple[str, str, str]]:
-    """(preset, pipeline, what serves T = 1..max_T) for the compiled table."""
+def coverage_rows(target: str, max_T: int = 8192, layout: str = "plain") -> list[tuple[str, str, str]]:
+    """(preset, pipeline, what serves T = 1..max_T) for the compiled table, with weights in
+    `layout`."""
     from .dispatch import Key, candidates
     from .models import PRESETS
     rows = []
@@ -96,7 +97,7 @@ def coverage_rows(target: str, max_T: int = 8192) -> list[tuple[str, str, str]]:
         for label, a, s2 in PIPELINES:
             def key(op: str, a_: str, out: str, act: str, gu: str, rw: str) -> Key:
                 return Key(target, op, a=a_, b="pk_fp4", out=out, activation=act, gate_up=gu,
-                           routed_weight=rw, bias=m.bias, layout="plain")
+                           routed_weight=rw, bias=m.bias, layout=layout)
             k1 = key("moe_stage1", a, s2, m.activation, m.gate_up, "none")
             k2 = key("moe_stage2", s2, "bf16", "", "", "stage2")
             k0 = key("moe_1stage", a, "bf16", m.activation, m.gate_up, "stage2")
@@ -122,8 +123,8 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     targets = [args.target] if args.target else _loader.manifest()["targets"]
     gaps = 0
     for t in targets:
-        print(f"target {t}:")
-        for name, label, what in coverage_rows(t):
+        print(f"target {t} (weights in layout {args.layout}):")
+        for name, label, what in coverage_rows(t, layout=args.layout):
             gaps += what.startswith("NONE")
             print(f"  {name:18s} {label:20s} {what}")
     return 1 if gaps and args.strict else 0
@@ -199,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("coverage", help="token ranges per model preset and dtype pair")
     p.add_argument("--target")
     p.add_argument("--strict", action="store_true", help="exit 1 if anything is uncovered")
+    p.add_argument("--layout", default="plain", help="the weights' layout (plain, pairbits, shuffled)")
     p.set_defaults(fn=_cmd_coverage)
     p = sub.add_parser("bench", help="time the whole MoE layer against its floors and torch (GPU)")
     p.add_argument("--model", nargs="+", help="model presets (mxforge.models.PRESETS)")

@@ -198,6 +198,17 @@ def test_explain_cli():
     assert bad.returncode == 2 and "no compiled instance" in bad.stderr
 
 
+def test_coverage_per_layout():
+    """`mxforge coverage --layout`: the ci set has the MiniMax a4w4/a16w4 GEMMs in pairbits
+    (block_m 32) and no gpt-oss ones: covered and NONE, naming the missing key."""
+    from mxforge.cli import coverage_rows
+    rows = {(m, p): w for m, p, w in coverage_rows("cpu", layout="pairbits")}
+    assert rows[("minimax-m2.1-tp8", "a4w4 -> bf16 inter")].startswith("T = 1..8192 (two-stage, block_m [32])")
+    assert rows[("gpt-oss-120b", "a16w4")].startswith("NONE") and "layout=pairbits" in rows[("gpt-oss-120b", "a16w4")]
+    plain = {(m, p): w for m, p, w in coverage_rows("cpu")}
+    assert plain[("gpt-oss-120b", "a16w4")].startswith("T = 1..8192")
+
+
 def test_noop_rebuild_is_fast_and_touches_nothing():
     m = mxforge.manifest()
     module = Path(_loader.module().__file__)

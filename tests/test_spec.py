@@ -144,6 +144,21 @@ def test_b_path_regs_is_sm90_only_and_named(tmp_path: Path) -> None:
     assert [n.endswith("_bregs") for n in names] == [False, True, False]  # m32 smem/regs, m64 smem
 
 
+def test_pairbits_layout_on_cpu_and_sm90_only(tmp_path: Path) -> None:
+    pb = GOOD_GROUP.replace("block_k: 128", "block_k: 128\n    layout: pairbits")
+    names = [i.name for i in load_spec_file(write(tmp_path, pb.replace("[cpu]", "[cpu, sm90]")), TARGET_NAMES)]
+    assert len(names) == 4 and all(n.endswith("_pairbits") for n in names)
+    e = error_of(tmp_path, pb.replace("[cpu]", "[gfx950]"))
+    assert "layout pairbits exists on targets cpu, sm90 only (target gfx950" in e.message
+    e = error_of(tmp_path, pb.replace("b: pk_fp4", "b: bf16").replace("a: pk_fp4", "a: bf16"))
+    assert "layout pairbits exists for pk_fp4 weights only" in e.message
+    # in a list, gfx targets keep plain and drop pairbits
+    both = pb.replace("layout: pairbits", "layout: [plain, pairbits]").replace("[cpu]", "[sm90, gfx942]")
+    names = sorted(i.name for i in load_spec_file(write(tmp_path, both), TARGET_NAMES))
+    assert [n for n in names if n.startswith("gfx942")] and not [n for n in names if "gfx942" in n and "pairbits" in n]
+    assert len([n for n in names if n.startswith("sm90") and n.endswith("_pairbits")]) == 2
+
+
 def test_b_path_swap_is_sm90_only_with_its_tiles(tmp_path: Path) -> None:
     swap = GOOD_GROUP.replace("block_k: 128", "block_k: 128\n    b_path: swap")
     e = error_of(tmp_path, swap)  # targets: [cpu]

@@ -57,6 +57,7 @@ struct PairBits {
 struct LayoutPlain {
   static constexpr const char* kName = "plain";
   using Bits = NaturalBits;
+  static constexpr bool kLinearK = true;  // w_off(n, kb) == w_off(n, 0) + kb (scales alike)
   MXF_HD static int64_t rows(int64_t N) { return N; }
   MXF_HD static int64_t kpad(int64_t K) { return round_up(K, 32); }
   MXF_HD static int64_t w_off(int64_t n, int64_t kb, int64_t N, int64_t K) {
@@ -80,6 +81,7 @@ MXF_HD int64_t shuffled_scale_off(int64_t r, int64_t c, int64_t C) {
 struct LayoutShuffled {
   static constexpr const char* kName = "shuffled";
   using Bits = NaturalBits;
+  static constexpr bool kLinearK = false;
   MXF_HD static int64_t rows(int64_t N) { return round_up(N, 32); }
   MXF_HD static int64_t kpad(int64_t K) { return round_up(K, 256); }
   MXF_HD static int64_t w_off(int64_t n, int64_t kb, int64_t N, int64_t K) {

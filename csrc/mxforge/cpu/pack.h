@@ -9,17 +9,15 @@
 namespace mxf {
 namespace cpu {
 
-// The four 32-bit words of a 16-byte chunk, natural -> Layout's (to_layout) or back; a
-// no-op where the layout keeps the codes as written (layout.h, Bits).
+// The four 32-bit words of a 16-byte chunk, natural -> Layout's (to_layout) or back
+// (layout.h, Bits: the identity where the layout keeps the codes as written).
 template <class Layout>
 inline void recode_words(uint8_t* p, bool to_layout) {
-  if constexpr (Layout::Bits::kPairbits) {
-    for (int q = 0; q < 4; ++q) {
-      uint32_t w;
-      memcpy(&w, p + 4 * q, 4);
-      w = to_layout ? Layout::Bits::encode(w) : Layout::Bits::natural(w);
-      memcpy(p + 4 * q, &w, 4);
-    }
+  for (int q = 0; q < 4; ++q) {
+    uint32_t w;
+    memcpy(&w, p + 4 * q, 4);
+    w = to_layout ? Layout::Bits::encode(w) : Layout::Bits::natural(w);
+    memcpy(p + 4 * q, &w, 4);
   }
 }
 

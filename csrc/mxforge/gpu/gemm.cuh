@@ -105,7 +105,7 @@ struct LayoutRows {
   MXF_DEV uint8_t scale(int64_t n, int64_t c) const { return *scale_ptr(n, c); }
   // 16 bytes at kb % 16 == 0 are contiguous in every layout (see pack.cuh).
   MXF_DEV bool vec_ok() const { return aligned16(w); }
-  static constexpr bool kLinearK = IsSame<Layout, LayoutPlain>::value || IsSame<Layout, LayoutPairbits>::value;
+  static constexpr bool kLinearK = Layout::kLinearK;
   using Bits = typename Layout::Bits;
 };
 

@@ -47,6 +47,9 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kPackThreads) mx_pack_kernel(PackArgs a) {
       const bool inside = n < N && kb < Kp / 2;  // else padding (only when to_packed)
       const uint8_t* src = a.src_w + (to_packed ? plain : packed);
       uint8_t* dst = a.dst_w + (to_packed ? packed : plain);
+      // (Natural codes move as they are. Routing them through the recoding below, whose
+      // encode/natural are then the identity, changed this kernel's machine code for the
+      // shuffled layout, so it keeps its own path until that version has run on a GPU.)
       if (!Layout::Bits::kPairbits) {
         if (vec) {
           dev::st16(dst, inside ? dev::ld16(src) : dev::zero16());

@@ -113,10 +113,13 @@ struct E2m1PairScale {
   uint32_t lo, hi;  // bf16x2 factors, the same in both halves
   bool hi_needed;   // hi != 1: s > 128 (the NaN scale included)
 };
-MXF_HD E2m1PairScale e2m1_pair_scale(uint8_t s) {
-  const uint32_t a = (uint32_t(s < 128 ? s : 128) + 126u) << 7;  // 2^(min(s,128)-1)
-  const uint32_t b = s == kE8m0Nan ? 0x7fc0u : (uint32_t(s > 128 ? s : 128) - 1u) << 7;
-  return E2m1PairScale{a | (a << 16), b | (b << 16), s > 128};
+MXF_HD E2m1PairScale e2m1_pair_scale(uint32_t s) {  // s: the scale byte (0..255)
+  // lo = 2^(min(s,128)-1) in both halves: min(s,128) + 126 <= 254 at bit 7 of each half by
+  // one multiply-add (no carry between the halves); two instructions, which matters
+  // where the compiler works it out again for every word rather than hold it.
+  const uint32_t lo = (s < 128u ? s : 128u) * 0x00800080u + 126u * 0x00800080u;
+  const uint32_t b = s == kE8m0Nan ? 0x7fc0u : ((s > 128u ? s : 128u) - 1u) << 7;
+  return E2m1PairScale{lo, b * 0x00010001u, s > 128u};
 }
 MXF_DEV uint32_t e2m1_pair_bf16x2(uint32_t byte, const E2m1PairScale& k) {
   const uint32_t x = byte * 0x1001u;

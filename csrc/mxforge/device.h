@@ -146,6 +146,10 @@ MXF_DEV Vec16 ld16_ro(const void* p) {
       : "l"(p));
   return v;
 }
+// Bring the cache line holding p into L2 (no register written, nothing waits for it): the
+// swapped decode tile fetches its weights a round of k-tiles further ahead than its
+// register stages reach. p must lie inside the operand's allocation.
+MXF_DEV void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 // ---- atomics ------------------------------------------------------------------------
 MXF_DEV void atomic_add(float* p, float v) { atomicAdd(p, v); }

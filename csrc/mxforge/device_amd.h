@@ -157,6 +157,7 @@ uint32_t mul_bf16x2(uint32_t a, uint32_t b);  // (declared for the shared code; 
 // token fragments through them; no AMD instance has that tile (declared; not defined).
 uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
+void prefetch_l2(const void* p);
 // Programmatic dependent launch is sm90's: HIP launches in stream order, so there is
 // nothing to wait for.
 MXF_DEV void wait_prior_grids() {}
@@ -342,6 +343,7 @@ constexpr bool kHasBf16x2Mul = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);
 uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
+void prefetch_l2(const void* p);
 void wait_prior_grids();
 void launch_dependents();
 void sleep_ns(unsigned ns);

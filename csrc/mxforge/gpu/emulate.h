@@ -196,6 +196,7 @@ inline uint32_t smem_addr(const void* p) {
   return uint32_t(static_cast<const unsigned char*>(p) - emu::dynamic_smem());
 }
 inline Vec16 lds16(uint32_t a) { return ld16(emu::dynamic_smem() + a); }
+inline void prefetch_l2(const void*) {}  // (a cache hint: nothing to emulate)
 inline void st16(void* p, const Vec16& v) {
   if (reinterpret_cast<uintptr_t>(p) & 15u) { fprintf(stderr, "emulate: misaligned st16\n"); abort(); }
   memcpy(p, &v, 16);

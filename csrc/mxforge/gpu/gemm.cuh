@@ -370,7 +370,7 @@ struct RegFragRows {
   struct Stage {
     using Bits = typename Rows::Bits;  // how v's words store their codes
     dev::Vec16 v[NI][GPW];
-    uint8_t s[NI][GPW];
+    uint32_t s[NI][GPW];  // (the scale bytes, zero-extended: no masking where they are used)
   };
   Rows src;
   int64_t kend;  // Kp: blocks at or past it read as zero
@@ -412,6 +412,18 @@ struct RegFragRows {
         st.v[ni][gi] = vec ? dev::ld16_ro(p) : load_bytes(p, 16);
         if constexpr (kOffsets) st.s[ni][gi] = sbase[soff[ni] + uint32_t(k / 32)];
         else st.s[ni][gi] = src.scale(row[ni], k / 32);
+      }
+  }
+  // The weight bytes `load` would read for the k-tile at k0 into L2 only (no registers).
+  MXF_DEV void prefetch(int64_t k0, int wk) const {
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+      for (int gi = 0; gi < GPW; ++gi) {
+        const int64_t k = group_k(k0, gi, wk) + 32 * (dev::lane_id() & 3);
+        if (row[ni] < 0 || k >= kend) continue;
+        if constexpr (kOffsets) dev::prefetch_l2(wbase + (off[ni] + uint32_t(k / 2)));
+        else dev::prefetch_l2(src.data(row[ni], k / 2));
       }
   }
 };
@@ -763,12 +775,33 @@ struct SwapMma {
 
   // One k-tile: activations from `a` (RegK order, pitch lda, the k-tile's first column),
   // weights from this lane's stage `st` (row ni = 2 mt + h: rows g + 8h of atom mt);
-  // `left` = K elements from the k-tile's start; token atoms [0, nat) hold routes.
+  // `left` = K elements from the k-tile's start; token atoms [0, nat) hold routes. One
+  // token atom (decode: a block of at most 8 routes) gets its own copy of the loop, so
+  // neither the dead atoms' loads and MMAs nor their predicates are issued.
   template <class Stage>
   MXF_DEV void run(const uint16_t* a, int lda, const Stage& st, int64_t left, int nat) {
+    // Scales above 2^1 (the second multiply, E2m1PairScale) are rare in checkpoints: the
+    // common case runs copies without that code, a smaller hot loop (with it inline the
+    // layers took 0.98-1.03x as long; H200, benchmarks/README.md, session 14).
+    bool hi = false;
+#pragma unroll
+    for (int ni = 0; ni < 2 * MT; ++ni)
+#pragma unroll
+      for (int gi = 0; gi < Tile::GPW; ++gi) hi |= st.s[ni][gi] > 128u;
+    // (the warp's choice: its MMAs need all 32 lanes on the same copy)
+    if (dev::ballot(hi) != 0) run_atoms<NA, true>(a, lda, st, left, nat);
+    else if (NA > 1 && nat == 1) run_atoms<1, false>(a, lda, st, left, 1);
+    else run_atoms<NA, false>(a, lda, st, left, nat);
+  }
+
+  template <int NAT, bool kHi, class Stage>
+  MXF_DEV void run_atoms(const uint16_t* a, int lda, const Stage& st, int64_t left, int nat) {
     const int lane = dev::lane_id(), g = lane >> 2, j = lane & 3;
-    // (a 32-bit shared address: no generic-to-shared conversion per load)
+    // (32-bit shared addresses: no generic-to-shared conversion per load.) Word v of lane
+    // j's block sits at column RegK::col(32 j + 8 v) = 32 j + 8 (v ^ (j >> 1)), i.e. at
+    // that of word v % 2 plus 16 (v / 2): two bases per lane, the rest immediate offsets.
     const uint32_t xa = dev::smem_addr(a + g * lda);
+    const uint32_t xv[2] = {xa + 2 * RegK::col(32 * j), xa + 2 * RegK::col(32 * j + 8)};
 #pragma unroll
     for (int gi = 0; gi < Tile::GPW; ++gi) {
       if (128 * int64_t(gi) >= left) break;
@@ -777,15 +810,14 @@ struct SwapMma {
 #pragma unroll
       for (int ni = 0; ni < 2 * MT; ++ni) {
         ks[ni] = e2m1_pair_scale(st.s[ni][gi]);
-        any_hi |= ks[ni].hi_needed;
+        any_hi |= kHi && ks[ni].hi_needed;
       }
 #pragma unroll
       for (int v = 0; v < 4; ++v) {  // word v of each block: m16n8k16 steps 2v and 2v + 1
-        const int col = 128 * gi + RegK::col(32 * j + 8 * v);
-        dev::Vec16 xb[NA];  // token g of atom na: pairs 4v .. 4v + 3 of block j
+        dev::Vec16 xb[NAT];  // token g of atom na: pairs 4v .. 4v + 3 of block j
 #pragma unroll
-        for (int na = 0; na < NA; ++na)
-          if (na < nat) xb[na] = dev::lds16(xa + 2 * (8 * na * lda + col));
+        for (int na = 0; na < NAT; ++na)
+          if (NAT == 1 || na < nat) xb[na] = dev::lds16(xv[v & 1] + 2 * (8 * na * lda + 128 * gi + 16 * (v >> 1)));
         uint32_t fw[2 * MT][4];
 #pragma unroll
         for (int ni = 0; ni < 2 * MT; ++ni) {
@@ -801,8 +833,8 @@ struct SwapMma {
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-          for (int na = 0; na < NA; ++na) {
-            if (na >= nat) continue;
+          for (int na = 0; na < NAT; ++na) {
+            if (NAT > 1 && na >= nat) continue;
             const uint32_t a0[4] = {fw[2 * mt][0], fw[2 * mt + 1][0], fw[2 * mt][1], fw[2 * mt + 1][1]};
             const uint32_t b0[2] = {xb[na].x, xb[na].y};
             Atom::mma(acc[mt][na], a0, b0);
@@ -841,7 +873,9 @@ struct SwapMma {
 // group wk taking k-tile kt0 + round * kWarpsK + wk. The weight stages of the first
 // kStages rounds are issued before the activations are loaded (so those loads overlap
 // them), then each round converts and multiplies one stage and refills it kStages rounds
-// ahead. A new activation chunk (only where the K range does not fit, plan) costs two
+// ahead; the round kStages further on is fetched into L2 meanwhile (no registers: the
+// register loads then wait on L2, not HBM; session 14 measured the L2 hit rate of gpt-oss
+// stage 1 at T = 1 going from 18 % to 49 %). A new activation chunk (only where the K range does not fit, plan) costs two
 // barriers; otherwise the loop has none. Ends with a barrier (shared memory is free).
 template <class AT, class Tile, class WRegs>
 MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const int* arow, int64_t akend,
@@ -856,6 +890,11 @@ MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const
   for (int d = 0; d < S; ++d) {
     const int t = kt0 + d * KW + wk;
     if (d < rounds && t < kt1) wl.load(st[d], int64_t(t) * BK, 0);
+  }
+#pragma unroll
+  for (int d = 0; d < S; ++d) {  // (the rounds after them: L2 only)
+    const int t = kt0 + (S + d) * KW + wk;
+    if (S + d < rounds && t < kt1) wl.prefetch(int64_t(t) * BK, 0);
   }
   int in_chunk = 0;  // rounds of the current chunk done (a new chunk when it reaches chunk_rounds)
   for (int r = 0; r < rounds; r += S) {
@@ -877,6 +916,7 @@ MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const
       ++in_chunk;
       const int tn = t + S * KW;
       if (rr + S < rounds && tn < kt1) wl.load(st[d], int64_t(tn) * BK, 0);
+      if (rr + 2 * S < rounds && tn + S * KW < kt1) wl.prefetch(int64_t(tn + S * KW) * BK, 0);
     }
   }
   dev::sync_threads();

@@ -64,10 +64,14 @@ MxWeight pairbits(const MxWeight& w) {
   return p;
 }
 MxWeight random_fp4_weight(int n, int k) {
-  std::uniform_int_distribution<int> byte(0, 255), sc(123, 130);
+  // Odd experts' scales reach 2^3, even experts' stop at 2^1: sm90's swapped tile takes a
+  // separate copy of its loop where a warp's k-tile has a scale above 2^1 (gemm.cuh,
+  // SwapMma::run), and both copies must run here.
+  std::uniform_int_distribution<int> byte(0, 255), sc_hi(123, 130), sc_lo(123, 128);
   MxWeight w{std::vector<uint8_t>(size_t(E) * n * k / 2), std::vector<uint8_t>(size_t(E) * n * k / 32)};
   for (auto& b : w.q) b = uint8_t(byte(rng));
-  for (auto& b : w.s) b = uint8_t(sc(rng));
+  const size_t per_expert = size_t(n) * k / 32;
+  for (size_t i = 0; i < w.s.size(); ++i) w.s[i] = uint8_t((i / per_expert) % 2 ? sc_hi(rng) : sc_lo(rng));
   return w;
 }
 

@@ -93,7 +93,8 @@ def routing(T: int, E: int, k: int, g: torch.Generator, skew: str = "random") ->
 
 def make_layer(shape: MoeShape, T: int, g: torch.Generator, device: torch.device,
                layout: str = "plain", w_dtype: str = "pk_fp4", E: int | None = None,
-               skew: str = "random") -> Layer:
+               skew: str = "random", scale_range: tuple[int, int] | None = None) -> Layer:
+    """scale_range: the weights' scale bytes drawn from [lo, hi] instead of near 1/sqrt(K)."""
     E = E or shape.E
     H, I, k = shape.H, shape.I, shape.topk
     dev = g.device
@@ -111,9 +112,13 @@ def make_layer(shape: MoeShape, T: int, g: torch.Generator, device: torch.device
         r1, r2 = ref.WeightRef.from_dense(d1), ref.WeightRef.from_dense(d2)
     else:
         elem = "e2m1" if w_dtype == "pk_fp4" else "e4m3"
-        q1, s1 = random_mx(E, 2 * I, H, g, elem)
-        q2, s2 = random_mx(E, H, I, g, elem)
-        s1, s2 = s1 - (3 if elem == "e2m1" else 8), s2 - (4 if elem == "e2m1" else 9)
+        if scale_range is None:
+            q1, s1 = random_mx(E, 2 * I, H, g, elem)
+            q2, s2 = random_mx(E, H, I, g, elem)
+            s1, s2 = s1 - (3 if elem == "e2m1" else 8), s2 - (4 if elem == "e2m1" else 9)
+        else:
+            q1, s1 = random_mx(E, 2 * I, H, g, elem, *scale_range)
+            q2, s2 = random_mx(E, H, I, g, elem, *scale_range)
         w1 = mxforge.mx_weight(q1.to(device), s1.to(device), H, layout, w_dtype,
                                b1.to(device) if b1 is not None else None, shape.gate_up)
         w2 = mxforge.mx_weight(q2.to(device), s2.to(device), I, layout, w_dtype,

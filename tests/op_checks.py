@@ -39,17 +39,21 @@ def activation_operand(x: torch.Tensor, dtype: str) -> tuple[mxforge.ops.Activat
 
 
 def layer_for(inst: Instance, T: int, g: torch.Generator, device: torch.device,
-              which: int = 0, skew: str = "random", dims: tuple[int, int] | None = None) -> Layer:
-    """dims: (H, I) instead of the model's (the instance's flags are kept)."""
+              which: int = 0, skew: str = "random", dims: tuple[int, int] | None = None,
+              scale_range: tuple[int, int] | None = None) -> Layer:
+    """dims: (H, I) instead of the model's (the instance's flags are kept); scale_range:
+    the weights' scale bytes (helpers.make_layer)."""
     shape = shape_for(inst, which)
     if dims is not None:
         shape = dataclasses.replace(shape, H=dims[0], I=dims[1])
-    return make_layer(shape, T, g, device, layout=inst.layout or "plain", w_dtype=inst.b, skew=skew)
+    return make_layer(shape, T, g, device, layout=inst.layout or "plain", w_dtype=inst.b, skew=skew,
+                      scale_range=scale_range)
 
 
 def check_stage1(inst: Instance, T: int, g: torch.Generator, device: torch.device,
-                 which: int = 0, skew: str = "random", dims: tuple[int, int] | None = None) -> None:
-    L = layer_for(inst, T, g, device, which, skew, dims)
+                 which: int = 0, skew: str = "random", dims: tuple[int, int] | None = None,
+                 scale_range: tuple[int, int] | None = None) -> None:
+    L = layer_for(inst, T, g, device, which, skew, dims, scale_range)
     a, a_f32 = activation_operand(L.x, inst.a)
     sort = mxforge.moe_sort(L.topk_ids, L.topk_weights, L.E, inst.block_m)
     out = mxforge.moe_stage1(a, L.w1, sort, inst.activation, out_dtype=inst.out,
@@ -66,8 +70,9 @@ def check_stage1(inst: Instance, T: int, g: torch.Generator, device: torch.devic
 
 
 def check_stage2(inst: Instance, T: int, g: torch.Generator, device: torch.device,
-                 which: int = 0, skew: str = "random", dims: tuple[int, int] | None = None) -> None:
-    L = layer_for(inst, T, g, device, which, skew, dims)
+                 which: int = 0, skew: str = "random", dims: tuple[int, int] | None = None,
+                 scale_range: tuple[int, int] | None = None) -> None:
+    L = layer_for(inst, T, g, device, which, skew, dims, scale_range)
     k, I = L.shape.topk, L.shape.I
     inter_x = (torch.randn(T * k, I, generator=g, device=g.device) * 2).to(torch.bfloat16).to(device)
     a, a_f32 = activation_operand(inter_x, inst.a)
@@ -87,8 +92,9 @@ def check_stage2(inst: Instance, T: int, g: torch.Generator, device: torch.devic
 
 
 def check_1stage(inst: Instance, T: int, g: torch.Generator, device: torch.device,
-                 which: int = 0, skew: str = "random", dims: tuple[int, int] | None = None) -> None:
-    L = layer_for(inst, T, g, device, which, skew, dims)
+                 which: int = 0, skew: str = "random", dims: tuple[int, int] | None = None,
+                 scale_range: tuple[int, int] | None = None) -> None:
+    L = layer_for(inst, T, g, device, which, skew, dims, scale_range)
     a, a_f32 = activation_operand(L.x, inst.a)
     sort = mxforge.moe_sort(L.topk_ids, L.topk_weights, L.E, inst.block_m)
     out = mxforge.moe_1stage(a, L.w1, L.w2, sort, inst.activation, out_dtype=inst.out,

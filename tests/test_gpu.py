@@ -139,6 +139,15 @@ def test_gemm_instance_odd_dims(inst, grng):
         CHECKS[inst.op](inst, T, grng, GPU, dims=ODD_DIMS)
 
 
+# Weight scales above 2^1 take a second bf16 multiply (mx.cuh, E2m1PairScale) and, in the
+# swapped decode tile, their own copy of the main loop (gemm.cuh, SwapMma::run); the
+# scales above stay near 1/sqrt(K). Here scale bytes 118 .. 136 (2^-9 .. 2^9).
+@pytest.mark.parametrize("inst", GEMMS, ids=lambda i: i.name)
+def test_gemm_instance_wide_scales(inst, grng):
+    for T in (1, 129):
+        CHECKS[inst.op](inst, T, grng, GPU, which=T, scale_range=(118, 136))
+
+
 @pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "minimax-m2.1-tp4", "gpt-oss-120b"])
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "bf16"), ("pk_fp4", "pk_fp4"),
                                                     ("bf16", "bf16"), ("fp8", "bf16")])

@@ -23,10 +23,14 @@ def main() -> None:
     ap.add_argument("--T", type=int, default=1)
     ap.add_argument("--pipeline", default="a4w4", choices=list(bench.PIPELINES))
     ap.add_argument("--calls", type=int, default=3)
+    ap.add_argument("--layout", default="pairbits", choices=["plain", "pairbits"],
+                    help="weight layout (the bench's default: pairbits)")
     args = ap.parse_args()
     shape = preset(args.model)
     g = torch.Generator(device="cuda").manual_seed(0)
     layer = bench.make_layer(shape, g)
+    if args.layout != "plain":
+        layer = layer.in_layout(args.layout)
     ids, w = bench._routings(args.T, shape.E, shape.topk, 1, g)[0]
     x = (torch.randn(args.T, shape.H, generator=g, device="cuda") * 2).to(torch.bfloat16)
     a_dtype, s2 = bench.PIPELINES[args.pipeline]

@@ -397,18 +397,24 @@ struct RegFragRows {
   // First element of group gi of warp group wk in the k-tile that starts at k0.
   MXF_DEV static int64_t group_k(int64_t k0, int gi, int wk) { return k0 + 128 * (wk + gi * KW); }
 
+  // This lane's 16 code bytes of row ni at K element k (k < kend, row[ni] >= 0).
+  MXF_DEV const uint8_t* codes(int ni, int64_t k) const {
+    if constexpr (kOffsets) return wbase + (off[ni] + uint32_t(k / 2));
+    else return src.data(row[ni], k / 2);
+  }
+  // This lane's K element in group gi of warp group wk's k-tile at k0.
+  MXF_DEV static int64_t lane_k(int64_t k0, int gi, int wk) { return group_k(k0, gi, wk) + 32 * (dev::lane_id() & 3); }
+
   MXF_DEV void load(Stage& st, int64_t k0, int wk) const {
 #pragma unroll
     for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
       for (int gi = 0; gi < GPW; ++gi) {
-        const int64_t k = group_k(k0, gi, wk) + 32 * (dev::lane_id() & 3);
+        const int64_t k = lane_k(k0, gi, wk);
         st.v[ni][gi] = dev::zero16();
         st.s[ni][gi] = 127;
         if (row[ni] < 0 || k >= kend) continue;
-        const uint8_t* p;
-        if constexpr (kOffsets) p = wbase + (off[ni] + uint32_t(k / 2));
-        else p = src.data(row[ni], k / 2);
+        const uint8_t* p = codes(ni, k);
         st.v[ni][gi] = vec ? dev::ld16_ro(p) : load_bytes(p, 16);
         if constexpr (kOffsets) st.s[ni][gi] = sbase[soff[ni] + uint32_t(k / 32)];
         else st.s[ni][gi] = src.scale(row[ni], k / 32);
@@ -420,10 +426,8 @@ struct RegFragRows {
     for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
       for (int gi = 0; gi < GPW; ++gi) {
-        const int64_t k = group_k(k0, gi, wk) + 32 * (dev::lane_id() & 3);
-        if (row[ni] < 0 || k >= kend) continue;
-        if constexpr (kOffsets) dev::prefetch_l2(wbase + (off[ni] + uint32_t(k / 2)));
-        else dev::prefetch_l2(src.data(row[ni], k / 2));
+        const int64_t k = lane_k(k0, gi, wk);
+        if (row[ni] >= 0 && k < kend) dev::prefetch_l2(codes(ni, k));
       }
   }
 };

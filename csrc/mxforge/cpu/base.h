@@ -48,6 +48,18 @@ constexpr int64_t mx_bytes_per_row(int64_t K) {  // packed bytes of K elements (
   return K / Tag::kElemsPerByte;
 }
 
+// The four 32-bit words of a 16-byte chunk of e2m1 codes, natural -> Bits' (to_layout)
+// or back (layout.h: the identity for NaturalBits).
+template <class Bits>
+inline void recode_words(uint8_t* p, bool to_layout) {
+  for (int q = 0; q < 4; ++q) {
+    uint32_t w;
+    memcpy(&w, p + 4 * q, 4);
+    w = to_layout ? Bits::encode(w) : Bits::natural(w);
+    memcpy(p + 4 * q, &w, 4);
+  }
+}
+
 inline int max_threads() {
 #ifdef _OPENMP
   return omp_get_max_threads();

@@ -116,11 +116,11 @@ inline void load_row(const View& v, int64_t r, int64_t k0, int64_t kn, float* __
     const int64_t c0 = k0 / 32, nc = cdiv(kn, 32);
     for (int64_t c = 0; c < nc; ++c) {
       const uint8_t* g = v.group(r, c0 + c);
-      uint32_t w[4];
+      uint8_t natural[16];
       if constexpr (View::Bits::kPairbits) {  // back to natural codes first (layout.h)
-        memcpy(w, g, 16);
-        for (uint32_t& x : w) x = View::Bits::natural(x);
-        g = reinterpret_cast<const uint8_t*>(w);
+        memcpy(natural, g, 16);
+        recode_words<typename View::Bits>(natural, false);
+        g = natural;
       }
       decode_block<Tag>(g, v.scale(r, c0 + c), dst + 32 * c);
     }

@@ -9,18 +9,6 @@
 namespace mxf {
 namespace cpu {
 
-// The four 32-bit words of a 16-byte chunk, natural -> Layout's (to_layout) or back
-// (layout.h, Bits: the identity where the layout keeps the codes as written).
-template <class Layout>
-inline void recode_words(uint8_t* p, bool to_layout) {
-  for (int q = 0; q < 4; ++q) {
-    uint32_t w;
-    memcpy(&w, p + 4 * q, 4);
-    w = to_layout ? Layout::Bits::encode(w) : Layout::Bits::natural(w);
-    memcpy(p + 4 * q, &w, 4);
-  }
-}
-
 template <class Layout>
 inline Status mx_pack(const PackArgs& a) {
   if (a.E < 0 || a.N < 0 || a.K < 0) return Status::error("E, N and K must be >= 0");
@@ -49,13 +37,13 @@ inline Status mx_pack(const PackArgs& a) {
         if (a.dst_w != nullptr) {
           if (real) memcpy(a.dst_w + woff, a.src_w + prow * blocks * 16 + c * 16, 16);
           else memset(a.dst_w + woff, 0, 16);
-          recode_words<Layout>(a.dst_w + woff, true);
+          recode_words<typename Layout::Bits>(a.dst_w + woff, true);
         }
         a.dst_s[soff] = real ? a.src_s[prow * blocks + c] : uint8_t(127);
       } else {
         if (a.dst_w != nullptr) {
           memcpy(a.dst_w + prow * blocks * 16 + c * 16, a.src_w + woff, 16);
-          recode_words<Layout>(a.dst_w + prow * blocks * 16 + c * 16, false);
+          recode_words<typename Layout::Bits>(a.dst_w + prow * blocks * 16 + c * 16, false);
         }
         a.dst_s[prow * blocks + c] = a.src_s[soff];
       }

@@ -791,7 +791,7 @@ struct SwapMma {
 #pragma unroll
     for (int ni = 0; ni < 2 * MT; ++ni)
 #pragma unroll
-      for (int gi = 0; gi < Tile::GPW; ++gi) hi |= st.s[ni][gi] > 128u;
+      for (int gi = 0; gi < Tile::GPW; ++gi) hi |= e2m1_pair_scale(st.s[ni][gi]).hi_needed;
     // (the warp's choice: its MMAs need all 32 lanes on the same copy)
     if (dev::ballot(hi) != 0) run_atoms<NA, true>(a, lda, st, left, nat);
     else if (NA > 1 && nat == 1) run_atoms<1, false>(a, lda, st, left, 1);

@@ -330,8 +330,9 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     # as 8-wide atoms, only the atoms with routes multiplied), its activations in chunks of
     # one round (the backend's small MXF_SWAP_SMEM_A): a4w4 stage 1 with block_m 32 (four
     # token atoms, at most two with routes; 8 warps as 2 x 4, the last k-tile partial and one
-    # warp group without a k-tile), stage 2 with 8 x 1 warps over two rounds (two chunks,
-    # a partial N tile), and split-K stage 2
+    # warp group without a k-tile; its one round fits one chunk: the decode loop, all copies
+    # of the k-tile code), stage 2 with 8 x 1 warps over two rounds (two chunks: the chunked
+    # loop, a partial N tile), and split-K stage 2
     "EMU90_S1W": "sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m32_n64_k128_sk1_silu_concat_rwnone_nobias_plain_bswap",
     "EMU90_S2W": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n256_k128_rwstage2_nobias_plain_bswap",
     "EMU90_S2WSK": "sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n64_k128_sk2_rwstage2_nobias_plain_bswap",

@@ -381,13 +381,15 @@ struct RegFragRows {
   const uint8_t* wbase;
   const uint8_t* sbase;
   uint32_t off[kOffsets ? NI : 1], soff[kOffsets ? NI : 1];
+  bool full;     // vec and every row of this lane exists: k-tiles inside K load unguarded
 
   // rows_: the tile's BN row handles in shared memory; n0: this warp's first column.
   MXF_DEV RegFragRows(const Rows& r, const int* rows_, int64_t kend_, int n0)
-      : src(r), kend(kend_), vec(r.vec_ok()), wbase(r.data(0, 0)), sbase(r.scale_ptr(0, 0)) {
+      : src(r), kend(kend_), vec(r.vec_ok()), wbase(r.data(0, 0)), sbase(r.scale_ptr(0, 0)), full(vec) {
 #pragma unroll
     for (int ni = 0; ni < NI; ++ni) {
       row[ni] = rows_[n0 + ni * 8 + (dev::lane_id() >> 2)];
+      full = full && row[ni] >= 0;
       if constexpr (kOffsets) {
         off[ni] = uint32_t(src.data(row[ni] < 0 ? 0 : row[ni], 0) - wbase);
         soff[ni] = uint32_t(src.scale_ptr(row[ni] < 0 ? 0 : row[ni], 0) - sbase);
@@ -399,13 +401,42 @@ struct RegFragRows {
 
   // This lane's 16 code bytes of row ni at K element k (k < kend, row[ni] >= 0).
   MXF_DEV const uint8_t* codes(int ni, int64_t k) const {
-    if constexpr (kOffsets) return wbase + (off[ni] + uint32_t(k / 2));
+    // (32-bit: 0 <= k < 2^32, and the low word is all the offset needs)
+    if constexpr (kOffsets) return wbase + (off[ni] + (uint32_t(k) >> 1));
     else return src.data(row[ni], k / 2);
   }
   // This lane's K element in group gi of warp group wk's k-tile at k0.
   MXF_DEV static int64_t lane_k(int64_t k0, int gi, int wk) { return group_k(k0, gi, wk) + 32 * (dev::lane_id() & 3); }
 
-  MXF_DEV void load(Stage& st, int64_t k0, int wk) const {
+  // This lane's scale byte of row ni at K element k (k < kend, row[ni] >= 0).
+  MXF_DEV uint32_t scale_at(int ni, int64_t k) const {
+    if constexpr (kOffsets) return sbase[soff[ni] + (uint32_t(k) >> 5)];
+    else return src.scale(row[ni], k / 32);
+  }
+  // The common case, one test per k-tile: this lane's rows all exist, the weights are
+  // 16-byte aligned and the k-tile ends inside K. Then each load is an address and the
+  // load itself; otherwise every load is guarded (missing rows and K past kend read as
+  // zeros, unaligned weights byte by byte). At decode the guards, zero fills and their
+  // branches were ~12 instructions of each 16-byte load, ~50 of a swapped k-tile's ~390.
+  MXF_DEV bool unguarded(int64_t k0, int wk) const { return full && group_k(k0, GPW - 1, wk) + 128 <= kend; }
+
+  // The k-tile at k0 into st; ahead > 0: the k-tile at k0 + ahead into L2 as well
+  // (prefetch), from the same addresses where the layout allows.
+  MXF_DEV void load(Stage& st, int64_t k0, int wk, int64_t ahead = 0) const {
+    if (unguarded(k0, wk)) {
+      const bool pf = ahead > 0 && unguarded(k0 + ahead, wk);
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+        for (int gi = 0; gi < GPW; ++gi) {
+          const int64_t k = lane_k(k0, gi, wk);
+          const uint8_t* p = codes(ni, k);
+          st.v[ni][gi] = dev::ld16_ro(p);
+          st.s[ni][gi] = scale_at(ni, k);
+          if (pf) dev::prefetch_l2(kOffsets ? p + ahead / 2 : codes(ni, k + ahead));
+        }
+      return;
+    }
 #pragma unroll
     for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
@@ -416,18 +447,19 @@ struct RegFragRows {
         if (row[ni] < 0 || k >= kend) continue;
         const uint8_t* p = codes(ni, k);
         st.v[ni][gi] = vec ? dev::ld16_ro(p) : load_bytes(p, 16);
-        if constexpr (kOffsets) st.s[ni][gi] = sbase[soff[ni] + uint32_t(k / 32)];
-        else st.s[ni][gi] = src.scale(row[ni], k / 32);
+        st.s[ni][gi] = scale_at(ni, k);
       }
+    if (ahead > 0) prefetch(k0 + ahead, wk);
   }
   // The weight bytes `load` would read for the k-tile at k0 into L2 only (no registers).
   MXF_DEV void prefetch(int64_t k0, int wk) const {
+    const bool all = unguarded(k0, wk);
 #pragma unroll
     for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
       for (int gi = 0; gi < GPW; ++gi) {
         const int64_t k = lane_k(k0, gi, wk);
-        if (row[ni] >= 0 && k < kend) dev::prefetch_l2(codes(ni, k));
+        if (all || (row[ni] >= 0 && k < kend)) dev::prefetch_l2(codes(ni, k));
       }
   }
 };
@@ -879,8 +911,51 @@ struct SwapMma {
 // them), then each round converts and multiplies one stage and refills it kStages rounds
 // ahead; the round kStages further on is fetched into L2 meanwhile (no registers: the
 // register loads then wait on L2, not HBM; session 14 measured the L2 hit rate of gpt-oss
-// stage 1 at T = 1 going from 18 % to 49 %). A new activation chunk (only where the K range does not fit, plan) costs two
-// barriers; otherwise the loop has none. Ends with a barrier (shared memory is free).
+// stage 1 at T = 1 going from 18 % to 49 %). When the K range does not fit in one chunk of
+// activations (plan), each new chunk costs two barriers; otherwise the loop has none, and
+// no chunk code either (swap_rounds<false>: the unrolled copies of a round stay small,
+// which is what every decode launch runs). Ends with a barrier (shared memory is free).
+template <bool kChunks, class AT, class Tile, class WRegs, class Stage>
+MXF_DEV void swap_rounds(SwapMma<Tile>& mma, const GatherRows& act, const int* arow, int64_t akend,
+                         const WRegs& wl, Stage (&st)[WRegs::kStages], uint16_t* sa,
+                         const typename Tile::Plan& plan, int nat, int kt0, int kt1, int64_t K) {
+  constexpr int S = WRegs::kStages, KW = Tile::kWarpsK, NT = Tile::kThreads, BK = Tile::BK;
+  const int wk = mma.warp_k();
+  const int rounds = (kt1 - kt0 + KW - 1) / KW, chunk_rounds = plan.chunk_tiles / KW;
+  int in_chunk = 0;  // rounds of the current chunk done (a new chunk when it reaches chunk_rounds)
+  for (int r = 0; r < rounds; r += S) {
+#pragma unroll
+    for (int d = 0; d < S; ++d) {
+      const int rr = r + d;
+      if (rr >= rounds) break;  // (uniform for the CTA)
+      if constexpr (kChunks) {
+        if (rr == 0 || in_chunk == chunk_rounds) {  // (uniform) the next chunk of activations
+          const int64_t c0 = int64_t(kt0 + rr * KW) * BK;
+          if (rr > 0) dev::sync_threads();
+          load_act_chunk<AT, NT>(act, arow, 8 * nat, c0,
+                                 int(cmin<int64_t>(plan.chunk_tiles * BK, int64_t(kt1) * BK - c0)), akend,
+                                 sa, plan.lda);
+          dev::sync_threads();
+          in_chunk = 0;
+        }
+      }
+      const int t = kt0 + rr * KW + wk;
+      if (t < kt1) {
+        const uint16_t* a = sa + (in_chunk * KW + wk) * BK;
+        // (chunked: long K ranges at block_m 32, never decode; one general copy of the
+        // k-tile code there, the decode copies in the one-chunk loop)
+        if constexpr (kChunks) mma.template run_atoms<Tile::NA, true>(a, plan.lda, st[d], K - int64_t(t) * BK, nat);
+        else mma.run(a, plan.lda, st[d], K - int64_t(t) * BK, nat);
+      }
+      ++in_chunk;
+      const int tn = t + S * KW;
+      if (rr + S < rounds && tn < kt1)
+        wl.load(st[d], int64_t(tn) * BK, 0,
+                rr + 2 * S < rounds && tn + S * KW < kt1 ? int64_t(S * KW) * BK : int64_t(0));
+    }
+  }
+}
+
 template <class AT, class Tile, class WRegs>
 MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const int* arow, int64_t akend,
                                 const WRegs& wl, uint16_t* sa, const typename Tile::Plan& plan, int nat,
@@ -888,7 +963,7 @@ MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const
   constexpr int S = WRegs::kStages, KW = Tile::kWarpsK, NT = Tile::kThreads, BK = Tile::BK;
   if (kt0 >= kt1) return;
   const int wk = mma.warp_k();
-  const int rounds = (kt1 - kt0 + KW - 1) / KW, chunk_rounds = plan.chunk_tiles / KW;
+  const int rounds = (kt1 - kt0 + KW - 1) / KW;
   typename WRegs::Stage st[S];
 #pragma unroll
   for (int d = 0; d < S; ++d) {
@@ -900,28 +975,12 @@ MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const
     const int t = kt0 + (S + d) * KW + wk;
     if (S + d < rounds && t < kt1) wl.prefetch(int64_t(t) * BK, 0);
   }
-  int in_chunk = 0;  // rounds of the current chunk done (a new chunk when it reaches chunk_rounds)
-  for (int r = 0; r < rounds; r += S) {
-#pragma unroll
-    for (int d = 0; d < S; ++d) {
-      const int rr = r + d;
-      if (rr >= rounds) break;  // (uniform for the CTA)
-      if (rr == 0 || in_chunk == chunk_rounds) {  // (uniform) the next chunk of activations
-        const int64_t c0 = int64_t(kt0 + rr * KW) * BK;
-        if (rr > 0) dev::sync_threads();
-        load_act_chunk<AT, NT>(act, arow, 8 * nat, c0,
-                               int(cmin<int64_t>(plan.chunk_tiles * BK, int64_t(kt1) * BK - c0)), akend,
-                               sa, plan.lda);
-        dev::sync_threads();
-        in_chunk = 0;
-      }
-      const int t = kt0 + rr * KW + wk;
-      if (t < kt1) mma.run(sa + (in_chunk * KW + wk) * BK, plan.lda, st[d], K - int64_t(t) * BK, nat);
-      ++in_chunk;
-      const int tn = t + S * KW;
-      if (rr + S < rounds && tn < kt1) wl.load(st[d], int64_t(tn) * BK, 0);
-      if (rr + 2 * S < rounds && tn + S * KW < kt1) wl.prefetch(int64_t(tn + S * KW) * BK, 0);
-    }
+  if (rounds <= plan.chunk_tiles / KW) {  // (uniform) the whole K range in one chunk
+    load_act_chunk<AT, NT>(act, arow, 8 * nat, int64_t(kt0) * BK, (kt1 - kt0) * BK, akend, sa, plan.lda);
+    dev::sync_threads();
+    swap_rounds<false, AT>(mma, act, arow, akend, wl, st, sa, plan, nat, kt0, kt1, K);
+  } else {
+    swap_rounds<true, AT>(mma, act, arow, akend, wl, st, sa, plan, nat, kt0, kt1, K);
   }
   dev::sync_threads();
 }

@@ -360,8 +360,10 @@ struct TileLoader {
 // (0: by the stage's size). OFFSETS: rows linear in K (Rows::kLinearK, the plain layout)
 // have their first data and scale bytes worked out once, as 32-bit offsets, so a load
 // costs an add (the swapped tile; the register-B tile keeps the registers: with them one
-// of its block_m 16 x block_k 256 decode kernels spilled).
-template <int NI, int GPW, int KW, class Rows, int STAGES = 0, bool OFFSETS = false>
+// of its block_m 16 x block_k 256 decode kernels spilled). UNGUARDED: k-tiles that need no
+// guards load without them (unguarded(); the swapped tile: with that second copy of the
+// loads the register tile's block_m 32 x block_k 256 stage 2 spilled).
+template <int NI, int GPW, int KW, class Rows, int STAGES = 0, bool OFFSETS = false, bool UNGUARDED = false>
 struct RegFragRows {
   static constexpr bool kOffsets = OFFSETS && Rows::kLinearK;
   // k-tiles of stages: deeper where a lane's stage is small (the loads in flight per lane
@@ -423,7 +425,7 @@ struct RegFragRows {
   // The k-tile at k0 into st; ahead > 0: the k-tile at k0 + ahead into L2 as well
   // (prefetch), from the same addresses where the layout allows.
   MXF_DEV void load(Stage& st, int64_t k0, int wk, int64_t ahead = 0) const {
-    if (unguarded(k0, wk)) {
+    if (UNGUARDED && unguarded(k0, wk)) {
       const bool pf = ahead > 0 && unguarded(k0 + ahead, wk);
 #pragma unroll
       for (int ni = 0; ni < NI; ++ni)
@@ -453,7 +455,7 @@ struct RegFragRows {
   }
   // The weight bytes `load` would read for the k-tile at k0 into L2 only (no registers).
   MXF_DEV void prefetch(int64_t k0, int wk) const {
-    const bool all = unguarded(k0, wk);
+    const bool all = UNGUARDED && unguarded(k0, wk);
 #pragma unroll
     for (int ni = 0; ni < NI; ++ni)
 #pragma unroll

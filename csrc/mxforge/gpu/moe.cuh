@@ -161,7 +161,7 @@ struct MoeSpec {
   using BLoader = typename Cond<
       kWgmma, RingOperand<BT, InT, BN, BK, NT, typename BRows::Rows, WgmmaOrder>,
       typename Cond<kRegB, RegFragB<Tile, typename BRows::Rows>,
-                    typename Cond<kSwap, RegFragRows<4, kSwapGpw, 1, typename BRows::Rows, 2, true>,
+                    typename Cond<kSwap, RegFragRows<4, kSwapGpw, 1, typename BRows::Rows, 2, true, true>,
                                   TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT,
                                              typename BRows::Rows>>::type>::type>::type;
   // The one-stage kernel's second GEMM: bf16 intermediate x the same weight type.

@@ -915,8 +915,8 @@ struct SwapMma {
 // register loads then wait on L2, not HBM; session 14 measured the L2 hit rate of gpt-oss
 // stage 1 at T = 1 going from 18 % to 49 %). When the K range does not fit in one chunk of
 // activations (plan), each new chunk costs two barriers; otherwise the loop has none, and
-// no chunk code either (swap_rounds<false>: the unrolled copies of a round stay small,
-// which is what every decode launch runs). Ends with a barrier (shared memory is free).
+// no chunk code either (swap_rounds<false>: the unrolled copies of a round stay small;
+// one token atom's K fits one chunk up to 6272). Ends with a barrier (shared memory is free).
 template <bool kChunks, class AT, class Tile, class WRegs, class Stage>
 MXF_DEV void swap_rounds(SwapMma<Tile>& mma, const GatherRows& act, const int* arow, int64_t akend,
                          const WRegs& wl, Stage (&st)[WRegs::kStages], uint16_t* sa,
@@ -944,8 +944,9 @@ MXF_DEV void swap_rounds(SwapMma<Tile>& mma, const GatherRows& act, const int* a
       const int t = kt0 + rr * KW + wk;
       if (t < kt1) {
         const uint16_t* a = sa + (in_chunk * KW + wk) * BK;
-        // (chunked: long K ranges at block_m 32, never decode; one general copy of the
-        // k-tile code there, the decode copies in the one-chunk loop)
+        // (chunked: K ranges past the activation budget, e.g. block_m 32 rows beyond
+        // K = 1536, one token atom beyond K = 6272: one general copy of the k-tile code
+        // there, so that the decode copies live in the one-chunk loop only)
         if constexpr (kChunks) mma.template run_atoms<Tile::NA, true>(a, plan.lda, st[d], K - int64_t(t) * BK, nat);
         else mma.run(a, plan.lda, st[d], K - int64_t(t) * BK, nat);
       }

@@ -117,6 +117,10 @@ def assert_lock_outlives_compilers(co: Checkout) -> None:
 INSTALL_FAULT = """
 import os, signal, sys, time
 sys.argv = ["build.py"] + ARGS
+# Ctrl-C as at a terminal: a parent may have left SIGINT ignored (a shell's background job),
+# and Python then keeps it ignored; a local CI run (2026-11-30) once saw this build finish
+# uninterrupted, which is what an ignored SIGINT gives (checked by ignoring it here)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import build
 real_install, real_replace, calls = build.install_atomically, os.replace, []
 

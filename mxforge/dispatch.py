@@ -304,11 +304,12 @@ def rows_per_expert(shape: Shape) -> float:
 # scripts/heuristic_agreement.py measures the agreement, README "Dispatch and tuning"):
 BLOCK_M_ROWS_FACTOR = 2  # block_m holds at least twice the rows per active expert ...
 BLOCK_M_CAP = 64         # ... but no more than 64 while a block_m <= 64 exists
-SMALL_BLOCK_M_N = 64     # block_m 16 tiles prefer block_n 64 (twice the CTAs of 128)
+SMALL_BLOCK_M_N = 64     # block_m 16 tiles prefer block_n 64 (twice the CTAs of 128), but for the swapped ones
 WGMMA_MIN_ROWS = 64      # sm90: from 64 rows per active expert (prefill) the wgmma tiles ...
 WGMMA_MIN_ROWS_A16 = 32  # ... from 32 where the activations are 16-bit (nothing to convert)
 WGMMA_BLOCK_M = 128      # ... with block_m up to 128 (the tuned choice at T >= 2048, H200)
-SWAP_MAX_ROWS = 2        # sm90: up to 2 rows per active expert (decode) the swapped tiles first
+SWAP_MAX_ROWS = 16       # sm90: up to 16 rows per active expert the swapped tiles first ...
+SWAP_BLOCK_M = 16        # ... with block_m 16 (two CTAs per SM; the tuned choice up to 16 rows)
 SWAP_CTAS_PER_SM = 2     # sm90: the swapped tile's CTAs per SM (SwapTile::kCtasPerSm, block_m 16)
 
 
@@ -353,11 +354,13 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     tuned block_m in 121 of 135 (68 without the swap-first rule).
     """
     rpe = rows_per_expert(shape)
-    want_m = BLOCK_M_ROWS_FACTOR * rpe
     wgmma, swap = inst.b_path == "wgmma", inst.b_path == "swap"
     min_rows = WGMMA_MIN_ROWS_A16 if inst.a in ("bf16", "fp16") else WGMMA_MIN_ROWS
     prefill = inst.target == "sm90" and rpe >= min_rows
     decode = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS
+    want_m = BLOCK_M_ROWS_FACTOR * rpe
+    if swap and decode:
+        want_m = min(want_m, SWAP_BLOCK_M)
     if prefill:
         lead = 0 if wgmma else 1 + swap
     elif decode:
@@ -381,7 +384,7 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
             want_split *= 2
     # (clusters before splits: only the swapped tiles have both)
     sk_cost = (abs(inst.split_k * inst.cluster_k - want_split), int(swap and inst.split_k > 1))
-    n_cost = abs(inst.block_n - SMALL_BLOCK_M_N) if inst.block_m == 16 else -inst.block_n
+    n_cost = abs(inst.block_n - SMALL_BLOCK_M_N) if inst.block_m == 16 and not swap else -inst.block_n
     k_cost = abs(inst.block_k - 128)
     path_cost = int(inst.b_path == "regs")  # the register path only where the tuner chose it
     why = (f"block_m {inst.block_m} {'holds' if bm_cost[0] == 0 else 'is not'} "

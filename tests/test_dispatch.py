@@ -305,24 +305,37 @@ def test_heuristic_prefers_the_shared_memory_path():
     assert [i.b_path for i in ranked] == ["smem", "regs"]
 
 
-def test_heuristic_takes_swapped_tiles_for_decode_only():
-    """sm90 up to SWAP_MAX_ROWS rows per active expert: the swapped tile (b_path swap) before
-    smem, regs and wgmma tiles of the same key; from more rows per expert, after smem."""
+def test_heuristic_takes_swapped_tiles_up_to_16_rows_per_expert():
+    """sm90 up to SWAP_MAX_ROWS (16) rows per active expert: the swapped tile (b_path swap)
+    before smem, regs and wgmma tiles of the same key, with block_m SWAP_BLOCK_M (16) and its
+    largest block_n (the tuned choices at T = 128 ... 512 on both tuned models, H200); from
+    more rows per expert, after smem, whose block_m follows the rows (2x, as before)."""
     base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
-                out="bf16", block_m=16, block_n=64, block_k=128, split_k=1, activation="silu",
-                gate_up="concat", routed_weight="none", bias=False, layout="plain")
-    cands = [dispatch.Instance(index=i, name=f"sm90_{path}", b_path=path, **base)
-             for i, path in enumerate(["regs", "smem", "swap"])]
+                out="bf16", block_k=128, split_k=1, activation="silu", gate_up="concat",
+                routed_weight="none", bias=False, layout="plain")
+    cands = [dispatch.Instance(index=i, name=f"sm90_{path}_m{bm}_n{bn}", b_path=path, block_m=bm,
+                               block_n=bn, **base)
+             for i, (path, bm, bn) in enumerate([(p, bm, bn) for p in ("regs", "smem", "swap")
+                                                 for bm in (16, 32, 64) for bn in (64, 128)])]
 
     def best(T: int) -> dispatch.Instance:
         shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
         return min(cands, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
 
-    # 8 routes per token over 256 experts: 1 row per expert at T = 1, 2 at T = 64, 4 at 128
-    assert best(1).b_path == "swap" and best(64).b_path == "swap"
-    assert best(128).b_path == "smem" and best(512).b_path == "smem"
+    # 8 routes per token over 256 experts: 1 row per expert at T = 1, 2 at 64, 16 at 512, 32 at 1024
+    for T in (64, 128, 512):
+        assert (best(T).b_path, best(T).block_m, best(T).block_n) == ("swap", 16, 128), T
+    # (at T = 1, 24 tiles of block_n 128 want 4 K parts, 48 of 64 want 2: none compiled here,
+    # so the one that misses by less)
+    assert (best(1).b_path, best(1).block_m, best(1).block_n) == ("swap", 16, 64)
+    assert (best(1024).b_path, best(1024).block_m) == ("smem", 64)
     why = dispatch.heuristic_rank(best(1), Shape(T=1, N=384, K=3072, E=256, topk=8))[1]
     assert "swapped tile (decode" in why
+    # without swapped tiles, 16 rows per expert keep the smem tile of block_m 2 x 16
+    no_swap = [c for c in cands if c.b_path != "swap"]
+    shape = Shape(T=512, N=384, K=3072, E=256, topk=8)
+    pick = min(no_swap, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+    assert (pick.b_path, pick.block_m) == ("smem", 32)
 
 
 def test_heuristic_sizes_clusters_to_one_wave_of_swapped_tiles():

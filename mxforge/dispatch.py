@@ -329,9 +329,9 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       clusters before splits (no workspace, no second kernel). The tuner took cluster_k 4
       for MiniMax TP=8 stage 1 at T = 1 (48 tiles of block_n 64) and 2 at T = 2 (96
       tiles), none from T = 4 (H200, 2026-11-30).
-    - block_n: SMALL_BLOCK_M_N with block_m 16 (small-T launches: more, smaller CTAs keep
-      more SMs busy), else the largest; then block_k 128 (block_k 256 won only in a few
-      decode cases, and block_k 64 serves dense 16-bit weights).
+    - block_n: SMALL_BLOCK_M_N with block_m 16 but for the swapped tiles (small-T launches:
+      more, smaller CTAs keep more SMs busy), else the largest; then block_k 128 (block_k 256
+      won only in a few decode cases, and block_k 64 serves dense 16-bit weights).
     - b_path: on sm90 from WGMMA_MIN_ROWS rows per active expert (WGMMA_MIN_ROWS_A16 with
       bf16 activations), wgmma tiles first (with block_m up to WGMMA_BLOCK_M): at T = 2048
       and 8192 (64+ rows per expert) they took 0.67-0.87x the time of the mma.sync tiles on
@@ -339,11 +339,14 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       for the stages with bf16 activations (0.94x of the whole layer for a16w4 on both
       models) and kept mma.sync where the activations are MX, whose conversion the wgmma
       ring adds (H200, 2026-11-29, benchmarks/README.md); below that, wgmma last. Up to
-      SWAP_MAX_ROWS rows per active expert (decode) the swapped tiles (b_path swap) first: the
-      tuner took them for 40 of 42 stage-1 and 22 of 28 stage-2 choices at T = 1 ... 64 on
-      both tuned models (at most 2 rows per expert; H200, 2026-11-29); elsewhere last. Then smem
-      before regs (the register path wins or loses by shape and T: only a tuned table picks
-      it).
+      SWAP_MAX_ROWS rows per active expert the swapped tiles (b_path swap) first, with block_m
+      SWAP_BLOCK_M (not 2x the rows) and their largest block_n: the tuner took them for 40 of
+      42 stage-1 and 22 of 28 stage-2 choices at T = 1 ... 64 on both tuned models (at most 2
+      rows per expert; H200, 2026-11-29), and, once they had become leaner, for every stage at
+      T = 128, 256, 512 (4 to 16 rows per expert), block_m 16, block_n 128 (stage 1) and 256
+      (stage 2): 0.59-0.94x the layer's time of the mma.sync tiles tuned before (H200,
+      2026-11-30, session 16); elsewhere last. Then smem before regs (the register path wins
+      or loses by shape and T: only a tuned table picks it).
     Re-derived from the H100 tuned table (2026-11-23): block_m agrees in 78 of 81 stage-1
     rows (the earlier rule, one times the rows and no cap: 63), the tile at the tuned
     block_m in 101 of 136 rows (largest block_n and block_k: 90). Against the shipped table
@@ -351,7 +354,10 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     H200 re-tune of the small-T rows that took stage-2 split-K and of T = 512 / 1024
     (2026-11-29): 81 and 84 with the single threshold of 64 rows, 81 and 88 with this rule;
     with the swap re-tune of T <= 64 (2026-11-29): 81 of 81, 85 of 135, and b_path at the
-    tuned block_m in 121 of 135 (68 without the swap-first rule).
+    tuned block_m in 121 of 135 (68 without the swap-first rule); with the full re-tune of
+    T = 128 ... 512 (2026-11-30): 82 of 82, the tile in 105 of 136 and b_path in 130 of 136
+    (with the rule before it, swapped tiles up to 2 rows and block_n 64 at block_m 16: 74,
+    70 and 103).
     """
     rpe = rows_per_expert(shape)
     wgmma, swap = inst.b_path == "wgmma", inst.b_path == "swap"

@@ -363,13 +363,13 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     wgmma, swap = inst.b_path == "wgmma", inst.b_path == "swap"
     min_rows = WGMMA_MIN_ROWS_A16 if inst.a in ("bf16", "fp16") else WGMMA_MIN_ROWS
     prefill = inst.target == "sm90" and rpe >= min_rows
-    decode = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS
+    few_rows = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS  # (decode and up to T = 512 here)
     want_m = BLOCK_M_ROWS_FACTOR * rpe
-    if swap and decode:
+    if swap and few_rows:
         want_m = min(want_m, SWAP_BLOCK_M)
     if prefill:
         lead = 0 if wgmma else 1 + swap
-    elif decode:
+    elif few_rows:
         lead = 0 if swap else 1 + wgmma
     else:
         lead = int(wgmma or swap)
@@ -401,7 +401,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     if wgmma:
         why += f"; wgmma tile ({'prefill' if prefill else 'not prefill'}: {rpe:.0f} rows/expert)"
     if swap:
-        why += f"; swapped tile ({'decode' if decode else 'not decode'}: {rpe:.1f} rows/expert)"
+        why += (f"; swapped tile ({'few rows' if few_rows else 'too many rows'}: {rpe:.1f} rows/expert, "
+                f"up to {SWAP_MAX_ROWS})")
     return (lead, bm_cost, sk_cost, n_cost, k_cost, path_cost, inst.name), why
 
 

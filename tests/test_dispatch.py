@@ -330,7 +330,7 @@ def test_heuristic_takes_swapped_tiles_up_to_16_rows_per_expert():
     assert (best(1).b_path, best(1).block_m, best(1).block_n) == ("swap", 16, 64)
     assert (best(1024).b_path, best(1024).block_m) == ("smem", 64)
     why = dispatch.heuristic_rank(best(1), Shape(T=1, N=384, K=3072, E=256, topk=8))[1]
-    assert "swapped tile (decode" in why
+    assert "swapped tile (few rows: 1.0 rows/expert, up to 16)" in why
     # without swapped tiles, 16 rows per expert keep the smem tile of block_m 2 x 16
     no_swap = [c for c in cands if c.b_path != "swap"]
     shape = Shape(T=512, N=384, K=3072, E=256, topk=8)

@@ -4,14 +4,20 @@ replaces the row of TABLE that asks the same question (every column but `instanc
 place; questions TABLE lacks are appended. Written atomically.
 
     python3 scripts/merge_tuned.py mxforge/tuned/sm90-h100.csv out/tuned-gpt-oss-120b.csv ...
+
+--as-layout L writes the NEW rows as rows of layout L (the `layout` column and the layout
+part of each instance name): a tune on pairbits weights kept as the plain rows, which
+pairbits weights follow where they have no rows of their own (dispatch.tuned_choice).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from codegen.schema import LAYOUTS  # noqa: E402
 from mxforge.dispatch import TUNED_COLUMNS  # noqa: E402
 
 
@@ -27,12 +33,26 @@ def question(row: dict[str, str]) -> tuple[str, ...]:
     return tuple(row[c] for c in TUNED_COLUMNS if c != "instance")
 
 
-def main(table: Path, news: list[Path]) -> None:
+def as_layout(row: dict[str, str], layout: str) -> dict[str, str]:
+    """The row asked for `layout` weights: its layout column and instance name's layout part
+    (instance names end in _<layout> or _<layout>_b<path>: codegen/instance.py)."""
+    old = row["layout"]
+    name = row["instance"]
+    tag = f"_{old}"
+    at = name.rfind(tag)
+    if at < 0 or not (at + len(tag) == len(name) or name[at + len(tag)] == "_"):
+        sys.exit(f"instance {name!r} does not name its layout {old!r}")
+    return {**row, "layout": layout, "instance": name[:at] + f"_{layout}" + name[at + len(tag):]}
+
+
+def main(table: Path, news: list[Path], layout: str | None = None) -> None:
     rows = read(table)
     at = {question(r): i for i, r in enumerate(rows)}
     replaced = appended = changed = 0
     for path in news:
         for r in read(path):
+            if layout is not None:
+                r = as_layout(r, layout)
             q = question(r)
             if q in at:
                 changed += rows[at[q]]["instance"] != r["instance"]
@@ -52,6 +72,10 @@ def main(table: Path, news: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    main(Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("table", type=Path)
+    ap.add_argument("new", type=Path, nargs="+")
+    ap.add_argument("--as-layout", choices=LAYOUTS, help="write the new rows as rows of this weight layout")
+    args = ap.parse_args()
+    main(args.table, args.new, args.as_layout)

@@ -1,6 +1,7 @@
 """Dispatch: tuned table, heuristic, NoInstanceError, typed routing; registry and manifest."""
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import subprocess
@@ -389,3 +390,36 @@ def test_heuristic_takes_wgmma_tiles_for_prefill_only():
     assert best(512).b_path == "smem"  # 16 rows/expert
     assert (best(1).b_path, best(1).block_m) == ("smem", 16)
     assert "wgmma tile (prefill" in dispatch.heuristic_rank(best(2048), Shape(T=2048, N=384, K=3072, E=256, topk=8))[1]
+
+
+def test_merge_tuned_as_layout(tmp_path):
+    """scripts/merge_tuned.py --as-layout plain: rows tuned on pairbits weights replace the
+    plain rows asking the same question, instance names with the layout part swapped (the
+    b_path suffix kept); a name without its layout part is refused, the table untouched."""
+    cols = list(dispatch.TUNED_COLUMNS)
+    base = dict(target="sm90", op="moe_stage1", a="pk_fp4", b="pk_fp4", out="bf16", activation="silu",
+                gate_up="concat", routed_weight="none", bias="0", N="384", K="3072", E="256",
+                topk="8", T_max="512")
+
+    def write(path: Path, rows: list[dict[str, str]]) -> Path:
+        path.write_text(",".join(cols) + "\n" + "".join(",".join(r[c] for c in cols) + "\n" for r in rows))
+        return path
+
+    table = write(tmp_path / "table.csv", [
+        {**base, "layout": "plain", "instance": "sm90_s1_m32_n128_k128_plain"},
+        {**base, "layout": "plain", "T_max": "1024", "instance": "sm90_s1_m64_n128_k128_plain"}])
+    new = write(tmp_path / "new.csv", [{**base, "layout": "pairbits", "instance": "sm90_s1_m16_n128_k128_pairbits_bswap"}])
+    script = str(ROOT / "scripts" / "merge_tuned.py")
+    r = subprocess.run([sys.executable, script, str(table), str(new), "--as-layout", "plain"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "1 rows replaced (1 with another instance), 0 appended" in r.stdout
+    got = list(csv.DictReader(open(table, newline="")))
+    assert [(g["layout"], g["T_max"], g["instance"]) for g in got] == [
+        ("plain", "512", "sm90_s1_m16_n128_k128_plain_bswap"), ("plain", "1024", "sm90_s1_m64_n128_k128_plain")]
+    before = table.read_bytes()
+    bad = write(tmp_path / "bad.csv", [{**base, "layout": "pairbits", "instance": "sm90_s1_m16_n128_k128_bswap"}])
+    r = subprocess.run([sys.executable, script, str(table), str(bad), "--as-layout", "plain"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "does not name its layout 'pairbits'" in r.stderr
+    assert table.read_bytes() == before

@@ -326,8 +326,12 @@ def test_heuristic_takes_swapped_tiles_up_to_16_rows_per_expert():
     # 8 routes per token over 256 experts: 1 row per expert at T = 1, 2 at 64, 16 at 512, 32 at 1024
     for T in (64, 128, 512):
         assert (best(T).b_path, best(T).block_m, best(T).block_n) == ("swap", 16, 128), T
-    # (at T = 1, 24 tiles of block_n 128 want 4 K parts, 48 of 64 want 2: none compiled here,
+    # (at T = 1, 24 tiles of block_n 128 want 8 K parts, 48 of 64 want 4: none compiled here,
     # so the one that misses by less)
+    def why1(i: dispatch.Instance) -> str:
+        return dispatch.heuristic_rank(i, Shape(T=1, N=384, K=3072, E=256, topk=8))[1]
+    swap128 = next(c for c in cands if c.b_path == "swap" and c.block_m == 16 and c.block_n == 128)
+    assert "wanted 4 K parts" in why1(best(1)) and "wanted 8 K parts" in why1(swap128)
     assert (best(1).b_path, best(1).block_m, best(1).block_n) == ("swap", 16, 64)
     assert (best(1024).b_path, best(1024).block_m) == ("smem", 64)
     why = dispatch.heuristic_rank(best(1), Shape(T=1, N=384, K=3072, E=256, topk=8))[1]

@@ -76,7 +76,8 @@ B_PATH = _f("b_path", ("smem", "regs", "wgmma", "swap"), "smem",
             "weights as the 16-row MMA operand and the block's tokens as 8-wide atoms, "
             "activations resident in shared memory, each warp streaming its own weight rows "
             "a k-tile ahead (sm90, pk_fp4 weights with pk_fp4 or bf16 activations, "
-            "block_m 16 or 32, block_n 32/64/128/256, block_k a multiple of 128; gemm.cuh, "
+            "block_m 16 or 32, block_n 32/64/128/256 (up to 128 with block_m 32), block_k a "
+            "multiple of 128; gemm.cuh, "
             "SwapTile)")
 
 
@@ -200,6 +201,9 @@ def _b_path(c: dict[str, Any]) -> str | None:
         if path == "swap" and c["block_n"] not in (32, 64, 128, 256):
             return (f"b_path swap needs block_n 32, 64, 128 or 256 (32 weight rows per warp, 8 "
                     f"warps); asked block_n {c['block_n']}")
+        if path == "swap" and c["block_m"] == 32 and c["block_n"] > 128:
+            return (f"b_path swap with block_m 32 needs block_n 32, 64 or 128 (16 weight rows "
+                    f"per warp, 8 warps); asked block_n {c['block_n']}")
         return None
     # wgmma: the dtype pairs that ran on a GPU; two warpgroups, one per 64 rows (block_m
     # 128) or per half of block_n (block_m 64)

@@ -174,11 +174,13 @@ def allowed_combination(c: dict[str, Any]) -> bool:
             and not (c.get("b_path", "smem") == "regs"
                      and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] != "fp16"
                               and bm <= 32 and bk % 128 == 0))
-            # swap: as regs, and 8 warps of 32 weight rows split over N and K
+            # swap: as regs, and 8 warps of 32 weight rows (16 with block_m 32) split over
+            # N and K
             and not (c.get("b_path", "smem") == "swap"
                      and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] != "fp16"
                               and c["a"] in ("pk_fp4", "bf16")
-                              and bm <= 32 and bk % 128 == 0 and bn in (32, 64, 128, 256)))
+                              and bm <= 32 and bk % 128 == 0 and bn in (32, 64, 128, 256)
+                              and not (bm == 32 and bn > 128)))
             # cluster_k > 1: the swapped tile on sm90 only, never with split_k
             and not (c.get("cluster_k", 1) > 1
                      and not (c["targets"] == "sm90" and c.get("b_path", "smem") == "swap"

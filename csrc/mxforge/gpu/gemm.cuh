@@ -684,11 +684,12 @@ MXF_DEV void gemm_mainloop_regb(WarpMma<Tile, InT>& mma, ALoader al, const BRegs
 // Here the weights are the MMA's 16-row operand and the tokens its 8-wide one (C^T = W A^T
 // with m16n8k16: one token costs 8 MMA rows, not 16), and the main loop is built to keep
 // HBM busy:
-//   * 8 warps; warp (wn, wk) owns 32 weight rows (two m16 atoms) and the k-tiles wk,
-//     wk + kWarpsK, ... of the CTA's K range, whose weight bytes it loads straight into
-//     registers in RegK order (RegFragRows with four rows per lane: rows g, g + 8, g + 16,
-//     g + 24), one k-tile ahead of its MMAs (two stages: one in flight while the other is
-//     converted and multiplied), and converts right before them;
+//   * 8 warps; warp (wn, wk) owns 32 weight rows (two m16 atoms; 16 rows, one atom, with
+//     block_m 32) and the k-tiles wk, wk + kWarpsK, ... of the CTA's K range, whose weight
+//     bytes it loads straight into registers in RegK order (RegFragRows with two rows per
+//     lane and atom: rows g, g + 8, g + 16, g + 24), one k-tile ahead of its MMAs (two
+//     stages: one in flight while the other is converted and multiplied), and converts
+//     right before them;
 //   * the block's activation rows for the whole K range (or a chunk of it where they do not
 //     fit) sit in shared memory, converted once per CTA into RegK order (16-bit rows as
 //     they are, MX rows dequantized exactly), so the main loop has no barrier; only the
@@ -697,21 +698,27 @@ MXF_DEV void gemm_mainloop_regb(WarpMma<Tile, InT>& mma, ALoader al, const BRegs
 //     (results do not depend on timing), where the portable epilogues read them.
 // Shared memory is sized at launch (plan): rows = min(BM, 8-row atoms that T * topk routes
 // can fill) x the K range + 16 elements per row (the RegK swizzle's conflict-free pitch).
+// Weight rows per warp of the swapped tile: 32 (two m16 atoms) up to block_m 16; 16 (one
+// atom) for block_m 32, whose four token atoms' accumulators and fragments with two atoms'
+// weights needed ~190 registers (one CTA per SM: 8 warps), so that it too runs two CTAs
+// per SM. (A function, not only SwapTile's member: MoeSpec sizes the loader with it
+// without instantiating SwapTile for the other tiles.)
+constexpr int swap_warp_rows(int block_m) { return block_m <= 16 ? 32 : 16; }
+
 template <class Arch, int BM_, int BN_, int BK_>
 struct SwapTile {
   using Arch_ = Arch;
   static constexpr int BM = BM_, BN = BN_, BK = BK_;
-  static constexpr int kWarps = 8, kWarpRows = 32;
+  static constexpr int kWarps = 8, kWarpRows = swap_warp_rows(BM_);
   static_assert(BM % 8 == 0 && BM <= 32 && BK % 128 == 0 && BN % kWarpRows == 0 &&
                     kWarps % (BN / kWarpRows) == 0,
-                "swap tile: block_m 8..32 (multiple of 8), block_n 32/64/128/256, block_k % 128 == 0");
+                "swap tile: block_m 8..32 (multiple of 8), block_n 32/64/128/256 (block_m 32: "
+                "16/32/64/128), block_k % 128 == 0");
   static constexpr int kWarpsN = BN / kWarpRows, kWarpsK = kWarps / kWarpsN;
   static constexpr int kThreads = kWarps * dev::kWarpSize;
-  // Two CTAs per SM (<= 128 registers) for block_m 16: 16 warps, each with a k-tile of
-  // weight loads in flight (two stages: MoeSpec) while it converts and multiplies the
-  // previous one; block_m 32 needs more registers (twice the accumulators and token
-  // fragments) and gets one.
-  static constexpr int kCtasPerSm = BM <= 16 ? 2 : 1;
+  // Two CTAs per SM (<= 128 registers): 16 warps, each with a k-tile of weight loads in
+  // flight (two stages: MoeSpec) while it converts and multiplies the previous one.
+  static constexpr int kCtasPerSm = 2;
   static constexpr int MT = kWarpRows / 16, NA = BM / 8;  // m16 weight atoms, n8 token atoms
   static constexpr int GPW = BK / 128;                     // k groups per k-tile
   using Atom = dev::MmaAtom<Arch, Bf16>;

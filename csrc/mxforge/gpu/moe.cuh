@@ -155,13 +155,13 @@ struct MoeSpec {
       kWgmma, RingOperand<AT, InT, BM, BK, NT, GatherRows, WgmmaOrder>,
       TileLoader<AT, typename dev::SmemOf<InT, AT>::type, BM, BK, NT, GatherRows,
                  typename Cond<kRegB, RegK, NaturalK>::type>>::type;
-  // The swapped tile's weights: rows g, g + 8 of its two m16 atoms per lane, whole k-tiles,
-  // two stages (SwapTile::kCtasPerSm).
+  // The swapped tile's weights: rows g, g + 8 of each of a warp's m16 atoms per lane
+  // (swap_warp_rows / 8 rows), whole k-tiles, two stages (SwapTile::kCtasPerSm).
   static constexpr int kSwapGpw = BK >= 128 ? BK / 128 : 1;
   using BLoader = typename Cond<
       kWgmma, RingOperand<BT, InT, BN, BK, NT, typename BRows::Rows, WgmmaOrder>,
       typename Cond<kRegB, RegFragB<Tile, typename BRows::Rows>,
-                    typename Cond<kSwap, RegFragRows<4, kSwapGpw, 1, typename BRows::Rows, 2, true, true>,
+                    typename Cond<kSwap, RegFragRows<swap_warp_rows(BM) / 8, kSwapGpw, 1, typename BRows::Rows, 2, true, true>,
                                   TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT,
                                              typename BRows::Rows>>::type>::type>::type;
   // The one-stage kernel's second GEMM: bf16 intermediate x the same weight type.

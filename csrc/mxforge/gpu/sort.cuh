@@ -8,17 +8,18 @@
 // Algorithm (one launch; every CTA has kSortThreads threads and picks a role by index):
 //   CTA 0, the sorter, sorts all T*k routes. The routes are cut into kSortWarps
 //   contiguous runs, one per warp, so "warp order" is "route order":
-//     1. per-warp histograms: each warp walks its run 32 (64) routes at a time; the lanes
-//        routed to the same expert find each other with log2(E) ballots ("peer masks")
-//        and the lowest of them adds their count to the warp's row of hist[warp][e]
-//        (warp-private, so no atomics and no order dependence);
+//     1. per-warp histograms: each warp walks its run 32 (64) routes at a time, each lane
+//        adding 1 to its expert's count in the warp's row of hist[warp][e] by a shared-
+//        memory atomic (a count does not depend on the order of the adds);
 //     2. per expert, an exclusive scan over the warps (where each warp's routes start
 //        within the expert) and the expert total;
 //     3. a CTA-wide exclusive scan of the padded totals round_up(total, block_m) gives each
 //        expert's first row; their sum is num_valid_ids[0];
 //     4. the scatter walks the runs again: a route's row is its warp's running start for
-//        its expert plus its rank among its peers in the same step. Within an expert the
-//        rows are thus in increasing t*k+slot, as the contract (and the CPU sorter) says;
+//        its expert plus its rank among its peers in the same step (the lanes routed to
+//        the same expert find each other with log2(E) ballots: "peer masks"). Within an
+//        expert the rows are thus in increasing t*k+slot, as the contract (and the CPU
+//        sorter) says;
 //     5. padding rows of each expert and rows [used, U) get the sentinel, blocks below
 //        cdiv(U, block_m) get their expert or -1.
 //   Decode (T*k <= kWarpSize routes): warp 0 of the sorter does steps 1-5 alone, in
@@ -192,13 +193,11 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem)
 
   for (int i = tid; i < active * E; i += kSortThreads) hist[i] = 0;
   dev::sync_threads();
-  // 1. per-warp histograms
+  // 1. per-warp histograms: one shared-memory atomic per route (a count does not depend on
+  //    the order of its adds; the peer masks' log2(E) ballots per step were half the pass)
   for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
     int e;
-    const bool valid = route_expert(a, i0 + lane, end, e);
-    const dev::LaneMask peers = warp_peers(e, valid, p.bits);
-    if (valid && lane == dev::lowest_lane(peers)) mine[e] += dev::popc(peers);
-    dev::sync_warp();
+    if (route_expert(a, i0 + lane, end, e)) dev::atomic_add(mine + e, 1);
   }
   dev::sync_threads();
   // 2. per expert: each warp's start within the expert, and the total

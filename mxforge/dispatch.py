@@ -308,9 +308,9 @@ SMALL_BLOCK_M_N = 64     # block_m 16 tiles prefer block_n 64 (twice the CTAs of
 WGMMA_MIN_ROWS = 64      # sm90: from 64 rows per active expert (prefill) the wgmma tiles ...
 WGMMA_MIN_ROWS_A16 = 32  # ... from 32 where the activations are 16-bit (nothing to convert)
 WGMMA_BLOCK_M = 128      # ... with block_m up to 128 (the tuned choice at T >= 2048, H200)
-SWAP_MAX_ROWS = 16       # sm90: up to 16 rows per active expert the swapped tiles first ...
-SWAP_BLOCK_M = 16        # ... with block_m 16 (two CTAs per SM; the tuned choice up to 16 rows)
-SWAP_CTAS_PER_SM = 2     # sm90: the swapped tile's CTAs per SM (SwapTile::kCtasPerSm, block_m 16)
+SWAP_MAX_ROWS = 32       # sm90: up to 32 rows per active expert the swapped tiles first ...
+SWAP_ROWS_FACTOR = 1     # ... with block_m >= 1 x the rows (16 up to 16 rows, then 32), not 2x
+SWAP_CTAS_PER_SM = 2     # sm90: the swapped tile's CTAs per SM (SwapTile::kCtasPerSm)
 
 
 def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
@@ -340,12 +340,16 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       models) and kept mma.sync where the activations are MX, whose conversion the wgmma
       ring adds (H200, 2026-11-29, benchmarks/README.md); below that, wgmma last. Up to
       SWAP_MAX_ROWS rows per active expert the swapped tiles (b_path swap) first, with block_m
-      SWAP_BLOCK_M (not 2x the rows) and their largest block_n: the tuner took them for 40 of
+      SWAP_ROWS_FACTOR x the rows (16 up to 16 rows, then 32; not 2x) and their largest
+      block_n: the tuner took them for 40 of
       42 stage-1 and 22 of 28 stage-2 choices at T = 1 ... 64 on both tuned models (at most 2
       rows per expert; H200, 2026-11-29), and, once they had become leaner, for every stage at
       T = 128, 256, 512 (4 to 16 rows per expert), block_m 16, block_n 128 (stage 1) and 256
       (stage 2): 0.59-0.94x the layer's time of the mma.sync tiles tuned before (H200,
-      2026-11-30, session 16); elsewhere last. Then smem before regs (the register path wins
+      2026-11-30, session 16); once block_m 32 ran two CTAs per SM (session 17), for the
+      stage-1 rows at 32 rows per expert (T = 1024) with MX activations, block_m 32 (0.94x
+      and 0.97x the layer's time of block_m 64 for a4w4 on the two tuned models; the 16-bit
+      stages there are prefill); elsewhere last. Then smem before regs (the register path wins
       or loses by shape and T: only a tuned table picks it).
     Re-derived from the H100 tuned table (2026-11-23): block_m agrees in 78 of 81 stage-1
     rows (the earlier rule, one times the rows and no cap: 63), the tile at the tuned
@@ -357,16 +361,15 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     tuned block_m in 121 of 135 (68 without the swap-first rule); with the full re-tune of
     T = 128 ... 512 (2026-11-30): 82 of 82, the tile in 105 of 136 and b_path in 130 of 136
     (with the rule before it, swapped tiles up to 2 rows and block_n 64 at block_m 16: 74,
-    70 and 103).
+    70 and 103); with the block_m 32 swapped rows (session 17): 81 of 82, 105 of 136 and
+    128 of 136 (the rule before, up to 16 rows at block_m 16: 77, 105 and 124).
     """
     rpe = rows_per_expert(shape)
     wgmma, swap = inst.b_path == "wgmma", inst.b_path == "swap"
     min_rows = WGMMA_MIN_ROWS_A16 if inst.a in ("bf16", "fp16") else WGMMA_MIN_ROWS
     prefill = inst.target == "sm90" and rpe >= min_rows
     few_rows = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS  # (decode and up to T = 512 here)
-    want_m = BLOCK_M_ROWS_FACTOR * rpe
-    if swap and few_rows:
-        want_m = min(want_m, SWAP_BLOCK_M)
+    want_m = (SWAP_ROWS_FACTOR if swap and few_rows else BLOCK_M_ROWS_FACTOR) * rpe
     if prefill:
         lead = 0 if wgmma else 1 + swap
     elif few_rows:

@@ -306,22 +306,29 @@ def test_heuristic_prefers_the_shared_memory_path():
     assert [i.b_path for i in ranked] == ["smem", "regs"]
 
 
-def test_heuristic_takes_swapped_tiles_up_to_16_rows_per_expert():
-    """sm90 up to SWAP_MAX_ROWS (16) rows per active expert: the swapped tile (b_path swap)
-    before smem, regs and wgmma tiles of the same key, with block_m SWAP_BLOCK_M (16) and its
-    largest block_n (the tuned choices at T = 128 ... 512 on both tuned models, H200); from
-    more rows per expert, after smem, whose block_m follows the rows (2x, as before)."""
-    base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
+def make_tile_candidates(a: str) -> list[dispatch.Instance]:
+    """regs, smem and swap stage-1 tiles of one sm90 key: block_m 16/32/64 x block_n 64/128."""
+    base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a=a, b="pk_fp4",
                 out="bf16", block_k=128, split_k=1, activation="silu", gate_up="concat",
                 routed_weight="none", bias=False, layout="plain")
-    cands = [dispatch.Instance(index=i, name=f"sm90_{path}_m{bm}_n{bn}", b_path=path, block_m=bm,
-                               block_n=bn, **base)
-             for i, (path, bm, bn) in enumerate([(p, bm, bn) for p in ("regs", "smem", "swap")
-                                                 for bm in (16, 32, 64) for bn in (64, 128)])]
+    return [dispatch.Instance(index=i, name=f"sm90_{path}_m{bm}_n{bn}", b_path=path, block_m=bm,
+                              block_n=bn, **base)
+            for i, (path, bm, bn) in enumerate([(p, bm, bn) for p in ("regs", "smem", "swap")
+                                                for bm in (16, 32, 64) for bn in (64, 128)])]
 
-    def best(T: int) -> dispatch.Instance:
+
+def test_heuristic_takes_swapped_tiles_up_to_32_rows_per_expert():
+    """sm90 up to SWAP_MAX_ROWS (32) rows per active expert: the swapped tile (b_path swap)
+    before smem, regs and wgmma tiles of the same key, with block_m >= the rows (16 up to 16
+    rows, then 32: SWAP_ROWS_FACTOR 1) and its largest block_n (the tuned choices at T = 128
+    ... 1024 on both tuned models, H200); from more rows per expert, or where 16-bit
+    activations make it prefill (WGMMA_MIN_ROWS_A16, 32 rows), after smem, whose block_m
+    follows the rows (2x, as before)."""
+    cands = make_tile_candidates("bf16")
+
+    def best(T: int, among: list[dispatch.Instance] = cands) -> dispatch.Instance:
         shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
-        return min(cands, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+        return min(among, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
 
     # 8 routes per token over 256 experts: 1 row per expert at T = 1, 2 at 64, 16 at 512, 32 at 1024
     for T in (64, 128, 512):
@@ -335,12 +342,16 @@ def test_heuristic_takes_swapped_tiles_up_to_16_rows_per_expert():
     assert (best(1).b_path, best(1).block_m, best(1).block_n) == ("swap", 16, 64)
     assert (best(1024).b_path, best(1024).block_m) == ("smem", 64)
     why = dispatch.heuristic_rank(best(1), Shape(T=1, N=384, K=3072, E=256, topk=8))[1]
-    assert "swapped tile (few rows: 1.0 rows/expert, up to 16)" in why
+    assert "swapped tile (few rows: 1.0 rows/expert, up to 32)" in why
     # without swapped tiles, 16 rows per expert keep the smem tile of block_m 2 x 16
-    no_swap = [c for c in cands if c.b_path != "swap"]
-    shape = Shape(T=512, N=384, K=3072, E=256, topk=8)
-    pick = min(no_swap, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+    pick = best(512, [c for c in cands if c.b_path != "swap"])
     assert (pick.b_path, pick.block_m) == ("smem", 32)
+    # MX activations: 32 rows per expert (T = 1024) are not prefill, so the swapped tile with
+    # block_m 32; 64 rows (T = 2048) are, and smem's block_m 64 comes first (no wgmma here)
+    mx = make_tile_candidates("pk_fp4")
+    assert (best(512, mx).b_path, best(512, mx).block_m) == ("swap", 16)
+    assert (best(1024, mx).b_path, best(1024, mx).block_m, best(1024, mx).block_n) == ("swap", 32, 128)
+    assert (best(2048, mx).b_path, best(2048, mx).block_m) == ("smem", 64)
 
 
 def test_heuristic_sizes_clusters_to_one_wave_of_swapped_tiles():

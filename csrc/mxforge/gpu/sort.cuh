@@ -33,11 +33,13 @@
 //   kQuantLanes lanes per block: quant_blocks_lanes);
 //   above the threshold the entry runs the mxfp4_quant kernel, then this sort, so the
 //   bytes are identical either way (the same scale and element functions run in both).
-// Cost: the sorter is one CTA, so one SM issues all of its instructions, ~12.5 warp
-// instructions per route (most of them the log2(E) ballots per 32 routes in each of the two
-// passes) at ~0.4 per scheduler and cycle: on an H200, E = 256, 4096 routes take 18.4 us and
-// 8192 31.5 us (benchmarks/README.md, session 16; loading a warp's routes 8 steps ahead did
-// not help). Decode (<= 32 routes) takes the one-warp path, 2.8 us as a stage of its own.
+// Cost: the sorter is one CTA, so one SM issues all of its instructions, ~9.7 warp
+// instructions per route (most of them the scatter's log2(E) ballots per 32 routes) at
+// ~0.4 per scheduler and cycle: on an H200, E = 256, 4096 routes take ~17 us in the layer
+// and 8192 ~29 us (Nsight Compute, cold: 23.0 and 36.5 us; benchmarks/README.md, session
+// 17). Measured and dropped: loading a warp's routes 8 steps ahead (session 16), one
+// __match_any_sync for the peer masks instead of the ballots (fewer instructions, slower:
+// session 17). Decode (<= 32 routes) takes the one-warp path, 2.8 us as a stage of its own.
 #pragma once
 #include <stdint.h>
 

@@ -196,7 +196,8 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem)
   for (int i = tid; i < active * E; i += kSortThreads) hist[i] = 0;
   dev::sync_threads();
   // 1. per-warp histograms: one shared-memory atomic per route (a count does not depend on
-  //    the order of its adds; the peer masks' log2(E) ballots per step were half the pass)
+  //    the order of its adds; with the peer masks' log2(E) ballots per step here the sort
+  //    took 1.08-1.12x as long at 4096-8192 routes, H200, session 17)
   for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
     int e;
     if (route_expert(a, i0 + lane, end, e)) dev::atomic_add(mine + e, 1);

@@ -174,6 +174,13 @@ def test_b_path_swap_is_sm90_only_with_its_tiles(tmp_path: Path) -> None:
     assert "b_path swap takes pk_fp4 or bf16 activations (the ones run on a GPU); asked a=fp8" in e.message
     names = [i.name for i in load_spec_file(write(tmp_path, sm90), TARGET_NAMES)]
     assert len(names) == 2 and all(n.endswith("_plain_bswap") for n in names)
+    # block_m 32: 16 weight rows per warp, so at most 128 columns (8 warps); in a list of
+    # block_m the combination is pruned, alone it is an error
+    wide = sm90.replace("block_n: 64", "block_n: 256")
+    names = [i.name for i in load_spec_file(write(tmp_path, wide), TARGET_NAMES)]
+    assert names == ["sm90_moe_stage1_pk_fp4xpk_fp4_obf16_m16_n256_k128_sk1_silu_concat_rwnone_nobias_plain_bswap"]
+    e = error_of(tmp_path, wide.replace("block_m: [16, 32]", "block_m: 32"))
+    assert "b_path swap with block_m 32 needs block_n 32, 64 or 128" in e.message and "asked block_n 256" in e.message
 
 
 def test_cluster_k_is_sm90_swap_only_and_takes_fp4_activations(tmp_path: Path) -> None:

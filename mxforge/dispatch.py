@@ -368,7 +368,7 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     wgmma, swap = inst.b_path == "wgmma", inst.b_path == "swap"
     min_rows = WGMMA_MIN_ROWS_A16 if inst.a in ("bf16", "fp16") else WGMMA_MIN_ROWS
     prefill = inst.target == "sm90" and rpe >= min_rows
-    few_rows = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS  # (decode and up to T = 512 here)
+    few_rows = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS  # (decode and up to T = 1024 here)
     want_m = (SWAP_ROWS_FACTOR if swap and few_rows else BLOCK_M_ROWS_FACTOR) * rpe
     if prefill:
         lead = 0 if wgmma else 1 + swap

@@ -6,7 +6,7 @@ from typing import Any
 
 from . import schema
 
-_PREFIX = {"block_m": "m", "block_n": "n", "block_k": "k", "split_k": "sk", "cluster_k": "ck",
+_PREFIX = {"block_m": "m", "block_n": "n", "block_k": "k", "split_k": "sk", "cluster_k": "ck", "n_tiles": "nt",
            "out": "o", "routed_weight": "rw"}
 
 
@@ -46,7 +46,7 @@ class Instance:
             "activation": p.get("activation", ""), "gate_up": p.get("gate_up", ""),
             "routed_weight": p.get("routed_weight", ""), "bias": int(bool(p.get("bias", False))),
             "layout": p.get("layout", ""), "b_path": p.get("b_path", ""),
-            "cluster_k": p.get("cluster_k", 1),
+            "cluster_k": p.get("cluster_k", 1), "n_tiles": p.get("n_tiles", 1),
         }
 
 
@@ -65,7 +65,7 @@ def canonical_name(target: str, op: str, fields: dict[str, Any]) -> str:
         elif key == "b_path":  # only the non-default path is named (names predate the field)
             if v != schema.default_of(op, "b_path"):
                 parts.append(f"b{v}")
-        elif (key == "split_k" and op == "moe_stage2") or key == "cluster_k":
+        elif (key == "split_k" and op == "moe_stage2") or key in ("cluster_k", "n_tiles"):
             if v != 1:  # named only when > 1 (names predate these fields)
                 parts.append(f"{_PREFIX[key]}{v}")
         elif key in ("block_m", "block_n", "block_k", "split_k", "out", "routed_weight"):

@@ -26,6 +26,7 @@ BLOCK_N = (16, 32, 64, 128, 256)
 BLOCK_K = (32, 64, 128, 256)
 SPLIT_K = (1, 2, 4, 8)
 CLUSTER_K = (1, 2, 4)
+N_TILES = (1, 2, 3, 4, 6, 8, 12)
 
 # GEMM dtype pairs (a = activation, b = weight) every GEMM op may be built for.
 GEMM_PAIRS = {
@@ -60,6 +61,12 @@ CLUSTER = _f("cluster_k", CLUSTER_K, 1,
              "sums added in the cluster's shared memory before the epilogue (sm90, b_path swap; "
              "allowed with pk_fp4 activations: unlike split_k, no partial sum leaves the kernel; "
              "names carry `ck` only when > 1)")
+N_TILES_F = _f("n_tiles", N_TILES, 1,
+               "output tiles (block_n columns each) of its sorted block that one CTA computes "
+               "one after another, the activations loaded once and the next tile's weights "
+               "loading during this tile's epilogue (sm90 moe_stage2, b_path swap with one warp "
+               "group: block_n 256 with block_m 16, 128 with block_m 32; split_k and cluster_k "
+               "1; names carry `nt` only when > 1)")
 BIAS = _f("bias", (False, True), False, "add a per-expert fp32 bias to the GEMM output")
 LAYOUT = _f("layout", LAYOUTS, "plain", "weight layout the instance reads (docs/ops.md)")
 ACT = _f("activation", ACTIVATIONS, doc="gate activation")
@@ -119,8 +126,8 @@ OPS: dict[str, OpSpec] = {
                 BM, BN, BK,
                 _f("split_k", SPLIT_K, 1, "K splits (bf16/fp16 activations only; names carry "
                    "`sk` only when > 1)"),
-                CLUSTER, BIAS, _f("routed_weight", ("none", "stage2"), "stage2",
-                                     "multiply by the routed weight here"), LAYOUT, B_PATH),
+                CLUSTER, N_TILES_F, BIAS, _f("routed_weight", ("none", "stage2"), "stage2",
+                                                "multiply by the routed weight here"), LAYOUT, B_PATH),
                "MoeGemmArgs"),
         OpSpec("moe_1stage", "stage 1 and stage 2 fused in one launch (decode)",
                (A_GEMM, B_GEMM, _f("out", ("bf16", "fp32"), "bf16", "output dtype"),
@@ -168,6 +175,21 @@ def _cluster_k(c: dict[str, Any]) -> str | None:
                 f"{c['target']}, b_path {c.get('b_path', 'smem')}; use cluster_k 1)")
     if c.get("split_k", 1) != 1:
         return f"cluster_k {ck} and split_k {c['split_k']} both split K: choose one"
+    return None
+
+
+def _n_tiles(c: dict[str, Any]) -> str | None:
+    nt = c.get("n_tiles", 1)
+    if nt == 1:
+        return None
+    one_group = {16: 256, 32: 128}.get(c["block_m"])
+    if (c["target"] != "sm90" or c.get("b_path") != "swap" or c["block_n"] != one_group
+            or c.get("split_k", 1) != 1 or c.get("cluster_k", 1) != 1):
+        return (f"n_tiles {nt} exists on target sm90 with b_path swap, block_n 256 (block_m 16) "
+                f"or 128 (block_m 32), split_k 1 and cluster_k 1 only (asked target "
+                f"{c['target']}, b_path {c.get('b_path', 'smem')}, block_m {c['block_m']}, "
+                f"block_n {c['block_n']}, split_k {c.get('split_k', 1)}, cluster_k "
+                f"{c.get('cluster_k', 1)}; use n_tiles 1)")
     return None
 
 
@@ -259,6 +281,7 @@ CONSTRAINTS: tuple[Constraint, ...] = (
     Constraint("dtype_pair", _pair),
     Constraint("split_k", _split_k),
     Constraint("cluster_k", _cluster_k),
+    Constraint("n_tiles", _n_tiles),
     Constraint("layout", _layout),
     Constraint("b_path", _b_path),
     Constraint("requant_tile", _requant),
@@ -267,7 +290,7 @@ CONSTRAINTS: tuple[Constraint, ...] = (
 )
 
 # Short codes used in canonical names (every field appears, in this order).
-NAME_ORDER = ("a", "b", "out", "block_m", "block_n", "block_k", "split_k", "cluster_k", "activation",
+NAME_ORDER = ("a", "b", "out", "block_m", "block_n", "block_k", "split_k", "cluster_k", "n_tiles", "activation",
               "gate_up", "routed_weight", "bias", "layout", "b_path")
 
 

@@ -80,6 +80,7 @@ PYBIND11_MODULE(_C, m) {
       d["split_k"] = r->split_k; d["activation"] = r->activation; d["gate_up"] = r->gate_up;
       d["routed_weight"] = r->routed_weight; d["bias"] = bool(r->bias); d["layout"] = r->layout;
       d["b_path"] = r->b_path; d["cluster_k"] = r->cluster_k;
+      d["n_tiles"] = r->n_tiles;
       out.append(d);
     }
     return out;

@@ -53,6 +53,7 @@ class Instance:
     layout: str
     b_path: str  # moe_stage1/2: "smem", "regs", "wgmma" or "swap" ("" elsewhere; not a key: all serve the same calls)
     cluster_k: int = 1  # moe_stage1/2: CTAs of a cluster sharing a tile's K (1: none; not a key)
+    n_tiles: int = 1    # moe_stage2: N tiles of its block one CTA computes (1: one; not a key)
 
     def key(self) -> "Key":
         return Key(**{f: getattr(self, f) for f in KEY_FIELDS})
@@ -311,6 +312,9 @@ WGMMA_BLOCK_M = 128      # ... with block_m up to 128 (the tuned choice at T >= 
 SWAP_MAX_ROWS = 32       # sm90: up to 32 rows per active expert the swapped tiles first ...
 SWAP_ROWS_FACTOR = 1     # ... with block_m >= 1 x the rows (16 up to 16 rows, then 32), not 2x
 SWAP_CTAS_PER_SM = 2     # sm90: the swapped tile's CTAs per SM (SwapTile::kCtasPerSm)
+N_TILES_MIN_WAVES = 1.5  # stage 2's N loop: the most N tiles per CTA that keep 1.5 waves of CTAs ...
+N_TILES_MIN_WAVES_SHORT_K = 1  # ... 1 where K is at most 2 k-tiles (per-tile work is small)
+SWAP_SMEM_A = 100 * 1024  # sm90: the swapped tile's activation bytes per CTA (SwapTile::kSmemBudgetA)
 
 
 def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
@@ -394,6 +398,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     # (clusters before splits: only the swapped tiles have both)
     sk_cost = (abs(inst.split_k * inst.cluster_k - want_split), int(swap and inst.split_k > 1))
     n_cost = abs(inst.block_n - SMALL_BLOCK_M_N) if inst.block_m == 16 and not swap else -inst.block_n
+    want_nt = wanted_n_tiles(inst, shape)
+    nt_cost = (0, -inst.n_tiles) if inst.n_tiles <= want_nt else (1, inst.n_tiles)
     k_cost = abs(inst.block_k - 128)
     path_cost = int(inst.b_path == "regs")  # the register path only where the tuner chose it
     why = (f"block_m {inst.block_m} {'holds' if bm_cost[0] == 0 else 'is not'} "
@@ -401,12 +407,39 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
            f"split_k {inst.split_k} x cluster_k {inst.cluster_k} (wanted {want_split} K parts); "
            f"block_n {inst.block_n}, "
            f"block_k {inst.block_k}")
+    if inst.n_tiles > 1 or want_nt > 1:
+        why += f"; n_tiles {inst.n_tiles} (wanted up to {want_nt})"
     if wgmma:
         why += f"; wgmma tile ({'prefill' if prefill else 'not prefill'}: {rpe:.0f} rows/expert)"
     if swap:
         why += (f"; swapped tile ({'few rows' if few_rows else 'too many rows'}: {rpe:.1f} rows/expert, "
                 f"up to {SWAP_MAX_ROWS})")
-    return (lead, bm_cost, sk_cost, n_cost, k_cost, path_cost, inst.name), why
+    return (lead, bm_cost, sk_cost, n_cost, nt_cost, k_cost, path_cost, inst.name), why
+
+
+def wanted_n_tiles(inst: Instance, shape: Shape) -> int:
+    """The most N tiles per CTA (stage 2's N loop, n_tiles) that keep the grid at
+    N_TILES_MIN_WAVES waves of the swapped tile's CTAs (N_TILES_MIN_WAVES_SHORT_K where K is
+    at most two k-tiles); 1 where the instance has no N loop. Blocks: the active experts
+    times the blocks of block_m their average rows fill. 1 where the N loop does not run:
+    the activations of the whole K must fit the tile's shared memory (moe.cuh,
+    stage2_tiles_per_cta). From the tuner's stage-2 timings of n_tiles 1-12 (H200,
+    2026-11-30, session 18): MiniMax TP=8 (K = 192) took 12 at T = 64 ... 1024 (1.4-1.7x
+    faster than one tile per CTA), 6 within 5 % but at T = 512 with block_m 16 (6 best);
+    gpt-oss-120b (K = 2880) took 2-6 (3 at T = 256 and 512, 6 at 1024: this rule's choices,
+    each within 1 % of the best), and 12 was up to 1.2x slower than one tile (too few CTAs)."""
+    if inst.op != "moe_stage2" or inst.b_path != "swap" or not shape.N or not inst.block_n:
+        return 1
+    routes = shape.T * shape.topk
+    rows = min(inst.block_m, -(-max(routes, 1) // 8) * 8)
+    if -(-shape.K // inst.block_k) > (SWAP_SMEM_A // (2 * rows) - 16) // inst.block_k:
+        return 1
+    active = max(1, min(shape.E or 1, routes))
+    blocks = active * -(-(-(-routes // active)) // inst.block_m)
+    tiles = blocks * -(-shape.N // inst.block_n)
+    short_k = inst.block_k and shape.K <= 2 * inst.block_k
+    waves = N_TILES_MIN_WAVES_SHORT_K if short_k else N_TILES_MIN_WAVES
+    return max(1, int(tiles // (waves * GPU_PARALLELISM[inst.target] * SWAP_CTAS_PER_SM)))
 
 
 def candidates(key: Key) -> list[Instance]:
@@ -456,7 +489,7 @@ def clear_caches() -> None:
 
 def describe_instances(rows: Iterable[Instance]) -> str:
     cols = ("name", "op", "a", "b", "out", "block_m", "block_n", "block_k", "split_k",
-            "cluster_k", "activation", "layout", "b_path")
+            "cluster_k", "n_tiles", "activation", "layout", "b_path")
     rows = list(rows)
     widths = {c: max([len(c)] + [len(str(getattr(r, c))) for r in rows]) for c in cols}
     head = "  ".join(c.ljust(widths[c]) for c in cols)

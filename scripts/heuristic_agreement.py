@@ -54,7 +54,7 @@ def main() -> None:
                 print(f"block_m  T={shape.T:5d} N={shape.N:5d} {tuned.a:6s}->{tuned.out:6s}: "
                       f"heuristic {pick.block_m}, tuned {tuned.block_m}")
         pick = min((c for c in cands if c.block_m == tuned.block_m), key=rank)
-        tile = lambda i: (i.block_n, i.block_k, i.split_k, i.cluster_k)  # noqa: E731
+        tile = lambda i: (i.block_n, i.block_k, i.split_k, i.cluster_k, i.n_tiles)  # noqa: E731
         tile_ok += tile(pick) == tile(tuned)
         path_ok += pick.b_path == tuned.b_path
         if args.verbose and pick.b_path != tuned.b_path:
@@ -63,10 +63,10 @@ def main() -> None:
         if args.verbose and tile(pick) != tile(tuned):
             print(f"tile     T={shape.T:5d} {tuned.op[4:]} N={shape.N:5d} {tuned.a:6s}->{tuned.out:6s} "
                   f"m{tuned.block_m}: heuristic n{pick.block_n} k{pick.block_k} sk{pick.split_k} "
-                  f"ck{pick.cluster_k}, tuned n{tuned.block_n} k{tuned.block_k} sk{tuned.split_k} "
-                  f"ck{tuned.cluster_k}")
+                  f"ck{pick.cluster_k} nt{pick.n_tiles}, tuned n{tuned.block_n} k{tuned.block_k} "
+                  f"sk{tuned.split_k} ck{tuned.cluster_k} nt{tuned.n_tiles}")
     print(f"{args.table}: stage-1 block_m agrees in {bm_ok}/{bm_n} rows; "
-          f"tile (block_n, block_k, split_k, cluster_k) at the tuned block_m in {tile_ok}/{len(rows)} rows; "
+          f"tile (block_n, block_k, split_k, cluster_k, n_tiles) at the tuned block_m in {tile_ok}/{len(rows)} rows; "
           f"b_path there in {path_ok}/{len(rows)} rows")
 
 

@@ -379,6 +379,34 @@ def test_heuristic_sizes_clusters_to_one_wave_of_swapped_tiles():
     assert "cluster_k 4 (wanted 4 K parts)" in dispatch.heuristic_rank(best(1), shape1)[1]
 
 
+def test_heuristic_sizes_stage2_n_tiles_to_the_grid():
+    """Stage 2's N loop (n_tiles): the most N tiles per CTA that keep N_TILES_MIN_WAVES waves
+    of swapped CTAs (one where K is at most two k-tiles): MiniMax TP=8 (K = 192) takes 6 at
+    T = 64 and 512 with block_m 16 and 12 with block_m 32, one tile at decode; gpt-oss-120b
+    (K = 2880) 3 at T = 256 and 6 at 1024 (the tuner's choices or within 5 % of them, H200,
+    session 18). Instances without an N loop want one, and so do those whose K does not fit
+    the activations' shared memory (block_m 32 at K = 2880: one staged tile per CTA)."""
+    base = dict(target="sm90", op="moe_stage2", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
+                out="bf16", block_k=128, split_k=1, activation="", gate_up="", routed_weight="stage2",
+                bias=False, layout="plain", b_path="swap")
+
+    def best(T: int, bm: int, N: int, K: int, E: int, topk: int) -> int:
+        cands = [dispatch.Instance(index=i, name=f"sm90_nt{nt}", block_m=bm, block_n=256 if bm == 16 else 128,
+                                   n_tiles=nt, **base) for i, nt in enumerate((1, 3, 6, 12))]
+        shape = Shape(T=T, N=N, K=K, E=E, topk=topk)
+        return min(cands, key=lambda i: dispatch.heuristic_rank(i, shape)[0]).n_tiles
+
+    assert [best(T, 16, 3072, 192, 256, 8) for T in (1, 8, 64, 512)] == [1, 1, 6, 6]
+    assert best(512, 32, 3072, 192, 256, 8) == 12 and best(1024, 32, 3072, 192, 256, 8) == 12
+    assert best(256, 16, 2880, 2880, 128, 4) == 3 and best(1024, 16, 2880, 2880, 128, 4) == 6
+    assert best(1024, 32, 2880, 2880, 128, 4) == 1
+    smem = dispatch.Instance(index=0, name="sm90_smem", block_m=16, block_n=256, **{**base, "b_path": "smem"})
+    assert dispatch.wanted_n_tiles(smem, Shape(T=512, N=3072, K=192, E=256, topk=8)) == 1
+    shape = Shape(T=512, N=3072, K=192, E=256, topk=8)
+    inst = dispatch.Instance(index=0, name="sm90_nt6", block_m=16, block_n=256, n_tiles=6, **base)
+    assert "n_tiles 6 (wanted up to 11)" in dispatch.heuristic_rank(inst, shape)[1]
+
+
 def test_heuristic_takes_wgmma_tiles_for_prefill_only():
     """sm90 from WGMMA_MIN_ROWS rows per active expert (WGMMA_MIN_ROWS_A16 for bf16
     activations): the wgmma tile, block_m 128 at T >= 2048 and 64 at 32 rows per expert (the

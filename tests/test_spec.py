@@ -204,6 +204,42 @@ def test_cluster_k_is_sm90_swap_only_and_takes_fp4_activations(tmp_path: Path) -
     assert "cluster_k" in e.message and "8" in e.message
 
 
+NT_GROUP = """\
+groups:
+  - id: g
+    op: moe_stage2
+    a: bf16
+    b: pk_fp4
+    block_m: [16, 32]
+    block_n: [128, 256]
+    block_k: 128
+    n_tiles: 6
+    b_path: swap
+    targets: [sm90]
+"""
+
+
+def test_n_tiles_is_stage2_swap_with_one_warp_group(tmp_path: Path) -> None:
+    # in a list, the combinations without one warp group (m16 n128; m32 n256: no swapped
+    # tile at all) are pruned; the name carries nt only when > 1, after ck
+    names = [i.name for i in load_spec_file(write(tmp_path, NT_GROUP), TARGET_NAMES)]
+    assert names == ["sm90_moe_stage2_bf16xpk_fp4_obf16_m16_n256_k128_nt6_rwstage2_nobias_plain_bswap",
+                     "sm90_moe_stage2_bf16xpk_fp4_obf16_m32_n128_k128_nt6_rwstage2_nobias_plain_bswap"]
+    one = [i.name for i in load_spec_file(write(tmp_path, NT_GROUP.replace("n_tiles: 6", "n_tiles: 1")),
+                                          TARGET_NAMES)]
+    assert len(one) == 3 and all("_nt" not in n for n in one)
+    alone = NT_GROUP.replace("block_m: [16, 32]", "block_m: 16").replace("block_n: [128, 256]", "block_n: 128")
+    e = error_of(tmp_path, alone)
+    assert ("n_tiles 6 exists on target sm90 with b_path swap, block_n 256 (block_m 16) or 128 (block_m 32), "
+            "split_k 1 and cluster_k 1 only (asked target sm90, b_path swap, block_m 16, block_n 128") in e.message
+    e = error_of(tmp_path, alone.replace("block_n: 128", "block_n: 256").replace("    b_path: swap\n", ""))
+    assert "b_path smem" in e.message and "use n_tiles 1" in e.message
+    e = error_of(tmp_path, alone.replace("block_n: 128", "block_n: 256").replace("n_tiles: 6", "n_tiles: 6\n    split_k: 2"))
+    assert "split_k 2" in e.message
+    e = error_of(tmp_path, NT_GROUP.replace("n_tiles: 6", "n_tiles: 5"))
+    assert "n_tiles" in e.message and "5" in e.message
+
+
 def test_default_set_clusters_only_swapped_sm90_tiles() -> None:
     iset = load_set(ROOT / "instances", "default", TARGET_NAMES, ["sm90_*"])
     clustered = [i for i in iset.instances if i.get("cluster_k", 1) > 1]

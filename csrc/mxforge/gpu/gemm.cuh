@@ -385,8 +385,10 @@ struct RegFragRows {
   uint32_t off[kOffsets ? NI : 1], soff[kOffsets ? NI : 1];
   bool full;     // vec and every row of this lane exists: k-tiles inside K load unguarded
 
-  // rows_: the tile's BN row handles in shared memory; n0: this warp's first column.
-  MXF_DEV RegFragRows(const Rows& r, const int* rows_, int64_t kend_, int n0)
+  // rows_: the tile's BN row handles (in shared memory, or a row map such as PairedRows
+  // indexed the same way); n0: this warp's first column.
+  template <class RowMap>
+  MXF_DEV RegFragRows(const Rows& r, const RowMap& rows_, int64_t kend_, int n0)
       : src(r), kend(kend_), vec(r.vec_ok()), wbase(r.data(0, 0)), sbase(r.scale_ptr(0, 0)), full(vec) {
 #pragma unroll
     for (int ni = 0; ni < NI; ++ni) {
@@ -912,6 +914,40 @@ struct SwapMma {
           }
     }
   }
+
+  // The accumulators as output pairs, for a warp whose weight rows were loaded through
+  // PairedRows (one warp group: kWarpsK == 1): f(token, column, v0, v1) for columns
+  // (column, column + 1) of the tile, column = the warp's first + 16 mt + 2 g. Rows g and
+  // g + 8 of an m16 atom are a lane's accumulators i and i + 2 for the same token, so no
+  // staging tile or barrier is needed to hand a 32-bit pair to the output.
+  template <class F>
+  MXF_DEV void for_each_pair(F&& f) const {
+    static_assert(KW == 1, "for_each_pair: one warp group (the tile's K is not split over warps)");
+    const int lane = dev::lane_id(), c0 = warp_n() * Tile::kWarpRows + 2 * (lane >> 2);
+#pragma unroll
+    for (int na = 0; na < NA; ++na)
+#pragma unroll
+      for (int b = 0; b < 2; ++b)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+          f(8 * na + Atom::acc_col(lane, b), c0 + 16 * mt, acc[mt][na][b], acc[mt][na][b + 2]);
+  }
+};
+
+// The weight rows of a swapped tile whose accumulators go out as pairs (for_each_pair):
+// tile row 16 a + 8 h + g (m16 atom a, half h, lane group g) holds output column
+// n0 + 16 a + 2 g + h, or none (-1) past N. Indexed like the tile's row handles.
+struct PairedRows {
+  int64_t n0, N;
+  MXF_DEV int operator[](int c) const {
+    const int64_t n = n0 + (c & ~15) + 2 * (c & 7) + ((c >> 3) & 1);
+    return n < N ? int(n) : -1;
+  }
+};
+// ... and tile row c holding output column n0 + c (the staged epilogue's order).
+struct PlainRows {
+  int64_t n0, N;
+  MXF_DEV int operator[](int c) const { return n0 + c < N ? int(n0 + c) : -1; }
 };
 
 // The swapped tile's main loop over k-tiles [kt0, kt1): rounds of kWarpsK k-tiles, warp
@@ -993,6 +1029,46 @@ MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const
     swap_rounds<true, AT>(mma, act, arow, akend, wl, st, sa, plan, nat, kt0, kt1, K);
   }
   dev::sync_threads();
+}
+
+// The swapped tile over `tiles` output tiles of one block, each of k-tiles [0, KT) (an N
+// loop: stage 2, where K is short and a CTA per tile spent ~3/4 of its time before and
+// after its main loop, ncu: benchmarks/README.md, session 18). One warp group
+// (kWarpsK == 1); the activations of the whole K are loaded once (plan.chunk_tiles >= KT).
+// The weight stages run over the flattened (tile, k-tile) sequence, so the next tile's
+// first k-tiles load while this tile's last ones and its epilogue run. loader_of(i) is
+// tile i's weight loader; done(i) runs (on every thread) after tile i's last k-tile, on
+// its accumulators, which are zeroed after it.
+template <class AT, class Tile, class WRegs, class LoaderOf, class Done>
+MXF_DEV void gemm_mainloop_swap_tiles(SwapMma<Tile>& mma, const GatherRows& act, const int* arow, int64_t akend,
+                                      const LoaderOf& loader_of, uint16_t* sa, const typename Tile::Plan& plan,
+                                      int nat, int tiles, int KT, int64_t K, Done&& done) {
+  constexpr int S = WRegs::kStages, BK = Tile::BK;
+  static_assert(Tile::kWarpsK == 1, "the N loop: one warp group");
+  // Each tile's k-tiles padded to whole rounds of S: stage d always holds a k-tile kk with
+  // kk % S == d, so one copy of the epilogue follows the rounds.
+  const int rounds = (KT + S - 1) / S;
+  typename WRegs::Stage st[S];
+#pragma unroll
+  for (int d = 0; d < S; ++d)
+    if (d < KT) loader_of(0).load(st[d], int64_t(d) * BK, 0);
+  load_act_chunk<AT, Tile::kThreads>(act, arow, 8 * nat, 0, KT * BK, akend, sa, plan.lda);
+  dev::sync_threads();
+  for (int t = 0; t < tiles; ++t) {
+    mma.zero();
+    for (int r = 0; r < rounds; ++r) {
+#pragma unroll
+      for (int d = 0; d < S; ++d) {
+        const int kk = r * S + d;
+        if (kk < KT) mma.run(sa + kk * BK, plan.lda, st[d], K - int64_t(kk) * BK, nat);
+        // the k-tile S further on: this tile's, or the next tile's in its first round
+        const bool next = r + 1 == rounds;
+        const int nk = next ? d : kk + S;
+        if (nk < KT && t + next < tiles) loader_of(t + next).load(st[d], int64_t(nk) * BK, 0);
+      }
+    }
+    done(t);
+  }
 }
 
 // ---- the warpgroup-MMA tile (sm90 wgmma): the compute-bound main loop ---------------------

@@ -98,9 +98,11 @@ enum class BPath { kSmem, kRegs, kWgmma, kSwap };
 // epilogue on the whole sum. Unlike split_k nothing leaves the kernel before the sum is
 // complete (no workspace, no second kernel, the epilogue and any re-quantization as with
 // one CTA), so it is allowed with pk_fp4 activations.
+// N_TILES: output tiles of its block that a stage-2 CTA computes one after another (schema
+// field n_tiles; the swapped tile with one warp group, stage2_swap_tiles).
 template <class Arch_, class A_, class B_, class Out_, int BM_, int BN_, int BK_, int SPLITK_,
           Act ACT_, bool INTERLEAVED_, bool BIAS_, Rw RW_, class Layout_, int WARPS_K_ = 1,
-          BPath B_PATH_ = BPath::kSmem, int CLUSTER_K_ = 1>
+          BPath B_PATH_ = BPath::kSmem, int CLUSTER_K_ = 1, int N_TILES_ = 1>
 struct MoeSpec {
   using Arch = Arch_;
   using AT = A_;
@@ -148,7 +150,16 @@ struct MoeSpec {
   using WgmmaOrder = typename Cond<Operand<AT>::kMx && Operand<BT>::kMx, PairK, NaturalK>::type;
   // (the swapped tile is its own decode variant: launch_gemm then launches one kernel)
   using Decode = MoeSpec<Arch_, A_, B_, Out_, BM_, BN_, BK_, SPLITK_, ACT_, INTERLEAVED_, BIAS_,
-                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), B_PATH_, CLUSTER_K_>;
+                         RW_, Layout_, (BM_ <= 32 ? Arch_::kDecodeWarpsK : 1), B_PATH_, CLUSTER_K_, N_TILES_>;
+  // Stage 2 on the swapped tile with one warp group and one K part: its accumulators go to
+  // the output as pairs straight from registers (SwapMma::for_each_pair), and a CTA may
+  // walk several N tiles (stage2_swap_tiles).
+  static constexpr int kNTiles = N_TILES_;
+  // (one warp group: block_n = the swapped tile's 8 warps x swap_warp_rows)
+  static constexpr bool kStage2Pairs = kSwap && BN == 8 * swap_warp_rows(BM) && kKParts == 1;
+  static_assert(kNTiles == 1 || kStage2Pairs,
+                "n_tiles > 1: b_path swap with block_n = 8 warps x their rows, split_k 1, cluster_k 1 "
+                "(codegen says the same)");
   static constexpr int NT = Tile::kThreads;
   using BRows = WeightRows<BT, Layout>;
   using ALoader = typename Cond<
@@ -337,6 +348,32 @@ MXF_DEV void splitk_accumulate(const float* c, const MoeGemmArgs& a, const Block
   }
 }
 
+// out[orow, n] (and n + 1 where `two`) += (v0, v1): bf16 pairs by one bf16x2 atomic add
+// where the output allows (pairs_ok: even row pitch, 4-byte aligned), fp32 by atomic adds,
+// or with kToWs into the fp32 workspace [T, N].
+template <class S, bool kToWs>
+MXF_DEV void add_out_pair(const MoeGemmArgs& a, int orow, int64_t n, float v0, float v1, bool two,
+                          bool pairs_ok) {
+  const int64_t off = int64_t(orow) * a.out_stride + n;
+  if constexpr (kToWs) {
+    float* ws = static_cast<float*>(a.workspace) + int64_t(orow) * a.N + n;
+    dev::atomic_add(ws, v0);
+    if (two) dev::atomic_add(ws + 1, v1);
+  } else if constexpr (IsSame<typename S::OutT, Bf16>::value) {
+    uint16_t* out = static_cast<uint16_t*>(a.out) + off;
+    if (two && pairs_ok) {
+      dev::atomic_add_bf16x2(out, uint32_t(f32_to_bf16(v0)) | (uint32_t(f32_to_bf16(v1)) << 16));
+    } else {
+      dev::atomic_add_bf16(out, f32_to_bf16(v0));
+      if (two) dev::atomic_add_bf16(out + 1, f32_to_bf16(v1));
+    }
+  } else {
+    float* out = static_cast<float*>(a.out) + off;
+    dev::atomic_add(out, v0);
+    if (two) dev::atomic_add(out + 1, v1);
+  }
+}
+
 // Stage 2 (and the one-stage kernel's second GEMM): bias, routed weight, then
 // out[t, n] += value (bf16 pairs by bf16x2 atomic adds, or fp32 atomic adds), or with
 // kToWs (split-K stage 2, bf16 out) workspace[t, n] += value in fp32. Split-K passes the
@@ -361,25 +398,57 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
       v0 *= rows.w[r];
       v1 *= rows.w[r];
     }
-    const int64_t off = int64_t(rows.orow[r]) * a.out_stride + n;
-    if constexpr (kToWs) {
-      float* ws = static_cast<float*>(a.workspace) + int64_t(rows.orow[r]) * N + n;
-      dev::atomic_add(ws, v0);
-      if (two) dev::atomic_add(ws + 1, v1);
-    } else if constexpr (IsSame<typename S::OutT, Bf16>::value) {
-      uint16_t* out = static_cast<uint16_t*>(a.out) + off;
-      if (two && pairs_ok) {
-        dev::atomic_add_bf16x2(out, uint32_t(f32_to_bf16(v0)) | (uint32_t(f32_to_bf16(v1)) << 16));
-      } else {
-        dev::atomic_add_bf16(out, f32_to_bf16(v0));
-        if (two) dev::atomic_add_bf16(out + 1, f32_to_bf16(v1));
-      }
-    } else {
-      float* out = static_cast<float*>(a.out) + off;
-      dev::atomic_add(out, v0);
-      if (two) dev::atomic_add(out + 1, v1);
-    }
+    add_out_pair<S, kToWs>(a, rows.orow[r], n, v0, v1, two, pairs_ok);
   }
+}
+
+// Stage 2 on the swapped tile (MoeSpec::kStage2Pairs): accumulate_epilogue's bias, routed
+// weight and atomic adds, from the accumulators of output columns [n0, n0 + BN) (weight
+// rows loaded through PairedRows) without a staging tile. Only where every pair is one
+// 32-bit add (direct_pairs): a bf16 output with an even N, an even row pitch and 4-byte
+// alignment, or an fp32 output; the others take the staging tile (stage2_swap_tiles).
+template <class S>
+MXF_HD bool direct_pairs(const MoeGemmArgs& a) {
+  return !IsSame<typename S::OutT, Bf16>::value ||
+         (a.N % 2 == 0 && a.out_stride % 2 == 0 && (reinterpret_cast<uintptr_t>(a.out) & 3u) == 0);
+}
+// Stage 2 on the swapped tile (kStage2Pairs) runs the N loop where the activations of the
+// whole K fit the tile's shared memory (SwapTile::plan) and the output takes direct pairs;
+// elsewhere (block_m 32 beyond K = 1536, an odd N or pitch) each CTA runs one N tile with
+// the staged epilogue, whatever the instance's n_tiles. The host sizes the grid by the same
+// test. (One tile, not a loop of them: in that loop values hoisted out of it spilled.)
+template <class S>
+MXF_HD int stage2_tiles_per_cta(const MoeGemmArgs& a) {
+  if constexpr (!S::kStage2Pairs) {
+    return 1;
+  } else {
+    const int KT = int(cdiv(a.K, S::BK));
+    return KT <= S::Tile::plan(a.T * a.topk, KT).chunk_tiles && direct_pairs<S>(a) ? S::kNTiles : 0;
+  }
+}
+template <class S>
+MXF_DEV void pairs_epilogue(const typename S::Mma& mma, const MoeGemmArgs& a, const float* bias_e,
+                            int64_t n0, const BlockRows& rows) {
+  mma.for_each_pair([&](int r, int col, float v0, float v1) {
+    const int64_t n = n0 + col;
+    const int orow = rows.orow[r];
+    if (orow < 0 || n >= a.N) return;
+    if constexpr (S::kBias) {
+      v0 += bias_e[n];
+      v1 += bias_e[n + 1];
+    }
+    if constexpr (S::kRw == Rw::kStage2) {
+      v0 *= rows.w[r];
+      v1 *= rows.w[r];
+    }
+    const int64_t off = int64_t(orow) * a.out_stride + n;
+    if constexpr (IsSame<typename S::OutT, Bf16>::value) {
+      dev::atomic_add_bf16x2(static_cast<uint16_t*>(a.out) + off, dev::pack_bf16x2(v0, v1));
+    } else {
+      dev::atomic_add(static_cast<float*>(a.out) + off, v0);
+      if (n + 1 < a.N) dev::atomic_add(static_cast<float*>(a.out) + off + 1, v1);
+    }
+  });
 }
 
 // ---- kernels -------------------------------------------------------------------------------
@@ -502,35 +571,92 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGe
   stage1_epilogue<S>(sc, a, e, j0, rows, s_brow);
 }
 
+// Stage 2 on the swapped tile with one warp group (MoeSpec::kStage2Pairs), CTA of block
+// `rows` (expert e). N loop (stage2_tiles_per_cta > 0): output tiles [nt0, nt1) one after
+// another, the activations loaded once, the weight loads running ahead across tiles
+// (gemm_mainloop_swap_tiles) and each tile's sums going from registers into the output
+// (pairs_epilogue). Otherwise the one tile nt0, through the chunked main loop where K needs
+// it and the staged epilogue (the activations share shared memory with the staging tile).
+template <class S>
+MXF_DEV void stage2_swap_tiles(const MoeGemmArgs& a, int e, const BlockRows& rows, uint16_t* sa, float* sc,
+                               bool n_loop, int nt0, int nt1) {
+  using Tile = typename S::Tile;
+  const int KT = int(cdiv(a.K, S::BK));
+  const auto plan = Tile::plan(a.T * a.topk, KT);
+  int nat = 0;  // token atoms that hold a route
+  for (int r = 0; r < S::BM; ++r)
+    if (rows.arow[r] >= 0) nat = r / 8 + 1;
+  nat = cmin(nat, plan.rows / 8);
+  // (the lambdas recompute what they need from the kernel's arguments: kept live across
+  // the loop, those values cost registers that the weight stages need)
+  const auto loader_of = [&](auto row_map) {
+    return typename S::BLoader(S::BRows::make(a.b, a.b_scales, e, a.N, a.K), row_map, S::BRows::kend(a.K),
+                               S::Mma::warp_n() * Tile::kWarpRows);
+  };
+  const auto bias_of = [&] { return S::kBias ? a.bias + int64_t(e) * a.N : nullptr; };
+  const auto first_done = [&] {
+    dev::launch_dependents();  // (after the first main loop: device.h)
+    if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
+  };
+  const GatherRows act = ActRows<typename S::AT>::make(a);
+  const int64_t akend = ActRows<typename S::AT>::kend(a.K);
+  typename S::Mma mma;
+  mma.zero();
+  if (n_loop) {  // (uniform for the grid)
+    const auto paired = [&](int i) { return loader_of(PairedRows{int64_t(nt0 + i) * S::BN, a.N}); };
+    gemm_mainloop_swap_tiles<typename S::AT, Tile, typename S::BLoader>(
+        mma, act, rows.arow, akend, paired, sa, plan, nat, nt1 - nt0, KT, a.K, [&](int i) {
+          if (i == 0) first_done();
+          pairs_epilogue<S>(mma, a, bias_of(), int64_t(nt0 + i) * S::BN, rows);
+        });
+  } else {
+    const int64_t n0 = int64_t(nt0) * S::BN;
+    gemm_mainloop_swap<typename S::AT>(mma, act, rows.arow, akend, loader_of(PlainRows{n0, a.N}), sa, plan, nat, 0,
+                                       KT, a.K);  // (ends with a barrier)
+    mma.stage(sc);
+    dev::sync_threads();
+    first_done();  // (after the staging: before it, the sleep's registers spilled an accumulator tile)
+    accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(sc, a, bias_of(), n0, a.N, rows);
+  }
+}
+
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
-  const GridTile at(cdiv(a.N, S::BN));
+  const int per_cta = stage2_tiles_per_cta<S>(a);  // (0: one tile, staged)
+  const GridTile at(cdiv(cdiv(a.N, S::BN), cmax(per_cta, 1)));
   dev::wait_prior_grids();  // (after the arithmetic above: at the top, a tuned tile spilled)
   int e;
   if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kRoute, RowIs::kToken, rows, e)) return;
-  const int64_t n0 = int64_t(at.ntile) * S::BN;
-  plain_rows<S::BN, S::NT>(s_brow, n0, a.N);
-  dev::sync_threads();
+  if constexpr (S::kStage2Pairs) {
+    (void)sb;
+    dev::sync_threads();
+    const int nt0 = at.ntile * cmax(per_cta, 1);
+    stage2_swap_tiles<S>(a, e, rows, sa, sc, per_cta > 0, nt0, cmin(int(cdiv(a.N, S::BN)), nt0 + per_cta));
+  } else {
+    const int64_t n0 = int64_t(at.ntile) * S::BN;
+    plain_rows<S::BN, S::NT>(s_brow, n0, a.N);
+    dev::sync_threads();
 
-  typename S::Mma mma;
-  int kt0 = 0, kt1 = int(cdiv(a.K, S::BK));
-  if constexpr (S::kKParts > 1) {
-    k_range<S::BK>(a.K, S::kKParts, dev::block_z(), kt0, kt1);
-    // (uniform for the CTA; split 0, which adds the bias, never is; a cluster's CTAs all
-    // reach its barriers: an empty range stages zeros)
-    if (S::kSplitK > 1 && kt0 >= kt1) return;
+    typename S::Mma mma;
+    int kt0 = 0, kt1 = int(cdiv(a.K, S::BK));
+    if constexpr (S::kKParts > 1) {
+      k_range<S::BK>(a.K, S::kKParts, dev::block_z(), kt0, kt1);
+      // (uniform for the CTA; split 0, which adds the bias, never is; a cluster's CTAs all
+      // reach its barriers: an empty range stages zeros)
+      if (S::kSplitK > 1 && kt0 >= kt1) return;
+    }
+    moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
+    dev::launch_dependents();  // (after the main loop: device.h)
+    mma.stage(sc);
+    dev::sync_threads();
+    // (after the staging: before it, the sleep's registers spilled an accumulator tile)
+    if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
+    if (!cluster_reduce<S>(sc)) return;
+    const bool bias_here = S::kBias && (S::kSplitK == 1 || dev::block_z() == 0);
+    accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2, S::kStage2Ws>(
+        sc, a, bias_here ? a.bias + int64_t(e) * a.N : nullptr, n0, a.N, rows);
   }
-  moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
-  dev::launch_dependents();  // (after the main loop: device.h)
-  mma.stage(sc);
-  dev::sync_threads();
-  // (after the staging: before it, the sleep's registers spilled an accumulator tile)
-  if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
-  if (!cluster_reduce<S>(sc)) return;
-  const bool bias_here = S::kBias && (S::kSplitK == 1 || dev::block_z() == 0);
-  accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2, S::kStage2Ws>(
-      sc, a, bias_here ? a.bias + int64_t(e) * a.N : nullptr, n0, a.N, rows);
 }
 
 // Split-K stage 2 with a bf16 output, second kernel: out[t, n] = bf16(out[t, n] + ws[t, n])
@@ -765,7 +891,8 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   Check c;
   if (gemm_args_bad<S>(a, GemmOp::kStage2, c)) return c.st;
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
-  const dim3 grid(unsigned(grid_blocks(a) * cdiv(a.N, S::BN)), 1, unsigned(S::kKParts));
+  const int per_cta = cmax(stage2_tiles_per_cta<S>(a), 1);
+  const dim3 grid(unsigned(grid_blocks(a) * cdiv(cdiv(a.N, S::BN), per_cta)), 1, unsigned(S::kKParts));
   if constexpr (!S::kStage2Ws) {
     return launch_gemm<GemmOp::kStage2, S>(grid, a);
   } else {

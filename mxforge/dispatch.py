@@ -425,7 +425,8 @@ def wanted_n_tiles(inst: Instance, shape: Shape) -> int:
     the activations of the whole K must fit the tile's shared memory (moe.cuh,
     stage2_tiles_per_cta). From the tuner's stage-2 timings of n_tiles 1-12 (H200,
     2026-11-30, session 18): MiniMax TP=8 (K = 192) took 12 at T = 64 ... 1024 (1.4-1.7x
-    faster than one tile per CTA), 6 within 5 % but at T = 512 with block_m 16 (6 best);
+    faster than one tile per CTA), 6 within 5 % but at T = 512 with block_m 16 (6 best),
+    and 3 or 6 at T = 8 ... 32 (this rule: 1 at T = 8, where 3 took 0.79x the time);
     gpt-oss-120b (K = 2880) took 2-6 (3 at T = 256 and 512, 6 at 1024: this rule's choices,
     each within 1 % of the best), and 12 was up to 1.2x slower than one tile (too few CTAs)."""
     if inst.op != "moe_stage2" or inst.b_path != "swap" or not shape.N or not inst.block_n:

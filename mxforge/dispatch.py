@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -420,10 +421,10 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
 def wanted_n_tiles(inst: Instance, shape: Shape) -> int:
     """The most N tiles per CTA (stage 2's N loop, n_tiles) that keep the grid at
     N_TILES_MIN_WAVES waves of the swapped tile's CTAs (N_TILES_MIN_WAVES_SHORT_K where K is
-    at most two k-tiles); 1 where the instance has no N loop. Blocks: the active experts
-    times the blocks of block_m their average rows fill. 1 where the N loop does not run:
-    the activations of the whole K must fit the tile's shared memory (moe.cuh,
-    stage2_tiles_per_cta). From the tuner's stage-2 timings of n_tiles 1-12 (H200,
+    at most two k-tiles); 1 where the instance has no N loop or it does not run (the
+    activations of the whole K must fit the tile's shared memory: moe.cuh,
+    stage2_tiles_per_cta). Blocks: the active experts times the blocks of block_m their
+    average rows fill. From the tuner's stage-2 timings of n_tiles 1-12 (H200,
     2026-11-30, session 18): MiniMax TP=8 (K = 192) took 12 at T = 64 ... 1024 (1.4-1.7x
     faster than one tile per CTA), 6 within 5 % but at T = 512 with block_m 16 (6 best),
     and 3 or 6 at T = 8 ... 32 (this rule: 1 at T = 8, where 3 took 0.79x the time);
@@ -436,7 +437,7 @@ def wanted_n_tiles(inst: Instance, shape: Shape) -> int:
     if -(-shape.K // inst.block_k) > (SWAP_SMEM_A // (2 * rows) - 16) // inst.block_k:
         return 1
     active = max(1, min(shape.E or 1, routes))
-    blocks = active * -(-(-(-routes // active)) // inst.block_m)
+    blocks = active * math.ceil(rows_per_expert(shape) / inst.block_m)
     tiles = blocks * -(-shape.N // inst.block_n)
     short_k = inst.block_k and shape.K <= 2 * inst.block_k
     waves = N_TILES_MIN_WAVES_SHORT_K if short_k else N_TILES_MIN_WAVES

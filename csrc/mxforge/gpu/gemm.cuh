@@ -944,7 +944,8 @@ struct PairedRows {
     return n < N ? int(n) : -1;
   }
 };
-// ... and tile row c holding output column n0 + c (the staged epilogue's order).
+// ... and tile row c holding output column n0 + c (the staged epilogue's order; moe.cuh's
+// plain_rows writes the same into shared memory).
 struct PlainRows {
   int64_t n0, N;
   MXF_DEV int operator[](int c) const { return n0 + c < N ? int(n0 + c) : -1; }
@@ -1038,7 +1039,7 @@ MXF_DEV void gemm_mainloop_swap(SwapMma<Tile>& mma, const GatherRows& act, const
 // The weight stages run over the flattened (tile, k-tile) sequence, so the next tile's
 // first k-tiles load while this tile's last ones and its epilogue run. loader_of(i) is
 // tile i's weight loader; done(i) runs (on every thread) after tile i's last k-tile, on
-// its accumulators, which are zeroed after it.
+// its accumulators (zeroed here before each tile).
 template <class AT, class Tile, class WRegs, class LoaderOf, class Done>
 MXF_DEV void gemm_mainloop_swap_tiles(SwapMma<Tile>& mma, const GatherRows& act, const int* arow, int64_t akend,
                                       const LoaderOf& loader_of, uint16_t* sa, const typename Tile::Plan& plan,

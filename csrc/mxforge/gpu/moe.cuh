@@ -256,7 +256,7 @@ MXF_DEV void gate_up_rows(int* brow, int64_t j0, int64_t I) {
 // B tile rows of a plain GEMM for output columns [n0, n0 + BN).
 template <int BN, int NT>
 MXF_DEV void plain_rows(int* brow, int64_t n0, int64_t N) {
-  for (int c = dev::thread_x(); c < BN; c += NT) brow[c] = n0 + c < N ? int(n0 + c) : -1;
+  for (int c = dev::thread_x(); c < BN; c += NT) brow[c] = PlainRows{n0, N}[c];
 }
 
 // K tiles per split (the last split may have fewer).
@@ -348,12 +348,21 @@ MXF_DEV void splitk_accumulate(const float* c, const MoeGemmArgs& a, const Block
   }
 }
 
-// out[orow, n] (and n + 1 where `two`) += (v0, v1): bf16 pairs by one bf16x2 atomic add
-// where the output allows (pairs_ok: even row pitch, 4-byte aligned), fp32 by atomic adds,
-// or with kToWs into the fp32 workspace [T, N].
-template <class S, bool kToWs>
+// out[orow, n] (and n + 1 where `two`) += ((v0, v1) + the bias where add_bias) x w where
+// kWeight: bf16 pairs by one bf16x2 atomic add where the output takes them (pairs_ok: even
+// row pitch, 4-byte aligned; kDirect: known to, every pair whole: direct_pairs), else
+// element by element; fp32 by atomic adds; with kToWs into the fp32 workspace [T, N].
+template <class S, bool kWeight, bool kToWs, bool kDirect = false>
 MXF_DEV void add_out_pair(const MoeGemmArgs& a, int orow, int64_t n, float v0, float v1, bool two,
-                          bool pairs_ok) {
+                          bool pairs_ok, bool add_bias, const float* bias_e, float w) {
+  if (add_bias) {
+    v0 += bias_e[n];
+    if (two) v1 += bias_e[n + 1];
+  }
+  if constexpr (kWeight) {
+    v0 *= w;
+    v1 *= w;
+  }
   const int64_t off = int64_t(orow) * a.out_stride + n;
   if constexpr (kToWs) {
     float* ws = static_cast<float*>(a.workspace) + int64_t(orow) * a.N + n;
@@ -361,7 +370,9 @@ MXF_DEV void add_out_pair(const MoeGemmArgs& a, int orow, int64_t n, float v0, f
     if (two) dev::atomic_add(ws + 1, v1);
   } else if constexpr (IsSame<typename S::OutT, Bf16>::value) {
     uint16_t* out = static_cast<uint16_t*>(a.out) + off;
-    if (two && pairs_ok) {
+    if constexpr (kDirect) {
+      dev::atomic_add_bf16x2(out, dev::pack_bf16x2(v0, v1));
+    } else if (two && pairs_ok) {
       dev::atomic_add_bf16x2(out, uint32_t(f32_to_bf16(v0)) | (uint32_t(f32_to_bf16(v1)) << 16));
     } else {
       dev::atomic_add_bf16(out, f32_to_bf16(v0));
@@ -389,16 +400,8 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
     const int64_t n = n0 + 2 * cp;
     if (rows.orow[r] < 0 || n >= N) continue;
     const bool two = n + 1 < N;
-    float v0 = c[r * LDC + 2 * cp], v1 = two ? c[r * LDC + 2 * cp + 1] : 0.0f;
-    if (add_bias) {
-      v0 += bias_e[n];
-      if (two) v1 += bias_e[n + 1];
-    }
-    if constexpr (kWeight) {
-      v0 *= rows.w[r];
-      v1 *= rows.w[r];
-    }
-    add_out_pair<S, kToWs>(a, rows.orow[r], n, v0, v1, two, pairs_ok);
+    const float v0 = c[r * LDC + 2 * cp], v1 = two ? c[r * LDC + 2 * cp + 1] : 0.0f;
+    add_out_pair<S, kWeight, kToWs>(a, rows.orow[r], n, v0, v1, two, pairs_ok, add_bias, bias_e, rows.w[r]);
   }
 }
 
@@ -433,25 +436,23 @@ MXF_DEV void pairs_epilogue(const typename S::Mma& mma, const MoeGemmArgs& a, co
     const int64_t n = n0 + col;
     const int orow = rows.orow[r];
     if (orow < 0 || n >= a.N) return;
-    if constexpr (S::kBias) {
-      v0 += bias_e[n];
-      v1 += bias_e[n + 1];
-    }
-    if constexpr (S::kRw == Rw::kStage2) {
-      v0 *= rows.w[r];
-      v1 *= rows.w[r];
-    }
-    const int64_t off = int64_t(orow) * a.out_stride + n;
-    if constexpr (IsSame<typename S::OutT, Bf16>::value) {
-      dev::atomic_add_bf16x2(static_cast<uint16_t*>(a.out) + off, dev::pack_bf16x2(v0, v1));
-    } else {
-      dev::atomic_add(static_cast<float*>(a.out) + off, v0);
-      if (n + 1 < a.N) dev::atomic_add(static_cast<float*>(a.out) + off + 1, v1);
-    }
+    add_out_pair<S, S::kRw == Rw::kStage2, false, true>(a, orow, n, v0, v1, n + 1 < a.N, true, S::kBias, bias_e,
+                                                        rows.w[r]);
   });
 }
 
 // ---- kernels -------------------------------------------------------------------------------
+// After a CTA's main loop: dependent grids may launch (device.h), the accumulators go to
+// the fp32 staging tile `sc`, a barrier, then the test hook's sleep (after the staging:
+// before it, the sleep's registers spilled an accumulator tile).
+template <class Mma>
+MXF_DEV void stage_after_main_loop(const Mma& mma, float* sc, const MoeGemmArgs& a) {
+  dev::launch_dependents();
+  mma.stage(sc);
+  dev::sync_threads();
+  if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
+}
+
 // cluster_k > 1: the CTAs of the cluster have staged their partial sums of one tile in `c`
 // (the fp32 staging tile, at the same offset in each CTA's shared memory); rank 0 adds the
 // others' into its own, in rank order (results do not depend on timing). False for the
@@ -535,11 +536,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
   int kt0, kt1;
   k_range<S::BK>(a.K, S::kKParts, dev::block_z(), kt0, kt1);
   moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
-  dev::launch_dependents();  // (after the main loop: device.h)
-  mma.stage(sc);
-  dev::sync_threads();
-  // (after the staging: before it, the sleep's registers spilled an accumulator tile)
-  if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
+  stage_after_main_loop(mma, sc, a);
   if (!cluster_reduce<S>(sc)) return;
   if constexpr (S::kSplitK == 1)
     stage1_epilogue<S>(sc, a, e, j0, rows, s_brow);
@@ -594,28 +591,25 @@ MXF_DEV void stage2_swap_tiles(const MoeGemmArgs& a, int e, const BlockRows& row
                                S::Mma::warp_n() * Tile::kWarpRows);
   };
   const auto bias_of = [&] { return S::kBias ? a.bias + int64_t(e) * a.N : nullptr; };
-  const auto first_done = [&] {
-    dev::launch_dependents();  // (after the first main loop: device.h)
-    if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
-  };
   const GatherRows act = ActRows<typename S::AT>::make(a);
   const int64_t akend = ActRows<typename S::AT>::kend(a.K);
   typename S::Mma mma;
-  mma.zero();
   if (n_loop) {  // (uniform for the grid)
     const auto paired = [&](int i) { return loader_of(PairedRows{int64_t(nt0 + i) * S::BN, a.N}); };
     gemm_mainloop_swap_tiles<typename S::AT, Tile, typename S::BLoader>(
         mma, act, rows.arow, akend, paired, sa, plan, nat, nt1 - nt0, KT, a.K, [&](int i) {
-          if (i == 0) first_done();
+          if (i == 0) {  // (after the first main loop: device.h; the test hook's sleep)
+            dev::launch_dependents();
+            if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
+          }
           pairs_epilogue<S>(mma, a, bias_of(), int64_t(nt0 + i) * S::BN, rows);
         });
   } else {
     const int64_t n0 = int64_t(nt0) * S::BN;
+    mma.zero();
     gemm_mainloop_swap<typename S::AT>(mma, act, rows.arow, akend, loader_of(PlainRows{n0, a.N}), sa, plan, nat, 0,
                                        KT, a.K);  // (ends with a barrier)
-    mma.stage(sc);
-    dev::sync_threads();
-    first_done();  // (after the staging: before it, the sleep's registers spilled an accumulator tile)
+    stage_after_main_loop(mma, sc, a);
     accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(sc, a, bias_of(), n0, a.N, rows);
   }
 }
@@ -647,11 +641,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
       if (S::kSplitK > 1 && kt0 >= kt1) return;
     }
     moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
-    dev::launch_dependents();  // (after the main loop: device.h)
-    mma.stage(sc);
-    dev::sync_threads();
-    // (after the staging: before it, the sleep's registers spilled an accumulator tile)
-    if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
+    stage_after_main_loop(mma, sc, a);
     if (!cluster_reduce<S>(sc)) return;
     const bool bias_here = S::kBias && (S::kSplitK == 1 || dev::block_z() == 0);
     accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2, S::kStage2Ws>(

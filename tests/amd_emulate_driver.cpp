@@ -98,13 +98,13 @@ MxAct quantize(mxf::Status (*quant)(const void*), int rows, int k, int elems_per
 }
 
 struct Sorted {
-  Sorted(int n, int bm)
-      : ids(n + E * bm - K_TOP), experts((n + E * bm - K_TOP + bm - 1) / bm), valid(2), w(ids.size()) {}
+  Sorted(int n, int bm, int e = E)
+      : ids(n + e * bm - K_TOP), experts((n + e * bm - K_TOP + bm - 1) / bm), valid(2), w(ids.size()) {}
   std::vector<int32_t> ids, experts, valid;
   std::vector<float> w;
 };
 mxf::SortArgs sort_args(Sorted& s, const std::vector<int32_t>& topk_ids, const std::vector<float>& topk_w,
-                        int bm) {
+                        int bm, int e = E) {
   mxf::SortArgs a;
   a.topk_ids = topk_ids.data();
   a.topk_weights = topk_w.data();
@@ -112,13 +112,13 @@ mxf::SortArgs sort_args(Sorted& s, const std::vector<int32_t>& topk_ids, const s
   a.sorted_weights = s.w.data();
   a.sorted_expert_ids = s.experts.data();
   a.num_valid_ids = s.valid.data();
-  a.T = int64_t(topk_ids.size()) / K_TOP, a.topk = K_TOP, a.E = E, a.block_m = bm;
+  a.T = int64_t(topk_ids.size()) / K_TOP, a.topk = K_TOP, a.E = e, a.block_m = bm;
   return a;
 }
 Sorted sort(mxf::Status (*fn)(const void*), const std::vector<int32_t>& topk_ids,
-            const std::vector<float>& topk_w, int bm = BM) {
-  Sorted s(int(topk_ids.size()), bm);  // (routes: T * K_TOP)
-  const mxf::SortArgs a = sort_args(s, topk_ids, topk_w, bm);
+            const std::vector<float>& topk_w, int bm = BM, int e = E) {
+  Sorted s(int(topk_ids.size()), bm, e);  // (routes: T * K_TOP)
+  const mxf::SortArgs a = sort_args(s, topk_ids, topk_w, bm, e);
   check(fn(&a), "sort");
   return s;
 }
@@ -164,16 +164,27 @@ int main() {
   const Sorted ref = sort(CPU_SORT, topk_ids, topk_w);
   const Sorted emu = sort(EMU_SORT, topk_ids, topk_w);
   printf("SORT %s\n", same_sort(ref, emu) ? "identical" : "DIFFERENT");
-  // 100 and 1000 tokens (more routes than a warp: the general path, some or all of the
-  // sorter's warps holding routes; T = 5 above takes the one-warp path), on 64- and
-  // 32-lane warps, one route to an expert outside [0, E)
-  for (const int n : {200, 2000}) {
+  // 100, 1000 and 2500 tokens (more routes than a warp: the general path, some or all of
+  // the sorter's warps holding routes, then 2 and 5 sorters of a chunk each, the last one
+  // partial; T = 5 above takes the one-warp path), on 64- and 32-lane warps, a route to an
+  // expert outside [0, E) in the first chunk and one in the last; 5000 routes also over
+  // 200 experts with block_m 16 (most experts' padding written by other sorters than
+  // their routes)
+  for (const int n : {200, 2000, 5000}) {
     std::vector<int32_t> ids(n);
     std::vector<float> w(n);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng() % E), w[i] = uw(rng);
-    ids[7] = E;
+    ids[7] = E, ids[n - 3] = -1;
     const Sorted want = sort(CPU_SORT, ids, w);
-    const bool same = same_sort(want, sort(EMU_SORT, ids, w)) && same_sort(want, sort(EMU90_SORT, ids, w));
+    bool same = same_sort(want, sort(EMU_SORT, ids, w)) && same_sort(want, sort(EMU90_SORT, ids, w));
+    if (n == 5000) {
+      constexpr int kWide = 200;
+      for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng() % kWide);
+      ids[11] = kWide, ids[n - 1] = -7;
+      const Sorted want_wide = sort(CPU_SORT, ids, w, 16, kWide);
+      same = same && same_sort(want_wide, sort(EMU_SORT, ids, w, 16, kWide)) &&
+             same_sort(want_wide, sort(EMU90_SORT, ids, w, 16, kWide));
+    }
     printf("SORT%d %s\n", n, same ? "identical" : "DIFFERENT");
   }
   // fused quant+sort (the decode entry, one launch: kQuantLanes lanes per quantized block,

@@ -416,7 +416,7 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
-    for sort in ("SORT", "SORT200", "SORT2000", "REQUANT", "PAIRBITS"):
+    for sort in ("SORT", "SORT200", "SORT2000", "SORT5000", "REQUANT", "PAIRBITS"):
         assert f"{sort} identical" in r.stdout, r.stdout
     fqs = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.startswith("FQS")]
     assert fqs == [["gfx950_fp4", "identical"], ["gfx950_fp8", "identical"], ["sm90_fp4", "identical"]], r.stdout

@@ -70,6 +70,22 @@ def test_quant(inst, grng):
             q = mxforge.quantize(x, inst.out, mode, instance=inst.name)
             wq, ws = ref.quantize_mx(x.cpu(), mode, MX_ELEM[inst.out])
             assert torch.equal(q.scales.cpu(), ws) and torch.equal(q.data.cpu(), wq), (K, mode)
+        # the same rows one element into a wider tensor: row starts not aligned for the
+        # lanes' vector loads (the element-by-element path)
+        xs = torch.cat([x[:, :1], x], 1)[:, 1:]
+        assert xs.data_ptr() % 8 != 0 and torch.allclose(xs, x, rtol=0, atol=0, equal_nan=True)
+        q = mxforge.quantize(xs, inst.out, instance=inst.name)
+        wq, ws = ref.quantize_mx(x.cpu(), "round_up", MX_ELEM[inst.out])
+        assert torch.equal(q.scales.cpu(), ws) and torch.equal(q.data.cpu(), wq), (K, "offset rows")
+    # more blocks than kQuantLaneBlocks (quant.cuh): one thread per block, not 8 lanes
+    x = (torch.randn(1100, 2016, generator=grng, device=GPU) * 50).to(dt)
+    x[7, 100] = float("nan")
+    for mode in ("even", "round_up"):  # (round_up last: the offset rows below)
+        q = mxforge.quantize(x, inst.out, mode, instance=inst.name)
+        wq, ws = ref.quantize_mx(x.cpu(), mode, MX_ELEM[inst.out])
+        assert torch.equal(q.scales.cpu(), ws) and torch.equal(q.data.cpu(), wq), ("many blocks", mode)
+    q = mxforge.quantize(torch.cat([x[:, :1], x], 1)[:, 1:], inst.out, instance=inst.name)
+    assert torch.equal(q.scales.cpu(), ws) and torch.equal(q.data.cpu(), wq), "many blocks, offset rows"
 
 
 @pytest.mark.parametrize("inst", instances(target="sm90", op="mxfp4_dequant"), ids=lambda i: i.name)

@@ -1,7 +1,7 @@
-// mxfp4_quant / mxfp4_dequant: one thread per 32-element block of a row.
+// mxfp4_quant: 8 threads or one per 32-element block of a row (quant_lanes); mxfp4_dequant: one.
 //
 // Portable (device layer only). The arithmetic is numerics.h's, called through
-// mx_quantize32 / mx_dequant, so results are bit-identical to the CPU target and the
+// mx_quantize32 / mx_encode_lanes / mx_dequant, so results are bit-identical to the CPU target and the
 // torch reference. Rows are independent, so the quantizer is also the "quant role" of
 // the fused quant+sort kernel (gpu/sort.cuh).
 #pragma once
@@ -58,55 +58,88 @@ MXF_DEV void quant_block(const QuantArgs& a, int64_t row, int64_t blk) {
   a.scales[row * a.scale_stride + blk] = s;
 }
 
-// Blocks [first, first + count) of the flattened [M, Kp/32] index space, `stride` apart
-// for this thread: used by the quant kernel and the fused kernel's quant role.
+// Blocks of the flattened [M, Kp/32] index space, one per thread, `stride` apart: where
+// there are many blocks (quant_lanes below).
 template <class In, class MxT>
-MXF_DEV void quant_blocks(const QuantArgs& a, int64_t index, int64_t stride) {
+MXF_DEV void quant_blocks_thread(const QuantArgs& a, int64_t index, int64_t stride) {
   const int64_t nb = cdiv(a.K, 32);
   const int64_t total = a.M * nb;
   for (int64_t g = index; g < total; g += stride) quant_block<In, MxT>(a, g / nb, g % nb);
 }
 
-// The same blocks with kQuantLanes lanes per block (the fused quant+sort's quantizer: at
-// decode there are a few hundred blocks, so a block's chain of 32 conversions in one
-// thread, not bandwidth, set the kernel's time): mx_encode_lanes (mx.cuh), each lane
-// storing its four codes' bytes, so the bytes are quant_block's. `index`: this thread's
-// place in [0, stride); stride and the warp size are multiples of kQuantLanes, so every
-// lane of a warp runs the loop the same number of times (the shuffles need the whole warp).
+// The same blocks with kQuantLanes lanes per block: a block's chain of 32 conversions in
+// one thread sets the time where there are few blocks (a few hundred at decode, up to tens
+// of thousands at prefill). mx_encode_lanes (mx.cuh) gives each lane its codes with the block's scale, so the
+// bytes are mx_quantize32's. Each lane loads its kPer consecutive elements in one vector
+// load and stores its codes' bytes in one store where the row and the block allow (the
+// whole block inside K, rows aligned), element by element elsewhere. `index`: this
+// thread's place in [0, stride); stride and the warp size are multiples of kQuantLanes, so
+// every lane of a warp runs the loop the same number of times (the shuffles need the
+// whole warp).
 constexpr int kQuantLanes = 8;
+template <int kBytes>
+struct alignas(kBytes) LaneBytes { uint32_t u[kBytes / 4]; };
 template <class In, class MxT>
 MXF_DEV void quant_blocks_lanes(const QuantArgs& a, int64_t index, int64_t stride) {
   using Elem = ElemOf<MxT>;
+  using S = typename Io<In>::S;
   constexpr int kBytes = MxBlockBytes<Elem>::value, kPer = 32 / kQuantLanes;
   constexpr int kLaneBytes = kBytes / kQuantLanes;  // 2 (e2m1) or 4 (e4m3)
+  constexpr int kLoadBytes = kPer * int(sizeof(S));  // 8 (bf16, fp16) or 16 (fp32)
+  using Load = LaneBytes<kLoadBytes>;
   const int64_t nb = cdiv(a.K, 32), total = a.M * nb;
   const int part = dev::lane_id() % kQuantLanes;
+  const bool vec_in = (reinterpret_cast<uintptr_t>(a.x) % kLoadBytes) == 0 &&
+                      (a.x_stride * int64_t(sizeof(S))) % kLoadBytes == 0;
+  const bool vec_out = (reinterpret_cast<uintptr_t>(a.q) % kLaneBytes) == 0 && a.q_stride % kLaneBytes == 0;
   const int64_t warp_first = (index - dev::lane_id()) / kQuantLanes;  // the warp's first block
   for (int64_t g0 = warp_first; g0 < total; g0 += stride / kQuantLanes) {
     const int64_t g = g0 + dev::lane_id() / kQuantLanes, row = g / nb, blk = g % nb;
     const bool live = g < total;
-    const typename Io<In>::S* x = static_cast<const typename Io<In>::S*>(a.x) + row * a.x_stride;
+    const S* x = static_cast<const S*>(a.x) + row * a.x_stride + blk * 32 + part * kPer;
     float v[kPer];
+    if (live && vec_in && (blk + 1) * 32 <= a.K) {
+      const Load w = *reinterpret_cast<const Load*>(x);
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int64_t k = blk * 32 + part * kPer + i;
-      v[i] = (live && k < a.K) ? Io<In>::get(x, k) : 0.0f;
+      for (int i = 0; i < kPer; ++i) v[i] = Io<In>::from_bits(w.u, i);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) v[i] = (live && blk * 32 + part * kPer + i < a.K) ? Io<In>::get(x, i) : 0.0f;
     }
     uint8_t s;
     const uint32_t codes = mx_encode_lanes<Elem, kQuantLanes>(v, Rounding(a.rounding), s);
     if (!live) continue;  // (e2m1 codes: element 2i in the low nibble of byte i)
     uint8_t* q = static_cast<uint8_t*>(a.q) + row * a.q_stride + blk * kBytes + part * kLaneBytes;
+    if (vec_out) {
+      if constexpr (kLaneBytes == 2) *reinterpret_cast<uint16_t*>(q) = uint16_t(codes);
+      else *reinterpret_cast<uint32_t*>(q) = codes;
+    } else {
 #pragma unroll
-    for (int b = 0; b < kLaneBytes; ++b) q[b] = uint8_t(codes >> (8 * b));
+      for (int b = 0; b < kLaneBytes; ++b) q[b] = uint8_t(codes >> (8 * b));
+    }
     if (part == 0) a.scales[row * a.scale_stride + blk] = s;
   }
 }
 
+// Threads per block of the quantizer (the quant kernel and the fused quant+sort's quantizer
+// CTAs): kQuantLanes up to kQuantLaneBlocks blocks, where a thread per block leaves too few
+// threads to hide its chain; one above, where the lanes' repeated scale arithmetic and
+// shuffles cost more than they hide. H200, MiniMax rows (K = 3072), quant kernel alone:
+// 8 lanes 2.4-6.4 us at 64-512 rows (6.0-7.3 with one thread), one thread 10.2 and 15.6 us
+// at 1024 and 2048 rows (8 lanes: 12.0 and 21; session 19).
+constexpr int64_t kQuantLaneBlocks = int64_t(1) << 16;
+MXF_HD int quant_lanes(int64_t blocks) { return blocks <= kQuantLaneBlocks ? kQuantLanes : 1; }
 template <class In, class MxT>
-MXF_KERNEL void MXF_LAUNCH_BOUNDS(kQuantThreads) mx_quant_kernel(QuantArgs a) {
+MXF_DEV void quant_blocks(const QuantArgs& a, int lanes, int64_t index, int64_t stride) {
+  if (lanes == kQuantLanes) quant_blocks_lanes<In, MxT>(a, index, stride);
+  else quant_blocks_thread<In, MxT>(a, index, stride);
+}
+
+template <class In, class MxT>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS(kQuantThreads) mx_quant_kernel(QuantArgs a, int lanes) {
   dev::wait_prior_grids();
   dev::launch_dependents();
-  quant_blocks<In, MxT>(a, int64_t(dev::block_x()) * kQuantThreads + dev::thread_x(),
+  quant_blocks<In, MxT>(a, lanes, int64_t(dev::block_x()) * kQuantThreads + dev::thread_x(),
                         int64_t(dev::grid_dim_x()) * kQuantThreads);
 }
 
@@ -164,18 +197,19 @@ inline bool quant_args_bad(const QuantArgs& a, bool quant, Check& c) {
          c.fail(quant && (a.rounding < 0 || a.rounding > 3), "rounding must be 0..3");
 }
 
-inline int quant_grid(int64_t blocks) {
-  // Enough blocks to fill the GPU several times over; the kernel strides over the rest.
-  return int(cmin<int64_t>(cdiv(blocks, kQuantThreads), 1 << 16));
+inline int quant_grid(int64_t threads) {
+  // Enough CTAs to fill the GPU several times over; the kernel strides over the rest.
+  return int(cmin<int64_t>(cdiv(threads, kQuantThreads), 1 << 16));
 }
 
 template <class In, class MxT>
 Status launch_quant(const QuantArgs& a) {
   Check c;
   if (quant_args_bad(a, true, c)) return c.st;
-  const int grid = quant_grid(a.M * cdiv(a.K, 32));
-  return dev::launch(MXF_KERNEL_REF(mx_quant_kernel, In, MxT), dim3(grid), dim3(kQuantThreads), 0,
-                     dev::stream_of(a.stream), "mxfp4_quant launch", a);
+  const int64_t blocks = a.M * cdiv(a.K, 32);
+  const int lanes = quant_lanes(blocks);
+  return dev::launch(MXF_KERNEL_REF(mx_quant_kernel, In, MxT), dim3(quant_grid(blocks * lanes)),
+                     dim3(kQuantThreads), 0, dev::stream_of(a.stream), "mxfp4_quant launch", a, lanes);
 }
 
 template <class MxT, class Out>

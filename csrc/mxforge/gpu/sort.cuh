@@ -1,45 +1,52 @@
 // moe_sort and fused_quant_sort (docs/ops.md, "MoE sorting").
 //
 // WORKSPACE: none. sort_workspace_bytes(sm90) = 0; the counters live in shared memory of
-// the sorting CTA: (kSortWarps * E + 2 * E + 33) * 4 bytes of dynamic shared memory
+// each sorting CTA: (kSortWarps * E + 3 * E + 33) * 4 bytes of dynamic shared memory
 // (E <= kSortMaxExperts = 1024; 70 KB at E = 512). SortArgs::workspace is not read.
-// No allocation, no host synchronization: one kernel launch, CUDA-graph capturable.
+// No allocation, no host synchronization, no CTA waiting for another: one kernel launch,
+// CUDA-graph capturable.
 //
 // Algorithm (one launch; every CTA has kSortThreads threads and picks a role by index):
-//   CTA 0, the sorter, sorts all T*k routes. The routes are cut into kSortWarps
-//   contiguous runs, one per warp, so "warp order" is "route order":
-//     1. per-warp histograms: each warp walks its run 32 (64) routes at a time, each lane
-//        adding 1 to its expert's count in the warp's row of hist[warp][e] by a shared-
-//        memory atomic (a count does not depend on the order of the adds);
-//     2. per expert, an exclusive scan over the warps (where each warp's routes start
-//        within the expert) and the expert total;
+//   CTAs 0..S-1, the sorters, cut the T*k routes into S contiguous chunks (S = 1 up to
+//   kSortThreads routes, then one chunk per kSortThreads routes, at most kSortMaxCtas
+//   chunks). Sorter c scatters the routes of chunk c only, and needs for that the number
+//   of routes of each expert before its chunk and in all: it counts them itself, which
+//   costs one load and one shared-memory atomic per route and kSortThreads threads (cheap
+//   beside the scatter), so no sorter waits for another or needs global scratch. Within a
+//   chunk the routes are cut into kSortWarps contiguous runs, one per warp, so "warp
+//   order" is "route order":
+//     0. (S > 1) counts per expert of the routes before the chunk (`before`) and after it
+//        (into `tot`), by shared-memory atomics;
+//     1. per-warp histograms of the chunk: each warp walks its run 32 (64) routes at a
+//        time, each lane adding 1 to its expert's count in the warp's row of hist[warp][e]
+//        by a shared-memory atomic (a count does not depend on the order of the adds);
+//     2. per expert, an exclusive scan over the warps starting at `before` (where each
+//        warp's routes start within the expert) and the expert total;
 //     3. a CTA-wide exclusive scan of the padded totals round_up(total, block_m) gives each
-//        expert's first row; their sum is num_valid_ids[0];
+//        expert's first row (every sorter computes the same); their sum is num_valid_ids[0];
 //     4. the scatter walks the runs again: a route's row is its warp's running start for
 //        its expert plus its rank among its peers in the same step (the lanes routed to
 //        the same expert find each other with log2(E) ballots: "peer masks"). Within an
 //        expert the rows are thus in increasing t*k+slot, as the contract (and the CPU
 //        sorter) says;
 //     5. padding rows of each expert and rows [used, U) get the sentinel, blocks below
-//        cdiv(U, block_m) get their expert or -1.
+//        cdiv(U, block_m) get their expert or -1, each sorter a stripe of them.
 //   Decode (T*k <= kWarpSize routes): warp 0 of the sorter does steps 1-5 alone, in
 //   registers, with no shared memory and no barrier (sort_warp), the same bytes; above
 //   that the passes over the counters visit only the rows of warps that hold routes.
-//   CTAs 1..F, the fillers, write the sentinel to rows [U, P), -1 to blocks
+//   CTAs S..S+F-1, the fillers, write the sentinel to rows [U, P), -1 to blocks
 //   [cdiv(U, block_m), cdiv(P, block_m)), and zero `zero_buf`. U = T*k + min(E, T*k) *
 //   (block_m - 1) bounds the used rows (each non-empty expert pads by < block_m), so the
-//   fillers never touch a row the sorter writes and need not wait for it.
-//   Fused quant+sort (T <= kFusedMaxTokens) adds CTAs that quantize rows (quant.cuh,
-//   kQuantLanes lanes per block: quant_blocks_lanes);
-//   above the threshold the entry runs the mxfp4_quant kernel, then this sort, so the
-//   bytes are identical either way (the same scale and element functions run in both).
-// Cost: the sorter is one CTA, so one SM issues all of its instructions, ~9.7 warp
-// instructions per route (most of them the scatter's log2(E) ballots per 32 routes) at
-// ~0.4 per scheduler and cycle: on an H200, E = 256, 4096 routes take ~17 us in the layer
-// and 8192 ~29 us (Nsight Compute, cold: 23.0 and 36.5 us; benchmarks/README.md, session
-// 17). Measured and dropped: loading a warp's routes 8 steps ahead (session 16), one
-// __match_any_sync for the peer masks instead of the ballots (fewer instructions, slower:
-// session 17). Decode (<= 32 routes) takes the one-warp path, 2.8 us as a stage of its own.
+//   fillers never touch a row the sorters write and need not wait for them.
+//   Fused quant+sort adds CTAs that quantize rows (quant.cuh, quant_blocks_lanes: the
+//   mxfp4_quant kernel's function, so the bytes are those of the split pair).
+// Cost: one sorter took ~9.7 warp instructions per route (most of them the scatter's
+// log2(E) ballots per 32 routes) at ~0.4 per scheduler and cycle on one SM: on an H200,
+// E = 256, 4096 routes ~17 us in the layer and 8192 ~29 us (session 17); chunks of
+// kSortThreads routes on several SMs: benchmarks/README.md, session 19. Measured and
+// dropped: loading a warp's routes 8 steps ahead (session 16), one __match_any_sync for the
+// peer masks instead of the ballots (fewer instructions, slower: session 17). Decode (<= 32
+// routes) takes the one-warp path, 2.8 us as a stage of its own.
 #pragma once
 #include <stdint.h>
 
@@ -52,10 +59,11 @@ namespace gpu {
 constexpr int kSortThreads = 1024;
 constexpr int kSortWarps = kSortThreads / dev::kWarpSize;
 constexpr int kSortMaxExperts = 1024;  // one expert per thread in the scan of step 3
-constexpr int kFusedMaxTokens = 64;    // fused quant+sort in one launch up to this T
+constexpr int kMaxQuantCtas = 1 << 15;  // the fused entry's quantizer CTAs at most
 constexpr int kFillRowsPerThread = 4;
+constexpr int kSortMaxCtas = 128;  // sorters; above kSortMaxCtas * kSortThreads routes the chunks grow
 
-MXF_HD int64_t sort_smem_bytes(int64_t E) { return (kSortWarps * E + 2 * E + 1 + 32) * 4; }
+MXF_HD int64_t sort_smem_bytes(int64_t E) { return (kSortWarps * E + 3 * E + 1 + 32) * 4; }
 
 // Host-computed sizes of one sort launch.
 struct SortPlan {
@@ -64,8 +72,11 @@ struct SortPlan {
   int nblocks = 0;      // cdiv(P, block_m) (entries of sorted_expert_ids)
   int U = 0;            // rows >= U are never used (written by the fillers)
   int bits = 0;         // bits of an expert id: ceil(log2(E))
-  int fill_ctas = 0;    // CTAs 1..fill_ctas are fillers
+  int sort_ctas = 1;    // CTAs 0..sort_ctas-1 sort a chunk of routes each
+  int chunk = 0;        // routes per sorter, a multiple of kSortThreads (n when one sorter)
+  int fill_ctas = 0;    // then this many fillers
   int quant_ctas = 0;   // then this many quantizer CTAs (fused entry only)
+  int quant_lanes = 0;  // their threads per quantized block (quant_lanes)
 };
 
 // Lanes of this warp whose route is valid and goes to the same expert as this lane's
@@ -175,26 +186,36 @@ MXF_DEV void sort_warp(const SortArgs& a, const SortPlan& p) {
   }
 }
 
-// CTA 0: the whole sort (steps 1-5 above).
-MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem) {
-  if (p.n <= dev::kWarpSize) {  // (uniform for the CTA: no barrier below is reached)
-    if (dev::warp_id() == 0) sort_warp(a, p);
-    return;
-  }
-  const int E = int(a.E), bm = int(a.block_m), k = int(a.topk);
+// Sorter c of p.sort_ctas: its chunk's rows and its stripe of the rest (steps 0-5 above).
+// kChunks is p.sort_ctas > 1; with one sorter (c = 0) the compiler drops step 0 and the
+// striding (at 512 routes that cost 10 % more instructions and 0.5 us, H200, session 19).
+template <bool kChunks>
+MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem, int c) {
+  const int E = int(a.E), bm = int(a.block_m), k = int(a.topk), S = kChunks ? p.sort_ctas : 1;
   int* hist = reinterpret_cast<int*>(smem);  // [kSortWarps][E]
   int* tot = hist + kSortWarps * E;           // [E]
-  int* base = tot + E;                        // [E + 1]
+  int* before = tot + E;                      // [E]
+  int* base = before + E;                     // [E + 1]
   int* scratch = base + E + 1;                // [32]
   const int tid = dev::thread_x(), lane = dev::lane_id(), warp = dev::warp_id();
-  const int per_warp = int(round_up(cdiv(p.n, kSortWarps), dev::kWarpSize));
-  const int beg = cmin(p.n, warp * per_warp), end = cmin(p.n, beg + per_warp);
+  const int beg_c = c * p.chunk, end_c = cmin(p.n, beg_c + p.chunk), n_c = end_c - beg_c;
+  const int per_warp = int(round_up(cdiv(n_c, kSortWarps), dev::kWarpSize));
+  const int beg = cmin(end_c, beg_c + warp * per_warp), end = cmin(end_c, beg + per_warp);
   // warps with routes: the counter rows the passes below visit (few when n is small)
-  const int active = int(cdiv(p.n, per_warp));
+  const int active = int(cdiv(n_c, per_warp));
   int* mine = hist + warp * E;
 
   for (int i = tid; i < active * E; i += kSortThreads) hist[i] = 0;
+  if (kChunks)
+    for (int e = tid; e < E; e += kSortThreads) tot[e] = before[e] = 0;
   dev::sync_threads();
+  // 0. the other chunks' routes: counts before this chunk and after it
+  if (kChunks) {
+    for (int i = tid; i < p.n; i += kSortThreads) {
+      int e;
+      if ((i < beg_c || i >= end_c) && route_expert(a, i, p.n, e)) dev::atomic_add((i < beg_c ? before : tot) + e, 1);
+    }
+  }
   // 1. per-warp histograms: one shared-memory atomic per route (a count does not depend on
   //    the order of its adds; with the peer masks' log2(E) ballots per step here the sort
   //    took 1.08-1.12x as long at 4096-8192 routes, H200, session 17)
@@ -205,13 +226,13 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem)
   dev::sync_threads();
   // 2. per expert: each warp's start within the expert, and the total
   for (int e = tid; e < E; e += kSortThreads) {
-    int run = 0;
+    int run = kChunks ? before[e] : 0;
     for (int w = 0; w < active; ++w) {
-      const int c = hist[w * E + e];
+      const int cnt = hist[w * E + e];
       hist[w * E + e] = run;
-      run += c;
+      run += cnt;
     }
-    tot[e] = run;
+    tot[e] = kChunks ? tot[e] + run : run;
   }
   dev::sync_threads();
   // 3. first row of each expert (E <= kSortThreads: one expert per thread)
@@ -239,21 +260,22 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem)
     if (valid && lane == dev::lowest_lane(peers)) mine[e] += dev::popc(peers);
     dev::sync_warp();
   }
-  // 5. padding rows, rows [used, U), block experts, counts
+  // 5. padding rows, rows [used, U), block experts, counts: sorter c takes every S-th
+  //    expert, row and block
   const int sentinel = sentinel_of(a);
-  for (int e = warp; e < E; e += kSortWarps)
+  for (int e = c * kSortWarps + warp; e < E; e += S * kSortWarps)
     for (int r = base[e] + tot[e] + lane; r < base[e + 1] && r < p.P; r += dev::kWarpSize) {
       a.sorted_ids[r] = sentinel;
       a.sorted_weights[r] = 0.0f;
     }
-  for (int r = used + tid; r < p.U; r += kSortThreads) {
+  for (int r = used + c * kSortThreads + tid; r < p.U; r += S * kSortThreads) {
     a.sorted_ids[r] = sentinel;
     a.sorted_weights[r] = 0.0f;
   }
   const int sorter_blocks = cmin(int(cdiv(p.U, bm)), p.nblocks);
-  for (int b = tid; b < sorter_blocks; b += kSortThreads)
+  for (int b = c * kSortThreads + tid; b < sorter_blocks; b += S * kSortThreads)
     a.sorted_expert_ids[b] = b * bm < used ? expert_of_row(base, E, b * bm) : -1;
-  if (tid == 0) {
+  if (c == 0 && tid == 0) {
     a.num_valid_ids[0] = used;
     a.num_valid_ids[1] = int(a.T);
   }
@@ -283,13 +305,13 @@ MXF_DEV void sort_fill(const SortArgs& a, const SortPlan& p, int f) {
 
 // Roles of the CTAs after the fillers: none (moe_sort) or quantizers (fused entry).
 struct NoQuantRole {
-  MXF_DEV static void run(const QuantArgs&, int, int) {}
+  MXF_DEV static void run(const QuantArgs&, int, int, int) {}
 };
 template <class In, class MxT>
 struct QuantRole {
-  MXF_DEV static void run(const QuantArgs& q, int cta, int ctas) {
-    quant_blocks_lanes<In, MxT>(q, int64_t(cta) * kSortThreads + dev::thread_x(),
-                                int64_t(ctas) * kSortThreads);
+  MXF_DEV static void run(const QuantArgs& q, int lanes, int cta, int ctas) {
+    quant_blocks<In, MxT>(q, lanes, int64_t(cta) * kSortThreads + dev::thread_x(),
+                          int64_t(ctas) * kSortThreads);
   }
 };
 
@@ -299,9 +321,16 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSortThreads) moe_sort_kernel(SortArgs a, Sort
   dev::wait_prior_grids();
   dev::launch_dependents();
   const int b = dev::block_x();
-  if (b == 0) sort_cta(a, p, smem);
-  else if (b <= p.fill_ctas) sort_fill(a, p, b - 1);
-  else Role::run(q, b - 1 - p.fill_ctas, p.quant_ctas);
+  if (b >= p.sort_ctas) {
+    if (b < p.sort_ctas + p.fill_ctas) sort_fill(a, p, b - p.sort_ctas);
+    else Role::run(q, p.quant_lanes, b - p.sort_ctas - p.fill_ctas, p.quant_ctas);
+  } else if (p.n <= dev::kWarpSize) {  // (one sorter, all of whose warps return: no barrier)
+    if (dev::warp_id() == 0) sort_warp(a, p);
+  } else if (p.sort_ctas > 1) {
+    sort_cta<true>(a, p, smem, b);
+  } else {
+    sort_cta<false>(a, p, smem, 0);
+  }
 }
 
 // ---- host launchers ------------------------------------------------------------------
@@ -334,6 +363,10 @@ inline SortPlan sort_plan(const SortArgs& a) {
   int bits = 0;
   while ((int64_t(1) << bits) < a.E) ++bits;
   p.bits = bits;
+  // chunks of kSortThreads routes (one step per warp), larger where that makes too many
+  const int64_t sorters = cmax<int64_t>(1, cmin<int64_t>(kSortMaxCtas, cdiv(n, kSortThreads)));
+  p.chunk = sorters == 1 ? p.n : int(round_up(cdiv(n, sorters), kSortThreads));
+  p.sort_ctas = sorters == 1 ? 1 : int(cdiv(n, p.chunk));  // (none empty)
   const int64_t work = cmax<int64_t>(cmax<int64_t>(P - p.U, p.nblocks - cdiv(p.U, a.block_m)),
                                      a.zero_bytes / 16 + 16);
   p.fill_ctas = (P > p.U || a.zero_bytes > 0)
@@ -345,7 +378,7 @@ inline SortPlan sort_plan(const SortArgs& a) {
 template <class Role>
 Status launch_sort_kernel(const SortArgs& a, const SortPlan& p, const QuantArgs& q,
                           const char* what) {
-  const int grid = 1 + p.fill_ctas + p.quant_ctas;
+  const int grid = p.sort_ctas + p.fill_ctas + p.quant_ctas;
   return dev::launch(MXF_KERNEL_REF(moe_sort_kernel, Role), dim3(grid), dim3(kSortThreads),
                      size_t(sort_smem_bytes(a.E)), dev::stream_of(a.stream), what, a, p, q);
 }
@@ -359,11 +392,12 @@ Status launch_sort(const SortArgs& a) {
   return launch_sort_kernel<Role>(a, sort_plan(a), QuantArgs{}, "moe_sort launch");
 }
 
-// fused_quant_sort: one launch (sorter + fillers + quantizers) for T <= kFusedMaxTokens,
-// else the mxfp4_quant kernel followed by the sort; sort only without x. Every sort of
-// the entry runs the one kernel moe_sort_kernel<QuantRole<In, MxT>> (with no quantizer
-// CTAs when it only sorts: the bytes are the plain sort's), so an instance has one kernel
-// per kernel template, which is how AMD code objects name their kernels (device_amd.h).
+// fused_quant_sort: one launch at every T, the sorters, fillers and quantizer CTAs side by
+// side (the split pair, mxfp4_quant then moe_sort, took 1.2-1.7x as long at T = 64 ... 2048,
+// H200, session 19); sort only without x. Every sort of the entry runs the one kernel
+// moe_sort_kernel<QuantRole<In, MxT>> (with no quantizer CTAs when it only sorts: the bytes
+// are the plain sort's), so an instance has one kernel per kernel template, which is how
+// AMD code objects name their kernels (device_amd.h).
 template <class In, class MxT>
 Status launch_fused_quant_sort(const FusedQuantSortArgs& f) {
   using Fused = QuantRole<In, MxT>;
@@ -372,12 +406,11 @@ Status launch_fused_quant_sort(const FusedQuantSortArgs& f) {
   if (sort_args_bad(f.sort, c) || quant_args_bad(f.quant, true, c)) return c.st;
   if (f.quant.stream != f.sort.stream)
     return Status::error("quant.stream and sort.stream must be the same stream");
-  if (f.sort.T > kFusedMaxTokens) {
-    Status st = launch_quant<In, MxT>(f.quant);
-    return st.code != 0 ? st : launch_sort<Fused>(f.sort);
-  }
   SortPlan p = sort_plan(f.sort);
-  p.quant_ctas = int(cdiv(f.quant.M * cdiv(f.quant.K, 32) * kQuantLanes, kSortThreads));
+  // (quantizer CTAs stride over the blocks past this many)
+  const int64_t blocks = f.quant.M * cdiv(f.quant.K, 32);
+  p.quant_lanes = quant_lanes(blocks);
+  p.quant_ctas = int(cmin<int64_t>(kMaxQuantCtas, cdiv(blocks * p.quant_lanes, kSortThreads)));
   return launch_sort_kernel<Fused>(f.sort, p, f.quant, "fused_quant_sort launch");
 }
 #endif

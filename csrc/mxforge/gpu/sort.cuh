@@ -1,8 +1,8 @@
 // moe_sort and fused_quant_sort (docs/ops.md, "MoE sorting").
 //
 // WORKSPACE: none. sort_workspace_bytes(sm90) = 0; the counters live in shared memory of
-// each sorting CTA: (kSortWarps * E + 3 * E + 33) * 4 bytes of dynamic shared memory
-// (E <= kSortMaxExperts = 1024; 70 KB at E = 512). SortArgs::workspace is not read.
+// each sorting CTA: (kSortWarps * E + 2 * E + 33) * 4 bytes of dynamic shared memory, E * 4
+// more with several sorters (E <= kSortMaxExperts = 1024; 70 KB at E = 512). SortArgs::workspace is not read.
 // No allocation, no host synchronization, no CTA waiting for another: one kernel launch,
 // CUDA-graph capturable.
 //
@@ -63,7 +63,8 @@ constexpr int kMaxQuantCtas = 1 << 15;  // the fused entry's quantizer CTAs at m
 constexpr int kFillRowsPerThread = 4;
 constexpr int kSortMaxCtas = 128;  // sorters; above kSortMaxCtas * kSortThreads routes the chunks grow
 
-MXF_HD int64_t sort_smem_bytes(int64_t E) { return (kSortWarps * E + 3 * E + 1 + 32) * 4; }
+// Dynamic shared memory of a sorter: hist, tot, (before: chunks only), base, scratch.
+MXF_HD int64_t sort_smem_bytes(int64_t E, bool chunks) { return (kSortWarps * E + (chunks ? 3 : 2) * E + 1 + 32) * 4; }
 
 // Host-computed sizes of one sort launch.
 struct SortPlan {
@@ -187,15 +188,20 @@ MXF_DEV void sort_warp(const SortArgs& a, const SortPlan& p) {
 }
 
 // Sorter c of p.sort_ctas: its chunk's rows and its stripe of the rest (steps 0-5 above).
-// kChunks is p.sort_ctas > 1; with one sorter (c = 0) the compiler drops step 0 and the
-// striding (at 512 routes that cost 10 % more instructions and 0.5 us, H200, session 19).
+// kChunks is p.sort_ctas > 1 (moe_sort_chunks_kernel); with one sorter (c = 0,
+// moe_sort_kernel) the compiler drops step 0 and the striding (at 512 routes they cost 10 %
+// more instructions and 0.3 us, H200, session 19).
 template <bool kChunks>
 MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem, int c) {
+  if (!kChunks && p.n <= dev::kWarpSize) {  // (uniform for the CTA: no barrier below is reached)
+    if (dev::warp_id() == 0) sort_warp(a, p);
+    return;
+  }
   const int E = int(a.E), bm = int(a.block_m), k = int(a.topk), S = kChunks ? p.sort_ctas : 1;
   int* hist = reinterpret_cast<int*>(smem);  // [kSortWarps][E]
   int* tot = hist + kSortWarps * E;           // [E]
-  int* before = tot + E;                      // [E]
-  int* base = before + E;                     // [E + 1]
+  int* before = tot + E;                      // [E] (chunks only)
+  int* base = before + (kChunks ? E : 0);     // [E + 1]
   int* scratch = base + E + 1;                // [32]
   const int tid = dev::thread_x(), lane = dev::lane_id(), warp = dev::warp_id();
   const int beg_c = c * p.chunk, end_c = cmin(p.n, beg_c + p.chunk), n_c = end_c - beg_c;
@@ -315,22 +321,34 @@ struct QuantRole {
   }
 };
 
+// Two kernels (two templates: an AMD code object names its kernels by template), so the
+// one-sorter kernel is no bigger than it was before the chunks: with both sorters in one
+// kernel the sort at T = 1 took 6.8-7.1 us in the layer instead of 3.2 (gpt-oss-120b, graph
+// replay between layers that stream the weights through L2, H200, session 19), though the
+// same as before timed alone. CTA b: a sorter below p.sort_ctas, then the fillers, then
+// the quantizers.
+template <class Role, bool kChunks>
+MXF_DEV void sort_roles(const SortArgs& a, const SortPlan& p, const QuantArgs& q, unsigned char* smem) {
+  const int b = dev::block_x();
+  if (b < p.sort_ctas) sort_cta<kChunks>(a, p, smem, b);
+  else if (b < p.sort_ctas + p.fill_ctas) sort_fill(a, p, b - p.sort_ctas);
+  else Role::run(q, p.quant_lanes, b - p.sort_ctas - p.fill_ctas, p.quant_ctas);
+}
+// One sorter (p.n <= kSortThreads; the one-warp path up to kWarpSize routes).
 template <class Role>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSortThreads) moe_sort_kernel(SortArgs a, SortPlan p, QuantArgs q) {
   MXF_DYNAMIC_SMEM(smem);
   dev::wait_prior_grids();
   dev::launch_dependents();
-  const int b = dev::block_x();
-  if (b >= p.sort_ctas) {
-    if (b < p.sort_ctas + p.fill_ctas) sort_fill(a, p, b - p.sort_ctas);
-    else Role::run(q, p.quant_lanes, b - p.sort_ctas - p.fill_ctas, p.quant_ctas);
-  } else if (p.n <= dev::kWarpSize) {  // (one sorter, all of whose warps return: no barrier)
-    if (dev::warp_id() == 0) sort_warp(a, p);
-  } else if (p.sort_ctas > 1) {
-    sort_cta<true>(a, p, smem, b);
-  } else {
-    sort_cta<false>(a, p, smem, 0);
-  }
+  sort_roles<Role, false>(a, p, q, smem);
+}
+// p.sort_ctas > 1 sorters of a chunk each.
+template <class Role>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSortThreads) moe_sort_chunks_kernel(SortArgs a, SortPlan p, QuantArgs q) {
+  MXF_DYNAMIC_SMEM(smem);
+  dev::wait_prior_grids();
+  dev::launch_dependents();
+  sort_roles<Role, true>(a, p, q, smem);
 }
 
 // ---- host launchers ------------------------------------------------------------------
@@ -379,8 +397,12 @@ template <class Role>
 Status launch_sort_kernel(const SortArgs& a, const SortPlan& p, const QuantArgs& q,
                           const char* what) {
   const int grid = p.sort_ctas + p.fill_ctas + p.quant_ctas;
-  return dev::launch(MXF_KERNEL_REF(moe_sort_kernel, Role), dim3(grid), dim3(kSortThreads),
-                     size_t(sort_smem_bytes(a.E)), dev::stream_of(a.stream), what, a, p, q);
+  const size_t smem = size_t(sort_smem_bytes(a.E, p.sort_ctas > 1));
+  if (p.sort_ctas > 1)
+    return dev::launch(MXF_KERNEL_REF(moe_sort_chunks_kernel, Role), dim3(grid), dim3(kSortThreads), smem,
+                       dev::stream_of(a.stream), what, a, p, q);
+  return dev::launch(MXF_KERNEL_REF(moe_sort_kernel, Role), dim3(grid), dim3(kSortThreads), smem,
+                     dev::stream_of(a.stream), what, a, p, q);
 }
 
 // (A template so that only the TUs that call it instantiate its kernel: clang's HIP device
@@ -394,10 +416,10 @@ Status launch_sort(const SortArgs& a) {
 
 // fused_quant_sort: one launch at every T, the sorters, fillers and quantizer CTAs side by
 // side (the split pair, mxfp4_quant then moe_sort, took 1.2-1.7x as long at T = 64 ... 2048,
-// H200, session 19); sort only without x. Every sort of the entry runs the one kernel
-// moe_sort_kernel<QuantRole<In, MxT>> (with no quantizer CTAs when it only sorts: the bytes
-// are the plain sort's), so an instance has one kernel per kernel template, which is how
-// AMD code objects name their kernels (device_amd.h).
+// H200, session 19); sort only without x. Every sort of the entry runs the kernels
+// moe_sort_kernel / moe_sort_chunks_kernel<QuantRole<In, MxT>> (with no quantizer CTAs when
+// it only sorts: the bytes are the plain sort's), so an instance has one kernel per kernel
+// template, which is how AMD code objects name their kernels (device_amd.h).
 template <class In, class MxT>
 Status launch_fused_quant_sort(const FusedQuantSortArgs& f) {
   using Fused = QuantRole<In, MxT>;

@@ -1,8 +1,8 @@
 """`mxforge bench`: time the whole MoE layer on a GPU against its floors and a torch baseline.
 
 For a model preset (or explicit H, I, E, topk) and a list of token counts, each pipeline
-(dtype pair) is timed as one `fused_moe` call -- activation quantization + sorting (fused
-or split, as dispatch decides), stage 1, stage 2 -- and, in the same run:
+(dtype pair) is timed as one `fused_moe` call -- activation quantization + sorting (one
+fused launch), stage 1, stage 2 -- and, in the same run:
 
 * a torch bf16 baseline on the dequantized weights (`torch._grouped_mm` over the routes
   sorted by expert, the activation in torch, `_grouped_mm` again, weighted `index_add_`);

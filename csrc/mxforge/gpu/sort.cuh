@@ -2,11 +2,13 @@
 //
 // WORKSPACE: none. sort_workspace_bytes(sm90) = 0; the counters live in shared memory of
 // each sorting CTA: (kSortWarps * E + 2 * E + 33) * 4 bytes of dynamic shared memory, E * 4
-// more with several sorters (E <= kSortMaxExperts = 1024; 70 KB at E = 512). SortArgs::workspace is not read.
+// more with several sorters (E <= kSortMaxExperts = 1024; 70 KB at E = 512).
+// SortArgs::workspace is not read.
 // No allocation, no host synchronization, no CTA waiting for another: one kernel launch,
 // CUDA-graph capturable.
 //
-// Algorithm (one launch; every CTA has kSortThreads threads and picks a role by index):
+// Algorithm (one launch, of moe_sort_kernel with one sorter or moe_sort_chunks_kernel with
+// several; every CTA has kSortThreads threads and picks a role by index):
 //   CTAs 0..S-1, the sorters, cut the T*k routes into S contiguous chunks (S = 1 up to
 //   kSortThreads routes, then one chunk per kSortThreads routes, at most kSortMaxCtas
 //   chunks). Sorter c scatters the routes of chunk c only, and needs for that the number
@@ -38,7 +40,7 @@
 //   [cdiv(U, block_m), cdiv(P, block_m)), and zero `zero_buf`. U = T*k + min(E, T*k) *
 //   (block_m - 1) bounds the used rows (each non-empty expert pads by < block_m), so the
 //   fillers never touch a row the sorters write and need not wait for them.
-//   Fused quant+sort adds CTAs that quantize rows (quant.cuh, quant_blocks_lanes: the
+//   Fused quant+sort adds CTAs that quantize rows (quant.cuh, quant_blocks: the
 //   mxfp4_quant kernel's function, so the bytes are those of the split pair).
 // Cost: one sorter took ~9.7 warp instructions per route (most of them the scatter's
 // log2(E) ballots per 32 routes) at ~0.4 per scheduler and cycle on one SM: on an H200,

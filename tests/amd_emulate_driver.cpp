@@ -189,9 +189,11 @@ int main() {
   }
   // fused quant+sort (the decode entry, one launch: kQuantLanes lanes per quantized block,
   // the sorter's one-warp path) on both warp sizes, against the cpu quantizer and sorter
-  // byte for byte; rows with a NaN, an Inf and all zeros, K = 347 (a partial last block)
-  {
-    const int K = 347, nb = (K + 31) / 32;
+  // byte for byte; rows with a NaN, an Inf and all zeros, K = 347 (a partial last block;
+  // rows 694 bytes apart: the lanes load element by element) and K = 352 (one vector load
+  // per lane)
+  for (const int K : {347, 352}) {
+    const int nb = (K + 31) / 32;
     std::vector<uint16_t> x = random_bf16(size_t(T) * K);
     x[1 * K + 40] = 0x7fc0, x[2 * K + 100] = 0x7f80;
     for (int k = 0; k < K; ++k) x[3 * K + k] = 0;
@@ -218,7 +220,7 @@ int main() {
       f.quant = quant_args(q1, s1);
       f.sort = sort_args(got, topk_ids, topk_w, BM);
       check(c.fused(&f), c.name);
-      printf("FQS %s %s\n", c.name, q0 == q1 && s0 == s1 && same_sort(got, ref) ? "identical" : "DIFFERENT");
+      printf("FQS %s K=%d %s\n", c.name, K, q0 == q1 && s0 == s1 && same_sort(got, ref) ? "identical" : "DIFFERENT");
     }
   }
 

@@ -179,6 +179,9 @@ MXF_DEV uint32_t pack_f16x2(float lo, float hi) {
 // Two bf16 products, each rounded to nearest even (sm_90's packed bf16 multiply;
 // subnormal inputs and results are kept, not flushed).
 constexpr bool kHasBf16x2Mul = true;
+// The one-thread MX block quantizer (gpu/quant.cuh: 32 values live) fits a 1024-thread CTA's
+// 64 registers per thread without spills (55-64), so the fused quant+sort may use it.
+constexpr bool kBlockQuantIn1024Threads = true;
 MXF_DEV uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
   uint32_t r;
   asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));

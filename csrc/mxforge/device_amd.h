@@ -152,6 +152,10 @@ MXF_DEV void st16(void* p, const Vec16& v) { *static_cast<Vec16*>(p) = v; }
 MXF_DEV Vec16 ld16_ro(const void* p) { return ld16(p); }
 // No packed bf16 multiply is used on AMD: dequantization multiplies in fp32 (gemm.cuh).
 constexpr bool kHasBf16x2Mul = false;
+// clang spills the one-thread MX block quantizer (gpu/quant.cuh) in a 1024-thread kernel
+// (6-10 registers on gfx942/gfx950, scripts/check_amd_isa.py): the fused quant+sort keeps
+// the 8-lane quantizer at every size here.
+constexpr bool kBlockQuantIn1024Threads = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);  // (declared for the shared code; not defined)
 // 32-bit shared-memory addresses: sm90's swapped decode tile (gemm.cuh, SwapMma) reads its
 // token fragments through them; no AMD instance has that tile (declared; not defined).
@@ -340,6 +344,7 @@ Vec16 ld16(const void* p);
 void st16(void* p, const Vec16& v);
 Vec16 ld16_ro(const void* p);
 constexpr bool kHasBf16x2Mul = false;
+constexpr bool kBlockQuantIn1024Threads = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);
 uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);

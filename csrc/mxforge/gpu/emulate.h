@@ -229,6 +229,7 @@ inline uint32_t pack_f16x2(float lo, float hi) {
 // sm_90's mul.rn.bf16x2: a product of two bf16 is exact in fp32 (8-bit significands),
 // then rounded to bf16 as the instruction rounds.
 constexpr bool kHasBf16x2Mul = true;
+constexpr bool kBlockQuantIn1024Threads = true;  // as sm90's
 inline uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
   const float lo = bf16_to_f32(uint16_t(a)) * bf16_to_f32(uint16_t(b));
   const float hi = bf16_to_f32(uint16_t(a >> 16)) * bf16_to_f32(uint16_t(b >> 16));

@@ -97,15 +97,25 @@ MXF_DEV void quant_blocks_lanes(const QuantArgs& a, int64_t index, int64_t strid
     const int64_t g = g0 + dev::lane_id() / kQuantLanes, row = g / nb, blk = g % nb;
     const bool live = g < total;
     const S* x = static_cast<const S*>(a.x) + row * a.x_stride + blk * 32 + part * kPer;
-    float v[kPer];
+    // the lane's elements as bits (zero bits past K: the value 0), then one conversion
+    // (one path of conversions keeps the fused quant+sort's 1024-thread kernel from
+    // spilling on AMD)
+    Load w;
     if (live && vec_in && (blk + 1) * 32 <= a.K) {
-      const Load w = *reinterpret_cast<const Load*>(x);
-#pragma unroll
-      for (int i = 0; i < kPer; ++i) v[i] = Io<In>::from_bits(w.u, i);
+      w = *reinterpret_cast<const Load*>(x);
     } else {
 #pragma unroll
-      for (int i = 0; i < kPer; ++i) v[i] = (live && blk * 32 + part * kPer + i < a.K) ? Io<In>::get(x, i) : 0.0f;
+      for (int j = 0; j < kLoadBytes / 4; ++j) w.u[j] = 0u;
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) {
+        if (!live || blk * 32 + part * kPer + i >= a.K) continue;
+        if constexpr (sizeof(S) == 2) w.u[i / 2] |= uint32_t(x[i]) << (16 * (i % 2));
+        else w.u[i] = f32_bits(x[i]);
+      }
     }
+    float v[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) v[i] = Io<In>::from_bits(w.u, i);
     uint8_t s;
     const uint32_t codes = mx_encode_lanes<Elem, kQuantLanes>(v, Rounding(a.rounding), s);
     if (!live) continue;  // (e2m1 codes: element 2i in the low nibble of byte i)
@@ -127,12 +137,18 @@ MXF_DEV void quant_blocks_lanes(const QuantArgs& a, int64_t index, int64_t strid
 // shuffles cost more than they hide. H200, MiniMax rows (K = 3072), quant kernel alone:
 // 8 lanes 2.4-6.4 us at 64-512 rows (6.0-7.3 with one thread), one thread 10.2 and 15.6 us
 // at 1024 and 2048 rows (8 lanes: 12.0 and 21; session 19).
+// kThread: whether the caller's kernel may hold the one-thread quantizer (the fused
+// quant+sort's 1024-thread CTAs: dev::kBlockQuantIn1024Threads); without it, 8 lanes always.
 constexpr int64_t kQuantLaneBlocks = int64_t(1) << 16;
-MXF_HD int quant_lanes(int64_t blocks) { return blocks <= kQuantLaneBlocks ? kQuantLanes : 1; }
-template <class In, class MxT>
+MXF_HD int quant_lanes(int64_t blocks, bool thread_ok = true) {
+  return blocks <= kQuantLaneBlocks || !thread_ok ? kQuantLanes : 1;
+}
+template <class In, class MxT, bool kThread = true>
 MXF_DEV void quant_blocks(const QuantArgs& a, int lanes, int64_t index, int64_t stride) {
-  if (lanes == kQuantLanes) quant_blocks_lanes<In, MxT>(a, index, stride);
-  else quant_blocks_thread<In, MxT>(a, index, stride);
+  if constexpr (kThread) {
+    if (lanes == 1) return quant_blocks_thread<In, MxT>(a, index, stride);
+  }
+  quant_blocks_lanes<In, MxT>(a, index, stride);
 }
 
 template <class In, class MxT>

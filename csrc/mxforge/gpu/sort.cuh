@@ -318,8 +318,8 @@ struct NoQuantRole {
 template <class In, class MxT>
 struct QuantRole {
   MXF_DEV static void run(const QuantArgs& q, int lanes, int cta, int ctas) {
-    quant_blocks<In, MxT>(q, lanes, int64_t(cta) * kSortThreads + dev::thread_x(),
-                          int64_t(ctas) * kSortThreads);
+    quant_blocks<In, MxT, dev::kBlockQuantIn1024Threads>(q, lanes, int64_t(cta) * kSortThreads + dev::thread_x(),
+                                                         int64_t(ctas) * kSortThreads);
   }
 };
 
@@ -433,7 +433,7 @@ Status launch_fused_quant_sort(const FusedQuantSortArgs& f) {
   SortPlan p = sort_plan(f.sort);
   // (quantizer CTAs stride over the blocks past this many)
   const int64_t blocks = f.quant.M * cdiv(f.quant.K, 32);
-  p.quant_lanes = quant_lanes(blocks);
+  p.quant_lanes = quant_lanes(blocks, dev::kBlockQuantIn1024Threads);
   p.quant_ctas = int(cmin<int64_t>(kMaxQuantCtas, cdiv(blocks * p.quant_lanes, kSortThreads)));
   return launch_sort_kernel<Fused>(f.sort, p, f.quant, "fused_quant_sort launch");
 }

@@ -191,9 +191,11 @@ int main() {
   // the sorter's one-warp path) on both warp sizes, against the cpu quantizer and sorter
   // byte for byte; rows with a NaN, an Inf and all zeros, K = 347 (a partial last block;
   // rows 694 bytes apart: the lanes load element by element) and K = 352 (one vector load
-  // per lane)
-  for (const int K : {347, 352}) {
-    const int nb = (K + 31) / 32;
+  // per lane), then K = 352 with code rows one byte longer (an odd stride: the lanes store
+  // byte by byte)
+  const int shapes[3][2] = {{347, 0}, {352, 0}, {352, 1}};  // K, extra bytes per code row
+  for (const auto& shape : shapes) {
+    const int K = shape[0], pad = shape[1], nb = (K + 31) / 32;
     std::vector<uint16_t> x = random_bf16(size_t(T) * K);
     x[1 * K + 40] = 0x7fc0, x[2 * K + 100] = 0x7f80;
     for (int k = 0; k < K; ++k) x[3 * K + k] = 0;
@@ -206,10 +208,11 @@ int main() {
     const Case cases[] = {{"gfx950_fp4", CPU_QUANT_FP4, EMU950_FQS4, 16}, {"gfx950_fp8", CPU_QUANT_FP8, EMU950_FQS8, 32},
                           {"sm90_fp4", CPU_QUANT_FP4, EMU90_FQS4, 16}};
     for (const Case& c : cases) {
-      std::vector<uint8_t> q0(size_t(T) * nb * c.block_bytes, 0x5a), s0(size_t(T) * nb, 0x5a), q1 = q0, s1 = s0;
+      const int64_t q_stride = int64_t(nb) * c.block_bytes + pad;
+      std::vector<uint8_t> q0(size_t(T) * q_stride, 0x5a), s0(size_t(T) * nb, 0x5a), q1 = q0, s1 = s0;
       auto quant_args = [&](std::vector<uint8_t>& q, std::vector<uint8_t>& sc) {
         mxf::QuantArgs a;
-        a.x = x.data(), a.x_stride = K, a.q = q.data(), a.q_stride = int64_t(nb) * c.block_bytes;
+        a.x = x.data(), a.x_stride = K, a.q = q.data(), a.q_stride = q_stride;
         a.scales = sc.data(), a.scale_stride = nb, a.M = T, a.K = K;
         return a;
       };
@@ -220,7 +223,7 @@ int main() {
       f.quant = quant_args(q1, s1);
       f.sort = sort_args(got, topk_ids, topk_w, BM);
       check(c.fused(&f), c.name);
-      printf("FQS %s K=%d %s\n", c.name, K, q0 == q1 && s0 == s1 && same_sort(got, ref) ? "identical" : "DIFFERENT");
+      printf("FQS %s K=%d+%d %s\n", c.name, K, pad, q0 == q1 && s0 == s1 && same_sort(got, ref) ? "identical" : "DIFFERENT");
     }
   }
 

@@ -1,8 +1,8 @@
 // mxfp4_quant: 8 threads or one per 32-element block of a row (quant_lanes); mxfp4_dequant: one.
 //
 // Portable (device layer only). The arithmetic is numerics.h's, called through
-// mx_quantize32 / mx_encode_lanes / mx_dequant, so results are bit-identical to the CPU target and the
-// torch reference. Rows are independent, so the quantizer is also the "quant role" of
+// mx_quantize32 / mx_encode_lanes / mx_dequant, so results are bit-identical to the CPU
+// target and the torch reference. Rows are independent, so the quantizer is also the "quant role" of
 // the fused quant+sort kernel (gpu/sort.cuh).
 #pragma once
 #include <stdint.h>
@@ -69,8 +69,8 @@ MXF_DEV void quant_blocks_thread(const QuantArgs& a, int64_t index, int64_t stri
 
 // The same blocks with kQuantLanes lanes per block: a block's chain of 32 conversions in
 // one thread sets the time where there are few blocks (a few hundred at decode, up to tens
-// of thousands at prefill). mx_encode_lanes (mx.cuh) gives each lane its codes with the block's scale, so the
-// bytes are mx_quantize32's. Each lane loads its kPer consecutive elements in one vector
+// of thousands at prefill). mx_encode_lanes (mx.cuh) gives each lane its codes with the
+// block's scale, so the bytes are mx_quantize32's. Each lane loads its kPer consecutive elements in one vector
 // load and stores its codes' bytes in one store where the row and the block allow (the
 // whole block inside K, rows aligned), element by element elsewhere. `index`: this
 // thread's place in [0, stride); stride and the warp size are multiples of kQuantLanes, so

@@ -336,7 +336,9 @@ MXF_DEV void sort_roles(const SortArgs& a, const SortPlan& p, const QuantArgs& q
   else if (b < p.sort_ctas + p.fill_ctas) sort_fill(a, p, b - p.sort_ctas);
   else Role::run(q, p.quant_lanes, b - p.sort_ctas - p.fill_ctas, p.quant_ctas);
 }
-// One sorter (p.n <= kSortThreads; the one-warp path up to kWarpSize routes).
+// One sorter (p.n <= kSortThreads; the one-warp path up to kWarpSize routes). The two
+// kernels differ in their template only; their bodies stay in the kernels, as the one-
+// sorter kernel's were, so its machine code keeps the old layout.
 template <class Role>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSortThreads) moe_sort_kernel(SortArgs a, SortPlan p, QuantArgs q) {
   MXF_DYNAMIC_SMEM(smem);
@@ -399,11 +401,9 @@ template <class Role>
 Status launch_sort_kernel(const SortArgs& a, const SortPlan& p, const QuantArgs& q,
                           const char* what) {
   const int grid = p.sort_ctas + p.fill_ctas + p.quant_ctas;
-  const size_t smem = size_t(sort_smem_bytes(a.E, p.sort_ctas > 1));
-  if (p.sort_ctas > 1)
-    return dev::launch(MXF_KERNEL_REF(moe_sort_chunks_kernel, Role), dim3(grid), dim3(kSortThreads), smem,
-                       dev::stream_of(a.stream), what, a, p, q);
-  return dev::launch(MXF_KERNEL_REF(moe_sort_kernel, Role), dim3(grid), dim3(kSortThreads), smem,
+  const bool chunks = p.sort_ctas > 1;
+  const auto kernel = chunks ? MXF_KERNEL_REF(moe_sort_chunks_kernel, Role) : MXF_KERNEL_REF(moe_sort_kernel, Role);
+  return dev::launch(kernel, dim3(grid), dim3(kSortThreads), size_t(sort_smem_bytes(a.E, chunks)),
                      dev::stream_of(a.stream), what, a, p, q);
 }
 

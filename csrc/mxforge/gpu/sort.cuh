@@ -312,14 +312,21 @@ MXF_DEV void sort_fill(const SortArgs& a, const SortPlan& p, int f) {
 }
 
 // Roles of the CTAs after the fillers: none (moe_sort) or quantizers (fused entry).
+// kChunks: the kernel's sorters. The one-sorter kernel (at most kSortThreads routes, so at
+// most kSortThreads rows: 8 lanes, see quant_lanes) holds the 8-lane quantizer only; the
+// one-thread quantizer (~1,150 more SASS instructions on sm90) made it 5,368 instructions
+// against 3,816 and its time in the layer 6.9 us against 3.2-3.4 at gpt-oss-120b T = 1
+// and 8 (the same as before timed alone; H200, sessions 19-20: its code is cold there).
 struct NoQuantRole {
+  template <bool kChunks>
   MXF_DEV static void run(const QuantArgs&, int, int, int) {}
 };
 template <class In, class MxT>
 struct QuantRole {
+  template <bool kChunks>
   MXF_DEV static void run(const QuantArgs& q, int lanes, int cta, int ctas) {
-    quant_blocks<In, MxT, dev::kBlockQuantIn1024Threads>(q, lanes, int64_t(cta) * kSortThreads + dev::thread_x(),
-                                                         int64_t(ctas) * kSortThreads);
+    const int64_t first = int64_t(cta) * kSortThreads + dev::thread_x(), stride = int64_t(ctas) * kSortThreads;
+    quant_blocks<In, MxT, kChunks && dev::kBlockQuantIn1024Threads>(q, lanes, first, stride);
   }
 };
 
@@ -334,7 +341,7 @@ MXF_DEV void sort_roles(const SortArgs& a, const SortPlan& p, const QuantArgs& q
   const int b = dev::block_x();
   if (b < p.sort_ctas) sort_cta<kChunks>(a, p, smem, b);
   else if (b < p.sort_ctas + p.fill_ctas) sort_fill(a, p, b - p.sort_ctas);
-  else Role::run(q, p.quant_lanes, b - p.sort_ctas - p.fill_ctas, p.quant_ctas);
+  else Role::template run<kChunks>(q, p.quant_lanes, b - p.sort_ctas - p.fill_ctas, p.quant_ctas);
 }
 // One sorter (p.n <= kSortThreads; the one-warp path up to kWarpSize routes). The two
 // kernels differ in their template only; their bodies stay in the kernels, as the one-
@@ -433,7 +440,7 @@ Status launch_fused_quant_sort(const FusedQuantSortArgs& f) {
   SortPlan p = sort_plan(f.sort);
   // (quantizer CTAs stride over the blocks past this many)
   const int64_t blocks = f.quant.M * cdiv(f.quant.K, 32);
-  p.quant_lanes = quant_lanes(blocks, dev::kBlockQuantIn1024Threads);
+  p.quant_lanes = quant_lanes(blocks, p.sort_ctas > 1 && dev::kBlockQuantIn1024Threads);  // (QuantRole)
   p.quant_ctas = int(cmin<int64_t>(kMaxQuantCtas, cdiv(blocks * p.quant_lanes, kSortThreads)));
   return launch_sort_kernel<Fused>(f.sort, p, f.quant, "fused_quant_sort launch");
 }

@@ -26,11 +26,13 @@
 //        warp's routes start within the expert) and the expert total;
 //     3. a CTA-wide exclusive scan of the padded totals round_up(total, block_m) gives each
 //        expert's first row (every sorter computes the same); their sum is num_valid_ids[0];
-//     4. the scatter walks the runs again: a route's row is its warp's running start for
-//        its expert plus its rank among its peers in the same step (the lanes routed to
-//        the same expert find each other with log2(E) ballots: "peer masks"). Within an
-//        expert the rows are thus in increasing t*k+slot, as the contract (and the CPU
-//        sorter) says;
+//     4. the scatter walks the runs again: a route's row is its expert's first row plus
+//        its warp's running start for the expert plus its rank among its peers in the
+//        same step (the lanes routed to the same expert find each other with log2(E)
+//        ballots: "peer masks"). Within an expert the rows are thus in increasing
+//        t*k+slot, as the contract (and the CPU sorter) says. With one sorter a warp's run
+//        is one step: its lanes hold their route, weight and peers in registers from
+//        before step 1 (whose counts are then the leaders' popc) to the scatter;
 //     5. padding rows of each expert and rows [used, U) get the sentinel, blocks below
 //        cdiv(U, block_m) get their expert or -1, each sorter a stripe of them.
 //   Decode (T*k <= kWarpSize routes): warp 0 of the sorter does steps 1-5 alone, in
@@ -213,6 +215,19 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem,
   const int active = int(cdiv(n_c, per_warp));
   int* mine = hist + warp * E;
 
+  // One sorter: each warp's run is one step (per_warp == kWarpSize: n <= kSortThreads), so
+  // a lane loads its route and weight and finds its peers once, before the first barrier,
+  // and keeps them in registers for the scatter; the warp's count of each expert is its
+  // leader's popc (a plain store: one leader per expert and warp), no atomics.
+  int e1 = -1;
+  bool valid1 = false;
+  float weight1 = 0.0f;
+  dev::LaneMask peers1 = 0;
+  if constexpr (!kChunks) {
+    valid1 = route_expert(a, beg + lane, end, e1);
+    if (valid1) weight1 = a.topk_weights[beg + lane];
+    peers1 = warp_peers(e1, valid1, p.bits);
+  }
   for (int i = tid; i < active * E; i += kSortThreads) hist[i] = 0;
   if (kChunks)
     for (int e = tid; e < E; e += kSortThreads) tot[e] = before[e] = 0;
@@ -227,12 +242,17 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem,
   // 1. per-warp histograms: one shared-memory atomic per route (a count does not depend on
   //    the order of its adds; with the peer masks' log2(E) ballots per step here the sort
   //    took 1.08-1.12x as long at 4096-8192 routes, H200, session 17)
-  for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
-    int e;
-    if (route_expert(a, i0 + lane, end, e)) dev::atomic_add(mine + e, 1);
+  if constexpr (kChunks) {
+    for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
+      int e;
+      if (route_expert(a, i0 + lane, end, e)) dev::atomic_add(mine + e, 1);
+    }
+  } else if (valid1 && lane == dev::lowest_lane(peers1)) {
+    mine[e1] = dev::popc(peers1);
   }
   dev::sync_threads();
-  // 2. per expert: each warp's start within the expert, and the total
+  // 2. per expert: each warp's start within the expert (from the expert's first row), and
+  //    the total
   for (int e = tid; e < E; e += kSortThreads) {
     int run = kChunks ? before[e] : 0;
     for (int w = 0; w < active; ++w) {
@@ -249,24 +269,33 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem,
   if (tid < E) base[tid] = first;
   if (tid == 0) base[E] = used;
   dev::sync_threads();
-  for (int i = tid; i < active * E; i += kSortThreads) hist[i] += base[i % E];
-  dev::sync_threads();
-  // 4. scatter, in route order within each warp's run
-  for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
-    const int i = i0 + lane;
-    int e;
-    const bool valid = route_expert(a, i, end, e);
-    const dev::LaneMask peers = warp_peers(e, valid, p.bits);
-    if (valid) {
-      const int row = mine[e] + dev::popc(peers & dev::lanes_below());
+  // 4. scatter, in route order within each warp's run: a route's row is its expert's first
+  //    row, its warp's start within the expert and its rank among its peers
+  if constexpr (!kChunks) {
+    if (valid1) {
+      const int row = base[e1] + mine[e1] + dev::popc(peers1 & dev::lanes_below());
       if (row < p.P) {
-        a.sorted_ids[row] = ((i % k) << kTokenBits) | (i / k);
-        a.sorted_weights[row] = a.topk_weights[i];
+        a.sorted_ids[row] = (((beg + lane) % k) << kTokenBits) | ((beg + lane) / k);
+        a.sorted_weights[row] = weight1;
       }
     }
-    dev::sync_warp();  // every peer has read mine[e] before the leader bumps it
-    if (valid && lane == dev::lowest_lane(peers)) mine[e] += dev::popc(peers);
-    dev::sync_warp();
+  } else {
+    for (int i0 = beg; i0 < end; i0 += dev::kWarpSize) {
+      const int i = i0 + lane;
+      int e;
+      const bool valid = route_expert(a, i, end, e);
+      const dev::LaneMask peers = warp_peers(e, valid, p.bits);
+      if (valid) {
+        const int row = base[e] + mine[e] + dev::popc(peers & dev::lanes_below());
+        if (row < p.P) {
+          a.sorted_ids[row] = ((i % k) << kTokenBits) | (i / k);
+          a.sorted_weights[row] = a.topk_weights[i];
+        }
+      }
+      dev::sync_warp();  // every peer has read mine[e] before the leader bumps it
+      if (valid && lane == dev::lowest_lane(peers)) mine[e] += dev::popc(peers);
+      dev::sync_warp();
+    }
   }
   // 5. padding rows, rows [used, U), block experts, counts: sorter c takes every S-th
   //    expert, row and block

@@ -251,7 +251,7 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem,
     mine[e1] = dev::popc(peers1);
   }
   dev::sync_threads();
-  // 2. per expert: each warp's start within the expert (from the expert's first row), and
+  // 2. per expert: each warp's start within the expert (counted from its first row), and
   //    the total
   for (int e = tid; e < E; e += kSortThreads) {
     int run = kChunks ? before[e] : 0;
@@ -342,10 +342,11 @@ MXF_DEV void sort_fill(const SortArgs& a, const SortPlan& p, int f) {
 
 // Roles of the CTAs after the fillers: none (moe_sort) or quantizers (fused entry).
 // kChunks: the kernel's sorters. The one-sorter kernel (at most kSortThreads routes, so at
-// most kSortThreads rows: 8 lanes, see quant_lanes) holds the 8-lane quantizer only; the
-// one-thread quantizer (~1,150 more SASS instructions on sm90) made it 5,368 instructions
-// against 3,816 and its time in the layer 6.9 us against 3.2-3.4 at gpt-oss-120b T = 1
-// and 8 (the same as before timed alone; H200, sessions 19-20: its code is cold there).
+// most kSortThreads rows) holds the 8-lane quantizer only, which quant_lanes picks anyway
+// up to 65,536 blocks (every such launch with K <= 2048, or top-k >= 4 and K <= 8192); the
+// one-thread quantizer beside it (~1,550 more SASS instructions on sm90: 5,368 against
+// 3,816) made its time in the layer 6.9 us against 3.2-3.4 at gpt-oss-120b T = 1 and 8,
+// though timed alone it was as fast (H200, sessions 19-20: its code is cold there).
 struct NoQuantRole {
   template <bool kChunks>
   MXF_DEV static void run(const QuantArgs&, int, int, int) {}

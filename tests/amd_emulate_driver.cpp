@@ -164,20 +164,21 @@ int main() {
   const Sorted ref = sort(CPU_SORT, topk_ids, topk_w);
   const Sorted emu = sort(EMU_SORT, topk_ids, topk_w);
   printf("SORT %s\n", same_sort(ref, emu) ? "identical" : "DIFFERENT");
-  // 100, 1000 and 2500 tokens (more routes than a warp: the general path, some or all of
-  // the sorter's warps holding routes, then 2 and 5 sorters of a chunk each, the last one
-  // partial; T = 5 above takes the one-warp path), on 64- and 32-lane warps, a route to an
-  // expert outside [0, E) in the first chunk and one in the last; 5000 routes also over
-  // 200 experts with block_m 16 (most experts' padding written by other sorters than
-  // their routes)
-  for (const int n : {200, 2000, 5000}) {
+  // 100, 500, 1000 and 2500 tokens (more routes than a warp: the general path, some or all
+  // of the sorter's warps holding routes, then 2 and 5 sorters of a chunk each, the last
+  // one partial; T = 5 above takes the one-warp path), on 64- and 32-lane warps, a route to
+  // an expert outside [0, E) in the first chunk and one in the last; 1000 routes (one
+  // sorter, its routes in registers: peers of up to 32 lanes) and 5000 also over 200
+  // experts with block_m 16 (with 5000, most experts' padding written by other sorters
+  // than their routes)
+  for (const int n : {200, 1000, 2000, 5000}) {
     std::vector<int32_t> ids(n);
     std::vector<float> w(n);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng() % E), w[i] = uw(rng);
     ids[7] = E, ids[n - 3] = -1;
     const Sorted want = sort(CPU_SORT, ids, w);
     bool same = same_sort(want, sort(EMU_SORT, ids, w)) && same_sort(want, sort(EMU90_SORT, ids, w));
-    if (n == 5000) {
+    if (n == 1000 || n == 5000) {
       constexpr int kWide = 200;
       for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng() % kWide);
       ids[11] = kWide, ids[n - 1] = -7;

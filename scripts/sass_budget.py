@@ -30,7 +30,7 @@ PRED = re.compile(r"^@!?U?P\w+\s+")
 TARGET = re.compile(r"\b0x([0-9a-f]+)\b")
 TENSOR_CORE = ("HMMA", "HGMMA", "QGMMA", "IMMA")
 
-Insn = tuple[int, str]  # (address, text without the predicate's effect on the opcode)
+Insn = tuple[int, str]  # (address, instruction text with its predicate, without the encoding)
 
 
 def opcode(text: str) -> str:

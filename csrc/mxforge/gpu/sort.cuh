@@ -136,6 +136,8 @@ MXF_DEV int expert_of_row(const int* base, int E, int r) {
 }
 
 MXF_DEV int sentinel_of(const SortArgs& a) { return int((a.topk << kTokenBits) | a.T); }
+// The sorted id of route i (= t*k + slot): slot << kTokenBits | t.
+MXF_DEV int route_id(int i, int k) { return ((i % k) << kTokenBits) | (i / k); }
 
 // The route of index i (= t*k + slot): its expert, and whether it is kept.
 MXF_DEV bool route_expert(const SortArgs& a, int i, int end, int& e) {
@@ -169,7 +171,7 @@ MXF_DEV void sort_warp(const SortArgs& a, const SortPlan& p) {
   const int sentinel = sentinel_of(a);
   if (valid) {
     const int row = first + dev::popc(peers & dev::lanes_below());
-    a.sorted_ids[row] = ((lane % k) << kTokenBits) | (lane / k);
+    a.sorted_ids[row] = route_id(lane, k);
     a.sorted_weights[row] = a.topk_weights[lane];
   }
   if (leader) {
@@ -275,7 +277,7 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem,
     if (valid1) {
       const int row = base[e1] + mine[e1] + dev::popc(peers1 & dev::lanes_below());
       if (row < p.P) {
-        a.sorted_ids[row] = (((beg + lane) % k) << kTokenBits) | ((beg + lane) / k);
+        a.sorted_ids[row] = route_id(beg + lane, k);
         a.sorted_weights[row] = weight1;
       }
     }
@@ -288,7 +290,7 @@ MXF_DEV void sort_cta(const SortArgs& a, const SortPlan& p, unsigned char* smem,
       if (valid) {
         const int row = base[e] + mine[e] + dev::popc(peers & dev::lanes_below());
         if (row < p.P) {
-          a.sorted_ids[row] = ((i % k) << kTokenBits) | (i / k);
+          a.sorted_ids[row] = route_id(i, k);
           a.sorted_weights[row] = a.topk_weights[i];
         }
       }
@@ -347,6 +349,9 @@ MXF_DEV void sort_fill(const SortArgs& a, const SortPlan& p, int f) {
 // one-thread quantizer beside it (~1,550 more SASS instructions on sm90: 5,368 against
 // 3,816) made its time in the layer 6.9 us against 3.2-3.4 at gpt-oss-120b T = 1 and 8,
 // though timed alone it was as fast (H200, sessions 19-20: its code is cold there).
+// Whether a kernel's quantizer CTAs may hold the one-thread quantizer: the QuantRole's
+// template argument and the host's choice of lanes, from one place.
+MXF_HD constexpr bool quant_role_thread_ok(bool chunks) { return chunks && dev::kBlockQuantIn1024Threads; }
 struct NoQuantRole {
   template <bool kChunks>
   MXF_DEV static void run(const QuantArgs&, int, int, int) {}
@@ -356,7 +361,7 @@ struct QuantRole {
   template <bool kChunks>
   MXF_DEV static void run(const QuantArgs& q, int lanes, int cta, int ctas) {
     const int64_t first = int64_t(cta) * kSortThreads + dev::thread_x(), stride = int64_t(ctas) * kSortThreads;
-    quant_blocks<In, MxT, kChunks && dev::kBlockQuantIn1024Threads>(q, lanes, first, stride);
+    quant_blocks<In, MxT, quant_role_thread_ok(kChunks)>(q, lanes, first, stride);
   }
 };
 
@@ -470,7 +475,7 @@ Status launch_fused_quant_sort(const FusedQuantSortArgs& f) {
   SortPlan p = sort_plan(f.sort);
   // (quantizer CTAs stride over the blocks past this many)
   const int64_t blocks = f.quant.M * cdiv(f.quant.K, 32);
-  p.quant_lanes = quant_lanes(blocks, p.sort_ctas > 1 && dev::kBlockQuantIn1024Threads);  // (QuantRole)
+  p.quant_lanes = quant_lanes(blocks, quant_role_thread_ok(p.sort_ctas > 1));
   p.quant_ctas = int(cmin<int64_t>(kMaxQuantCtas, cdiv(blocks * p.quant_lanes, kSortThreads)));
   return launch_sort_kernel<Fused>(f.sort, p, f.quant, "fused_quant_sort launch");
 }

@@ -71,7 +71,7 @@ BIAS = _f("bias", (False, True), False, "add a per-expert fp32 bias to the GEMM 
 LAYOUT = _f("layout", LAYOUTS, "plain", "weight layout the instance reads (docs/ops.md)")
 ACT = _f("activation", ACTIVATIONS, doc="gate activation")
 GU = _f("gate_up", GATE_UP, "concat", "how gate and up rows are stored in w1")
-B_PATH = _f("b_path", ("smem", "regs", "wgmma", "swap"), "smem",
+B_PATH = _f("b_path", ("smem", "regs", "wgmma", "swap", "wgmma_regs"), "smem",
             "the main loop, named by how the weights reach the MMAs: smem = dequantized into "
             "shared memory by the CTA, mma.sync; regs = loaded and converted in registers by "
             "each warp (sm90, block_m <= 32, block_k a multiple of 128; gemm.cuh, RegFragB); "
@@ -85,7 +85,11 @@ B_PATH = _f("b_path", ("smem", "regs", "wgmma", "swap"), "smem",
             "a k-tile ahead (sm90, pk_fp4 weights with pk_fp4 or bf16 activations, "
             "block_m 16 or 32, block_n 32/64/128/256 (up to 128 with block_m 32), block_k a "
             "multiple of 128; gemm.cuh, "
-            "SwapTile)")
+            "SwapTile); wgmma_regs = prefill with the swapped roles on warpgroup MMAs: each "
+            "warp's 16 weight rows loaded and converted in registers as the MMA's A operand, "
+            "the block's tokens its N from a swizzled shared tile (sm90, pk_fp4 weights with "
+            "pk_fp4 or bf16 activations, block_m 64 or 128, block_n 128, block_k 128; "
+            "gemm.cuh, WgmmaRegsTile)")
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,15 @@ def _b_path(c: dict[str, Any]) -> str | None:
         if path == "swap" and c["block_m"] == 32 and c["block_n"] > 128:
             return (f"b_path swap with block_m 32 needs block_n 32, 64 or 128 (16 weight rows "
                     f"per warp, 8 warps); asked block_n {c['block_n']}")
+        return None
+    if path == "wgmma_regs":
+        if c["b"] != "pk_fp4" or c["a"] not in ("pk_fp4", "bf16"):
+            return (f"b_path wgmma_regs needs pk_fp4 weights and pk_fp4 or bf16 activations; "
+                    f"asked a={c['a']}, b={c['b']}")
+        if c["block_m"] not in (64, 128) or c["block_n"] != 128 or c["block_k"] != 128:
+            return (f"b_path wgmma_regs needs block_m 64 or 128, block_n 128 (two warpgroups of 64 "
+                    f"weight rows) and block_k 128; asked block_m {c['block_m']}, block_n "
+                    f"{c['block_n']}, block_k {c['block_k']}")
         return None
     # wgmma: the dtype pairs that ran on a GPU; two warpgroups, one per 64 rows (block_m
     # 128) or per half of block_n (block_m 64)

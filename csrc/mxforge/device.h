@@ -221,6 +221,10 @@ MXF_DEV Vec16 lds16(uint32_t a) {
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
   return v;
 }
+// ... and 16 bytes into it (32-bit addresses: a buffer's base costs one register, not two).
+MXF_DEV void sts16(uint32_t a, const Vec16& v) {
+  asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
 
 template <class InT>
 struct MmaAtomSm90Base {
@@ -370,6 +374,28 @@ MXF_DEV void wgmma_m64k16(float (&d)[N / 2], uint64_t da, uint64_t db) {
     if constexpr (kBf16) MXF_WGMMA_N128("bf16", d, da, db);
     else MXF_WGMMA_N128("f16", d, da, db);
   }
+}
+// D (fp32) += A (64 x 16 bf16, registers) * B (16 x N bf16, K-major descriptor): each warp
+// holds its 16 rows of A in the m16n8k16 A-fragment layout (PTX ISA, wgmma "Register
+// Fragments" of .m64nNk16), a[0..3]; they must not change until the MMA has completed
+// (wgmma_wait), nor D be touched.
+#define MXF_WGMMA_RS_N64(d, a, db)                                                              \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                    \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " MXF_WGMMA_D32          \
+               ", {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"                                  \
+               : MXF_F32(d, 0)                                                                  \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1))
+#define MXF_WGMMA_RS_N128(d, a, db)                                                             \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                    \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " MXF_WGMMA_D64         \
+               ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"                                  \
+               : MXF_F32(d, 0), MXF_F32(d, 32)                                                  \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1))
+template <int N>
+MXF_DEV void wgmma_m64k16_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db) {
+  static_assert(N == 64 || N == 128, "wgmma N: 64 or 128");
+  if constexpr (N == 64) MXF_WGMMA_RS_N64(d, a, db);
+  else MXF_WGMMA_RS_N128(d, a, db);
 }
 // Accumulator register i of a thread: row (of the warpgroup's 64) and column (of N).
 MXF_HD constexpr int wgmma_acc_row(int warp, int lane, int i) { return 16 * warp + (lane >> 2) + 8 * ((i >> 1) & 1); }

@@ -29,7 +29,7 @@ struct InstanceInfo {
   const char* routed_weight;
   int bias;
   const char* layout;
-  const char* b_path;  // moe_stage1/2: "smem", "regs", "wgmma" or "swap"; "" for other ops
+  const char* b_path;  // moe_stage1/2: "smem", "regs", "wgmma", "swap" or "wgmma_regs"; "" for other ops
   int cluster_k;       // moe_stage1/2: CTAs of a cluster sharing a tile's K (1: none); 1 elsewhere
   int n_tiles;         // moe_stage2: N tiles of its block one CTA computes (1: one); 1 elsewhere
   LaunchFn launch;

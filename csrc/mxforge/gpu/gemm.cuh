@@ -1110,6 +1110,28 @@ struct WarpgroupMma;
 template <class T, class InT, int ROWS, int BK, int NT, class Rows, class Order>
 struct RingOperand;
 
+// ---- the swapped warpgroup-MMA tile (sm90 wgmma, b_path wgmma_regs) -----------------------
+// Prefill with the swapped tile's operand roles: the weights are the warpgroup MMA's 64-row
+// A operand, straight from registers, and the block's tokens its N (C^T = W A^T). What the
+// shared-memory wgmma tile above spends most of its issue slots on (copying the weights
+// into a ring, converting them into a swizzled tile, the barriers between) goes away:
+//   * each warp loads its 16 weight rows of a k-tile of 128 in the swapped tile's RegK
+//     order (RegFragRows: lane (g, j) the 16 bytes of block j of rows g and g + 8, one
+//     scale byte each), kStages k-tiles ahead, and converts them (e2m1_word_pairs_lo, 9
+//     integer instructions and 4 multiplies per word of 8 codes) into the m16n8k16 A
+//     fragments that a wgmma's register A operand takes per warp;
+//   * the activations of a k-tile are put in shared memory by all threads in the 128-byte
+//     swizzled K-major layout wgmma's B descriptor names, in the K order those fragments
+//     give (WgmmaRegsAct): 16-bit rows permuted through registers, MX rows dequantized;
+//   * two warpgroups (64 weight rows each) issue 8 m64nBMk16 MMAs per k-tile in two
+//     halves, each half's fragments converted while the other half's MMAs run (a wait for
+//     all but the last group before each conversion); three activation buffers, one
+//     barrier per k-tile.
+template <class Arch, class AT, int BM, int BN, int BK, int WSTAGES>
+struct WgmmaRegsTile;  // (defined where the device layer has wgmma: MXF_HAS_WGMMA)
+template <class Tile>
+struct WgmmaRegsMma;
+
 // Within each unit of 8 elements, pairs (i, i + 4): the order of e2m1_word_pairs_bf16x2.
 struct PairK {
   static constexpr bool kNatural = false;
@@ -1348,6 +1370,279 @@ MXF_DEV void gemm_mainloop_wgmma(WarpgroupMma<Tile, InT>& mma, const AOp& a, con
   dev::wgmma_wait<0>();
   mma.fence_acc();
   dev::cp_async_wait<0>();
+  dev::sync_threads();
+}
+
+template <class Arch, class AT, int BM_, int BN_, int BK_, int WSTAGES>
+struct WgmmaRegsTile {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_;
+  static_assert((BM == 64 || BM == 128) && BN == 128 && BK == 128,
+                "wgmma_regs tile: block_m 64 or 128 (the MMA's N), block_n 128 (two warpgroups of 64 "
+                "weight rows), block_k 128 (one k group of the RegK order)");
+  static constexpr int kThreads = 2 * dev::kWarpgroupThreads;
+  static constexpr int kWarpRows = 16;  // weight rows per warp: its slice of the warpgroup's 64
+  static constexpr int kWStages = WSTAGES;
+  // Registers: BM / 2 accumulators, 32 fragment registers per copy of the k-tile loop, 10
+  // per weight stage, the activation items' loads: one CTA per SM (at 128 registers the
+  // block_m 64 tile spilled ~1 KB).
+  static constexpr int kCtasPerSm = BM == 64 ? 2 : 1;
+  static constexpr int kActBufs = 3;
+  static constexpr int kActBytes = BM * BK * 2;  // one k-tile of activations, swizzled bf16
+  static constexpr int kLdC = BN + 8;            // fp32 staging pitch (the epilogues')
+  static constexpr int kSmemC = BM * kLdC * 4;
+  static constexpr int kSmemA = 0;  // (the main loop carves its own buffers)
+  // + 1024: the dynamic shared memory base is aligned up to the swizzle atom at run time.
+  static constexpr int kSmem = 1024 + cmax(kActBufs * kActBytes, kSmemC);
+};
+
+// The activations of one k-tile (128 K, RegK blocks j = 0..3 of 32) in the K order of the
+// tile's A fragments: m16n8k16 step s = 2 v + t of the k-tile takes, in its columns
+// 8 h + 2 j + {0, 1}, pair i = 2 t + h (elements 8 v + i and 8 v + i + 4) of block j, so
+// the 16-byte unit u = 4 v + i of a token's row holds pair i of word v of blocks 0..3 (one
+// 32-bit slot each). Thread item (row r, word v): the four chunks (16-bit: 8 elements; MX:
+// the word of 8 codes and its block's scale) of v in blocks 0..3 -> units 4 v .. 4 v + 3
+// (a 4 x 4 transpose of 32-bit pairs, free in registers), written to the swizzled tile
+// [2][BM][64] (sw128_off). A quad of threads reads 64 contiguous bytes of a 16-bit row per
+// block. Missing rows and K at or past kend are zeros.
+template <class AT, int BM, int NT>
+struct WgmmaRegsAct {
+  using Op = Operand<AT>;
+  static_assert(IsSame<AT, Bf16>::value || IsSame<AT, Fp4Mx>::value, "wgmma_regs: bf16 or pk_fp4 activations");
+  static constexpr int kItems = BM * 4 / NT;
+  static_assert(BM * 4 % NT == 0, "whole items per thread");
+  // Only what the loads need (a 16-bit item's two k-tiles of row pointers and bounds;
+  // with the GatherRows itself live too, the block_m 64 stage-1 tiles spilled).
+  int kend;  // elements at or past it are zero (K or Kp, < 2^31)
+  bool vec;
+  int row[kItems];
+  const uint8_t* rowp[kItems];   // the item's data at K 0 (row 0's where the row is missing)
+  const uint8_t* srowp[kItems];  // (MX) its row's scales
+  dev::Vec16 d[kItems][4];  // 16-bit: chunk j of the item; MX: word (x) and scale (y) of block j
+  MXF_DEV static int item_row(int u) { return (dev::thread_x() + u * NT) >> 2; }
+  MXF_DEV static int item_v(int u) { return (dev::thread_x() + u * NT) & 3; }
+
+  MXF_DEV WgmmaRegsAct(const GatherRows& src, const int* arow, int64_t kend_) : kend(int(kend_)), vec(src.vec_ok()) {
+#pragma unroll
+    for (int u = 0; u < kItems; ++u) {
+      row[u] = arow[item_row(u)];
+      rowp[u] = src.data(row[u] < 0 ? 0 : row[u], Op::kbyte(8 * item_v(u)));
+      srowp[u] = Op::kMx ? src.scale_ptr(row[u] < 0 ? 0 : row[u], 0) : nullptr;
+    }
+  }
+  // Loads of the k-tile at k0 into registers: plain loads where the row exists, the rows
+  // are aligned and the k-tile ends inside K (prefill: all but the last k-tile and the
+  // block's missing rows), else guarded chunk by chunk.
+  MXF_DEV void load(int k0) {
+    const bool inside = vec && k0 + 128 <= kend;
+#pragma unroll
+    for (int u = 0; u < kItems; ++u) {
+      if (inside && row[u] >= 0) {
+        const uint8_t* p = rowp[u] + Op::kbyte(k0);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          if constexpr (Op::kMx) {
+            d[u][j].x = *reinterpret_cast<const uint32_t*>(p + Op::kbyte(32 * j));
+            d[u][j].y = srowp[u][k0 / 32 + j];
+          } else {
+            d[u][j] = dev::ld16_ro(p + Op::kbyte(32 * j));
+          }
+        }
+        continue;
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int kj = k0 + 32 * j, k = kj + 8 * item_v(u);
+        d[u][j] = dev::zero16();
+        if constexpr (Op::kMx) d[u][j].y = 127;
+        if (row[u] < 0 || k >= kend) continue;
+        const uint8_t* p = rowp[u] + Op::kbyte(kj);
+        if constexpr (Op::kMx) {  // (kend is a multiple of 32: a block is all in or all out)
+          d[u][j].x = vec ? *reinterpret_cast<const uint32_t*>(p) : load_bytes(p, 4).x;
+          d[u][j].y = srowp[u][k / 32];
+        } else {
+          d[u][j] = (vec && k + 8 <= kend) ? dev::ld16_ro(p) : load_bytes(p, 2 * cmin(8, kend - k));
+        }
+      }
+    }
+  }
+  // The k-tile at k0 into L2 only: per row, the quad's lanes v = 0, 1 take its two 128-byte
+  // lines of 16-bit data, or (MX) its data line and its scales' line.
+  MXF_DEV void prefetch(int k0) const {
+    if (!vec || k0 + 128 > kend) return;
+#pragma unroll
+    for (int u = 0; u < kItems; ++u) {
+      const int v = item_v(u);
+      if (row[u] < 0 || v > 1) continue;
+      if constexpr (Op::kMx) dev::prefetch_l2(v == 0 ? rowp[u] + Op::kbyte(k0) : srowp[u] + k0 / 32);
+      else dev::prefetch_l2(rowp[u] + Op::kbyte(k0) + 128 * v);
+    }
+  }
+  // ... and from registers into the swizzled tile at shared address `buf` ([2][BM][64]
+  // 16-bit).
+  MXF_DEV void store(uint32_t buf) const {
+#pragma unroll
+    for (int u = 0; u < kItems; ++u) {
+      uint32_t p[4][4];  // p[j][i]: pair i of block j
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if constexpr (Op::kMx) {
+          e2m1_word_pairs_bf16x2<NaturalBits>(d[u][j].x, e2m1_pair_scale(d[u][j].y), p[j]);
+        } else {
+          const dev::Vec16 a = RegK::arrange(d[u][j]);
+          p[j][0] = a.x, p[j][1] = a.y, p[j][2] = a.z, p[j][3] = a.w;
+        }
+      }
+      const int r = item_row(u), v = item_v(u);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        dev::sts16(buf + 2 * sw128_off<BM>(r, 8 * (4 * v + i)), dev::Vec16{p[0][i], p[1][i], p[2][i], p[3][i]});
+    }
+  }
+};
+
+template <class Tile>
+struct WgmmaRegsMma {
+  static constexpr int N = Tile::BM;  // the MMA's N: the block's tokens
+  float acc[N / 2];
+
+  MXF_DEV static int warp_row0() { return dev::warp_id() * Tile::kWarpRows; }  // this warp's first weight row
+  MXF_DEV void zero() {
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) acc[i] = 0.0f;
+  }
+  MXF_DEV void fence_acc() {
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) dev::reg_fence(acc[i]);
+  }
+  // Words 2 hh and 2 hh + 1 of this lane's weight stage -> the A fragments of steps
+  // 4 hh .. 4 hh + 3 (rows g: ni 0, g + 8: ni 1), exactly (the second multiply where a
+  // scale needs it, E2m1PairScale: a per-lane branch that joins before the MMAs).
+  template <class Stage>
+  MXF_DEV static void convert(const Stage& st, int hh, uint32_t (&a)[4][4]) {
+    E2m1PairScale ks[2];
+    bool any_hi = false;
+#pragma unroll
+    for (int ni = 0; ni < 2; ++ni) {
+      ks[ni] = e2m1_pair_scale(st.s[ni][0]);
+      any_hi |= ks[ni].hi_needed;
+    }
+#pragma unroll
+    for (int vv = 0; vv < 2; ++vv) {
+      const int v = 2 * hh + vv;
+      uint32_t fw[2][4];
+#pragma unroll
+      for (int ni = 0; ni < 2; ++ni) {
+        const dev::Vec16& w = st.v[ni][0];
+        e2m1_word_pairs_lo<typename Stage::Bits>(v == 0 ? w.x : v == 1 ? w.y : v == 2 ? w.z : w.w, ks[ni], fw[ni]);
+      }
+      if (any_hi) {
+#pragma unroll
+        for (int ni = 0; ni < 2; ++ni)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) fw[ni][i] = dev::mul_bf16x2(fw[ni][i], ks[ni].hi);
+      }
+#pragma unroll
+      for (int t = 0; t < 2; ++t) {
+        a[2 * vv + t][0] = fw[0][2 * t];
+        a[2 * vv + t][1] = fw[1][2 * t];
+        a[2 * vv + t][2] = fw[0][2 * t + 1];
+        a[2 * vv + t][3] = fw[1][2 * t + 1];
+      }
+    }
+  }
+  // Issue (asynchronously) the MMAs of half hh of a k-tile: steps 4 hh .. 4 hh + 3, B from
+  // the swizzled activation tile `act` ([2][BM][64]: columns 16 s .. 16 s + 15).
+  MXF_DEV void run_half(const uint32_t (&a)[4][4], const uint16_t* act, int hh) {
+    dev::wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const int k = 16 * (4 * hh + s);
+      dev::wgmma_m64k16_rs<N>(acc, a[s], dev::wgmma_desc_sw128(act + (k >> 6) * (N * 64) + (k & 63)));
+    }
+    dev::wgmma_commit();
+  }
+  // Accumulators -> fp32 staging tile [BM][kLdC] (row = token, column = weight row of the
+  // tile), after the main loop's last wait.
+  MXF_DEV void stage(float* c) const {
+    const int lane = dev::lane_id(), warp = dev::warp_id();
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i)
+      c[dev::wgmma_acc_col(lane, i) * Tile::kLdC + 64 * (warp / 4) + dev::wgmma_acc_row(warp % 4, lane, i)] = acc[i];
+  }
+};
+
+// The main loop of a WgmmaRegsTile over k-tiles [kt0, kt1): `smem` 1024-byte aligned (the
+// three activation buffers). Per k-tile i (weight stage i % kStages, buffer i % 3): load
+// the next k-tile's activations into registers; [wait: at most one MMA group in flight]
+// convert half 0 of the weights, issue its MMAs; [wait] convert half 1, issue; store the
+// next activations into buffer (i + 1) % 3 and fence; refill the weight stage kStages
+// k-tiles ahead (and L2 a further kStages); barrier.
+// Hazards: fragment half h is rewritten after the wait that follows the issue of the other
+// half, i.e. once its previous MMAs (k-tile i - 1) are complete. Buffer (i + 1) % 3 was
+// last read by the MMAs of k-tile i - 2, which each warpgroup waited for (before its
+// half 1 of k-tile i - 1) ahead of the barrier that ended k-tile i - 1; the barrier at the
+// end of k-tile i (after each writer's proxy fence) makes buffer (i + 1) % 3 complete for
+// the MMAs of i + 1. Ends with the MMAs complete and a barrier (shared memory is free).
+template <class AT, class Tile, class WRegs>
+MXF_DEV void gemm_mainloop_wgmma_regs(WgmmaRegsMma<Tile>& mma, const GatherRows& act, const int* arow,
+                                      int64_t akend, const WRegs& wl, unsigned char* smem, int kt0, int kt1) {
+  constexpr int S = WRegs::kStages, BK = Tile::BK, BUF = Tile::BM * BK;
+  constexpr int kActAhead = 3;  // k-tiles of activations fetched into L2 ahead of their loads
+  constexpr bool kLateAct = Tile::kCtasPerSm > 1 && !Operand<AT>::kMx;  // (below)
+  const int n = kt1 - kt0;
+  if (n <= 0) return;
+  uint16_t* const bufs = reinterpret_cast<uint16_t*>(smem);
+  typename WRegs::Stage st[S];
+#pragma unroll
+  for (int d = 0; d < S; ++d)
+    if (d < n) wl.load(st[d], int64_t(kt0 + d) * BK, 0);
+#pragma unroll
+  for (int d = S; d < 2 * S; ++d)  // (the next ones into L2: each refill prefetches S further)
+    if (d < n) wl.prefetch(int64_t(kt0 + d) * BK, 0);
+  WgmmaRegsAct<AT, Tile::BM, Tile::kThreads> xa(act, arow, akend);
+#pragma unroll
+  for (int d = 1; d < kActAhead; ++d)
+    if (!kLateAct && d < n) xa.prefetch((kt0 + d) * BK);
+  xa.load(kt0 * BK);
+  xa.store(dev::smem_addr(bufs));
+  dev::fence_proxy_async();
+  dev::sync_threads();
+  mma.fence_acc();
+  uint32_t frag[2][4][4];
+  for (int r = 0; r < n; r += S) {
+#pragma unroll
+    for (int d = 0; d < S; ++d) {
+      const int i = r + d;
+      if (i >= n) break;  // (uniform for the CTA)
+      const uint16_t* buf = bufs + (i % 3) * BUF;
+      const int64_t k0 = int64_t(kt0 + i) * BK;
+      const bool more = i + 1 < n;
+      // The next k-tile's activations: loaded a whole k-tile ahead of their store, or half
+      // of one, without the L2 prefetch, where their registers would not fit beside the
+      // fragments (two CTAs per SM with 16-bit activations: 16 registers per lane; the
+      // block_m 64 stage-1 tiles spilled 8-40 bytes).
+      if (!kLateAct && more) xa.load(int(k0) + BK);
+      dev::wgmma_wait<1>();
+      WgmmaRegsMma<Tile>::convert(st[d], 0, frag[0]);
+      mma.run_half(frag[0], buf, 0);
+      if (kLateAct && more) xa.load(int(k0) + BK);
+      dev::wgmma_wait<1>();
+      WgmmaRegsMma<Tile>::convert(st[d], 1, frag[1]);
+      mma.run_half(frag[1], buf, 1);
+      if (more) {
+        xa.store(dev::smem_addr(bufs) + 2 * ((i + 1) % 3) * BUF);
+        dev::fence_proxy_async();
+      }
+      // New loads only after the fence (MEMBAR.ALL.CTA + FENCE.VIEW.ASYNC.S in SASS, which
+      // may wait for this thread's loads in flight; with the refill before it the block_m
+      // 128 stage 1 took 1.05x as long, H200).
+      if (i + S < n) wl.load(st[d], k0 + S * BK, 0, i + 2 * S < n ? int64_t(S) * BK : int64_t(0));
+      if (!kLateAct && i + kActAhead < n) xa.prefetch(int(k0) + kActAhead * BK);
+      dev::sync_threads();
+    }
+  }
+  dev::wgmma_wait<0>();
+  mma.fence_acc();
   dev::sync_threads();
 }
 #endif  // MXF_HAS_WGMMA

@@ -85,9 +85,10 @@ struct WeightRows<Bf16, Layout> {
 
 // How an instance's pk_fp4 weights reach the MMAs (schema field b_path of moe_stage1/2):
 // through shared memory (kSmem), as register fragments (kRegs: gemm.cuh, RegFragB), through
-// the warpgroup-MMA ring (kWgmma: WgmmaTile) or as the 16-row operand of the swapped decode
-// tile (kSwap: SwapTile).
-enum class BPath { kSmem, kRegs, kWgmma, kSwap };
+// the warpgroup-MMA ring (kWgmma: WgmmaTile), as the 16-row operand of the swapped decode
+// tile (kSwap: SwapTile) or as the register A operand of warpgroup MMAs (kWgmmaRegs:
+// WgmmaRegsTile).
+enum class BPath { kSmem, kRegs, kWgmma, kSwap, kWgmmaRegs };
 
 // Everything an instance fixes at compile time. WARPS_K: warp groups per k-tile (GemmTile);
 // an instance states 1, and its launcher runs Decode (the same instance with the arch's
@@ -141,11 +142,25 @@ struct MoeSpec {
                             !IsSame<AT, Fp16>::value && (BM == 64 || BM == 128) && BK % 64 == 0),
                 "b_path wgmma: sm90, pk_fp4 weights, a in pk_fp4/bf16/fp8, block_m 64 or 128, "
                 "block_k a multiple of 64");
+  // The swapped warpgroup-MMA main loop: sm90, pk_fp4 weights with pk_fp4 or bf16
+  // activations, block_m 64 / 128, block_n 128, block_k 128 (codegen says the same).
+  static constexpr bool kWgmmaRegs = B_PATH_ == BPath::kWgmmaRegs;
+  static_assert(!kWgmmaRegs || (Arch::kWgmma && IsSame<BT, Fp4Mx>::value &&
+                                (IsSame<AT, Fp4Mx>::value || IsSame<AT, Bf16>::value) &&
+                                (BM == 64 || BM == 128) && BN == 128 && BK == 128),
+                "b_path wgmma_regs: sm90, pk_fp4 weights, a in pk_fp4/bf16, block_m 64 or 128, block_n 128, "
+                "block_k 128");
+  // (weight stages in flight per lane: 10 registers each)
+  static constexpr int kWgmmaRegsStages = BM_ == 64 ? 1 : 2;
   using Tile = typename Cond<
       kWgmma, WgmmaTile<Arch, AT, BT, InT, BM, BN, BK>,
-      typename Cond<kSwap, SwapTile<Arch, BM, BN, BK>, GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>>::type>::type;
-  using Mma = typename Cond<kWgmma, WarpgroupMma<Tile, InT>,
-                            typename Cond<kSwap, SwapMma<Tile>, WarpMma<Tile, InT>>::type>::type;
+      typename Cond<kWgmmaRegs, WgmmaRegsTile<Arch, AT, BM, BN, BK, kWgmmaRegsStages>,
+                    typename Cond<kSwap, SwapTile<Arch, BM, BN, BK>,
+                                  GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>>::type>::type>::type;
+  using Mma = typename Cond<
+      kWgmma, WarpgroupMma<Tile, InT>,
+      typename Cond<kWgmmaRegs, WgmmaRegsMma<Tile>,
+                    typename Cond<kSwap, SwapMma<Tile>, WarpMma<Tile, InT>>::type>::type>::type;
   // The wgmma tile's K order: PairK where both operands are converted (a4w4, a8w4).
   using WgmmaOrder = typename Cond<Operand<AT>::kMx && Operand<BT>::kMx, PairK, NaturalK>::type;
   // (the swapped tile is its own decode variant: launch_gemm then launches one kernel)
@@ -172,9 +187,10 @@ struct MoeSpec {
   using BLoader = typename Cond<
       kWgmma, RingOperand<BT, InT, BN, BK, NT, typename BRows::Rows, WgmmaOrder>,
       typename Cond<kRegB, RegFragB<Tile, typename BRows::Rows>,
+      typename Cond<kWgmmaRegs, RegFragRows<2, 1, 1, typename BRows::Rows, kWgmmaRegsStages, true, true>,
                     typename Cond<kSwap, RegFragRows<swap_warp_rows(BM) / 8, kSwapGpw, 1, typename BRows::Rows, 2, true, true>,
                                   TileLoader<BT, typename dev::SmemOf<InT, BT>::type, BN, BK, NT,
-                                             typename BRows::Rows>>::type>::type>::type;
+                                             typename BRows::Rows>>::type>::type>::type>::type;
   // The one-stage kernel's second GEMM: bf16 intermediate x the same weight type.
   using B2Loader = TileLoader<BT, Bf16, BN, BK, NT, typename BRows::Rows>;
   static_assert(!(kSplitK > 1 && IsSame<AT, Fp4Mx>::value), "split-K never takes fp4 activations");
@@ -493,6 +509,14 @@ MXF_DEV void moe_gemm(typename S::Mma& mma, const MoeGemmArgs& a, int e, const i
         (reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023));  // (kSmem has the slack)
     gemm_mainloop_wgmma(mma, al, bl, base, kt0, kt1);
 #endif
+  } else if constexpr (S::kWgmmaRegs) {
+#if defined(MXF_HAS_WGMMA)
+    const typename S::BLoader wl(rows, s_brow, S::BRows::kend(a.K), S::Mma::warp_row0());
+    unsigned char* const base = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023));  // (kSmem has the slack)
+    gemm_mainloop_wgmma_regs<typename S::AT>(mma, ActRows<typename S::AT>::make(a), s_arow,
+                                             ActRows<typename S::AT>::kend(a.K), wl, base, kt0, kt1);
+#endif
   } else if constexpr (S::kSwap) {
     // token atoms that hold a route (a block's routes are at most T * topk: plan.rows)
     const auto plan = S::Tile::plan(a.T * a.topk, split_tiles<S::BK>(a.K, S::kKParts));
@@ -678,7 +702,7 @@ MXF_HD int64_t onestage_smem_bytes(int64_t I) {
 // its second GEMM reads the intermediate as it lies, in natural K order.
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a) {
-  static_assert(!S::kRegB && !S::kWgmma && !S::kSwap, "the one-stage kernel has the mma.sync shared-memory path only");
+  static_assert(!S::kRegB && !S::kWgmma && !S::kSwap && !S::kWgmmaRegs, "the one-stage kernel has the mma.sync shared-memory path only");
   MXF_DYNAMIC_SMEM(smem);
   __shared__ int s_arow[S::BM], s_orow[S::BM], s_brow[S::BN];
   __shared__ float s_w[S::BM];

@@ -155,6 +155,15 @@ def test_gemm_instance_odd_dims(inst, grng):
         CHECKS[inst.op](inst, T, grng, GPU, dims=ODD_DIMS)
 
 
+# A bf16 output whose rows are not 16-byte aligned (H = 2900: row pitch % 8 = 4) takes the
+# stage-2 epilogue's pair adds instead of its 8-wide reductions (moe.cuh,
+# accumulate_epilogue); the model shapes above take the reductions.
+@pytest.mark.parametrize("inst", [i for i in GEMMS if i.op == "moe_stage2"], ids=lambda i: i.name)
+def test_stage2_unaligned_output_rows(inst, grng):
+    for T in (37, 300):
+        CHECKS[inst.op](inst, T, grng, GPU, dims=(2900, 224))
+
+
 # Weight scales above 2^1 take a second bf16 multiply (mx.cuh, E2m1PairScale) and, in the
 # swapped decode tile, their own copy of the main loop (gemm.cuh, SwapMma::run); the
 # scales above stay near 1/sqrt(K). Here scale bytes 118 .. 136 (2^-9 .. 2^9).

@@ -199,6 +199,10 @@ MXF_DEV void atomic_add_bf16(uint16_t* p, uint16_t v) {
   uint16_t* base = reinterpret_cast<uint16_t*>(a & ~uintptr_t(3));
   atomic_add_bf16x2(base, (a & 2) ? uint32_t(v) << 16 : uint32_t(v));
 }
+// Eight bf16 adds (sm90 has one 16-byte reduction for them): four word adds.
+MXF_DEV void atomic_add_bf16x8(uint16_t* p, const uint32_t (&v)[4]) {
+  for (int i = 0; i < 4; ++i) atomic_add_bf16x2(p + 2 * i, v[i]);
+}
 
 // ---- conversions (the numerics.h roundings: round to nearest even) --------------------
 MXF_DEV uint32_t pack_bf16x2(float lo, float hi) {
@@ -358,6 +362,7 @@ void atomic_add(float* p, float v);
 void atomic_add(int* p, int v);
 void atomic_add_bf16x2(uint16_t* p, uint32_t packed_lo_hi);
 void atomic_add_bf16(uint16_t* p, uint16_t v);
+void atomic_add_bf16x8(uint16_t* p, const uint32_t (&v)[4]);
 uint32_t pack_bf16x2(float lo, float hi);
 uint32_t pack_f16x2(float lo, float hi);
 template <class InT>

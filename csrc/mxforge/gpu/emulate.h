@@ -219,6 +219,10 @@ inline void atomic_add_bf16x2(uint16_t* p, uint32_t packed) {
   atomic_add_bf16(p, uint16_t(packed));
   atomic_add_bf16(p + 1, uint16_t(packed >> 16));
 }
+inline void atomic_add_bf16x8(uint16_t* p, const uint32_t (&v)[4]) {
+  if (reinterpret_cast<uintptr_t>(p) & 15u) { fprintf(stderr, "emulate: misaligned bf16x8\n"); abort(); }
+  for (int i = 0; i < 4; ++i) atomic_add_bf16x2(p + 2 * i, v[i]);
+}
 
 inline uint32_t pack_bf16x2(float lo, float hi) {
   return uint32_t(f32_to_bf16(lo)) | (uint32_t(f32_to_bf16(hi)) << 16);

@@ -405,12 +405,44 @@ MXF_DEV void add_out_pair(const MoeGemmArgs& a, int orow, int64_t n, float v0, f
 // out[t, n] += value (bf16 pairs by bf16x2 atomic adds, or fp32 atomic adds), or with
 // kToWs (split-K stage 2, bf16 out) workspace[t, n] += value in fp32. Split-K passes the
 // bias to split 0 only (bias_e null in the others): (p0 + b) w + p1 w = (p0 + p1 + b) w.
+// A bf16 output takes 8 columns per thread: one 16-byte reduction (atomic_add_bf16x8) where
+// they are whole and aligned, else the pairs above. (At T = 8192 MiniMax TP=8's stage 2
+// adds 2 x 10^8 bf16 values: the adds, not its K = 192 of MMAs, set its time.)
 template <class S, bool kBias, bool kWeight, bool kToWs = false>
 MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const float* bias_e,
                                  int64_t n0, int64_t N, const BlockRows& rows) {
   const bool add_bias = kBias && (S::kSplitK == 1 || bias_e != nullptr);
   constexpr int PAIRS = S::BN / 2, LDC = S::Tile::kLdC;
   const bool pairs_ok = a.out_stride % 2 == 0 && (reinterpret_cast<uintptr_t>(a.out) & 3u) == 0;
+  if constexpr (IsSame<typename S::OutT, Bf16>::value && !kToWs && S::BN % 8 == 0 && LDC % 4 == 0) {
+    constexpr int OCTS = S::BN / 8;
+    const bool octs_ok = a.out_stride % 8 == 0 && (reinterpret_cast<uintptr_t>(a.out) & 15u) == 0;
+    for (int idx = dev::thread_x(); idx < S::BM * OCTS; idx += S::NT) {
+      const int r = idx / OCTS, co = idx % OCTS;
+      const int64_t n = n0 + 8 * co;
+      if (rows.orow[r] < 0 || n >= N) continue;
+      const float* src = c + r * LDC + 8 * co;
+      if (octs_ok && n + 8 <= N) {
+        float v[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          v[i] = src[i];
+          if (add_bias) v[i] += bias_e[n + i];
+          if constexpr (kWeight) v[i] *= rows.w[r];
+        }
+        const uint32_t o[4] = {dev::pack_bf16x2(v[0], v[1]), dev::pack_bf16x2(v[2], v[3]),
+                               dev::pack_bf16x2(v[4], v[5]), dev::pack_bf16x2(v[6], v[7])};
+        dev::atomic_add_bf16x8(static_cast<uint16_t*>(a.out) + int64_t(rows.orow[r]) * a.out_stride + n, o);
+      } else {
+        for (int p = 0; p < 8 && n + p < N; p += 2) {
+          const bool two = n + p + 1 < N;
+          add_out_pair<S, kWeight, kToWs>(a, rows.orow[r], n + p, src[p], two ? src[p + 1] : 0.0f, two, pairs_ok,
+                                          add_bias, bias_e, rows.w[r]);
+        }
+      }
+    }
+    return;
+  }
   for (int idx = dev::thread_x(); idx < S::BM * PAIRS; idx += S::NT) {
     const int r = idx / PAIRS, cp = idx % PAIRS;
     const int64_t n = n0 + 2 * cp;

@@ -435,6 +435,35 @@ def test_heuristic_takes_wgmma_tiles_for_prefill_only():
     assert "wgmma tile (prefill" in dispatch.heuristic_rank(best(2048), Shape(T=2048, N=384, K=3072, E=256, topk=8))[1]
 
 
+def test_heuristic_takes_wgmma_regs_tiles_from_64_to_128_rows():
+    """sm90 from WGMMA_MIN_ROWS to below WGMMA_REGS_MAX_ROWS rows per active expert the
+    wgmma_regs tile, block_m 64, before the wgmma ring (the tuned choice for every stage 1 at
+    T = 2048 on both tuned models, session 21); from 128 rows the ring first again, and
+    below WGMMA_MIN_ROWS (bf16 activations from 32 rows) the ring or mma.sync as before."""
+    base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
+                out="bf16", split_k=1, activation="silu", gate_up="concat", routed_weight="none",
+                bias=False, layout="plain")
+    cands = [dispatch.Instance(index=i, name=f"sm90_{path}_m{bm}_k{bk}", block_m=bm, block_n=128,
+                               block_k=bk, b_path=path, **base)
+             for i, (bm, bk, path) in enumerate([(64, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma"),
+                                                 (64, 128, "wgmma_regs"), (128, 128, "wgmma_regs")])]
+
+    def best(T: int, a: str = "bf16") -> dispatch.Instance:
+        shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
+        pool = [dataclasses.replace(i, a=a) for i in cands]
+        return min(pool, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+
+    for a in ("bf16", "pk_fp4"):  # 64 rows per expert at T = 2048, 128 at 4096
+        assert (best(2048, a).b_path, best(2048, a).block_m) == ("wgmma_regs", 64), a
+        assert (best(4096, a).b_path, best(4096, a).block_m) == ("wgmma", 128), a
+        assert (best(8192, a).b_path, best(8192, a).block_m) == ("wgmma", 128), a
+    assert (best(1024).b_path, best(1024).block_m) == ("wgmma", 64)  # 32 rows/expert, bf16 A
+    assert (best(1024, "pk_fp4").b_path, best(1024, "pk_fp4").block_m) == ("smem", 64)
+    assert best(512).b_path == "smem"
+    why = dispatch.heuristic_rank(best(2048), Shape(T=2048, N=384, K=3072, E=256, topk=8))[1]
+    assert "wgmma_regs tile (prefill: 64 rows/expert, before the ring)" in why
+
+
 def test_merge_tuned_as_layout(tmp_path):
     """scripts/merge_tuned.py --as-layout plain: rows tuned on pairbits weights replace the
     plain rows asking the same question, instance names with the layout part swapped (the

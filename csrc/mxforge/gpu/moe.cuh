@@ -441,15 +441,15 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
         }
       }
     }
-    return;
-  }
-  for (int idx = dev::thread_x(); idx < S::BM * PAIRS; idx += S::NT) {
-    const int r = idx / PAIRS, cp = idx % PAIRS;
-    const int64_t n = n0 + 2 * cp;
-    if (rows.orow[r] < 0 || n >= N) continue;
-    const bool two = n + 1 < N;
-    const float v0 = c[r * LDC + 2 * cp], v1 = two ? c[r * LDC + 2 * cp + 1] : 0.0f;
-    add_out_pair<S, kWeight, kToWs>(a, rows.orow[r], n, v0, v1, two, pairs_ok, add_bias, bias_e, rows.w[r]);
+  } else {
+    for (int idx = dev::thread_x(); idx < S::BM * PAIRS; idx += S::NT) {
+      const int r = idx / PAIRS, cp = idx % PAIRS;
+      const int64_t n = n0 + 2 * cp;
+      if (rows.orow[r] < 0 || n >= N) continue;
+      const bool two = n + 1 < N;
+      const float v0 = c[r * LDC + 2 * cp], v1 = two ? c[r * LDC + 2 * cp + 1] : 0.0f;
+      add_out_pair<S, kWeight, kToWs>(a, rows.orow[r], n, v0, v1, two, pairs_ok, add_bias, bias_e, rows.w[r]);
+    }
   }
 }
 

@@ -1127,6 +1127,10 @@ struct RingOperand;
 //     halves, each half's fragments converted while the other half's MMAs run (a wait for
 //     all but the last group before each conversion); three activation buffers, one
 //     barrier per k-tile.
+// Measured (H200, benchmarks/README.md, session 21): block_m 64 at two CTAs per SM beats the
+// ring tile from 64 to 128 rows per expert (stage 1 at T = 2048: 0.73-1.00x); block_m 128,
+// one CTA of 8 warps per SM, is latency-bound (ncu: 6 cycles per issued instruction per warp,
+// the tensor pipe 29 % busy) and about the ring's speed at 256 rows.
 template <class Arch, class AT, int BM, int BN, int BK, int WSTAGES>
 struct WgmmaRegsTile;  // (defined where the device layer has wgmma: MXF_HAS_WGMMA)
 template <class Tile>
@@ -1383,8 +1387,9 @@ struct WgmmaRegsTile {
   static constexpr int kWarpRows = 16;  // weight rows per warp: its slice of the warpgroup's 64
   static constexpr int kWStages = WSTAGES;
   // Registers: BM / 2 accumulators, 32 fragment registers per copy of the k-tile loop, 10
-  // per weight stage, the activation items' loads: one CTA per SM (at 128 registers the
-  // block_m 64 tile spilled ~1 KB).
+  // per weight stage, the activation items' loads. block_m 64: two CTAs per SM (<= 128
+  // registers, with one weight stage: MoeSpec); block_m 128: one (~250 registers; with two
+  // stages at 128 registers the block_m 64 tile spilled ~1 KB).
   static constexpr int kCtasPerSm = BM == 64 ? 2 : 1;
   static constexpr int kActBufs = 3;
   static constexpr int kActBytes = BM * BK * 2;  // one k-tile of activations, swizzled bf16

@@ -405,16 +405,18 @@ MXF_DEV void add_out_pair(const MoeGemmArgs& a, int orow, int64_t n, float v0, f
 // out[t, n] += value (bf16 pairs by bf16x2 atomic adds, or fp32 atomic adds), or with
 // kToWs (split-K stage 2, bf16 out) workspace[t, n] += value in fp32. Split-K passes the
 // bias to split 0 only (bias_e null in the others): (p0 + b) w + p1 w = (p0 + p1 + b) w.
-// A bf16 output takes 8 columns per thread: one 16-byte reduction (atomic_add_bf16x8) where
-// they are whole and aligned, else the pairs above. (At T = 8192 MiniMax TP=8's stage 2
-// adds 2 x 10^8 bf16 values: the adds, not its K = 192 of MMAs, set its time.)
+// Tiles of block_m >= 64 (prefill) add a bf16 output 8 columns per thread: one 16-byte
+// reduction (atomic_add_bf16x8) where they are whole and aligned, else the pairs above. (At
+// T = 8192 MiniMax TP=8's stage 2 adds 2 x 10^8 bf16 values: the adds, not its K = 192 of
+// MMAs, set its time. The decode tiles keep the pairs: with the wider code nvcc 13.0 spilled
+// registers in 24 of their stage-2 kernels.)
 template <class S, bool kBias, bool kWeight, bool kToWs = false>
 MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const float* bias_e,
                                  int64_t n0, int64_t N, const BlockRows& rows) {
   const bool add_bias = kBias && (S::kSplitK == 1 || bias_e != nullptr);
   constexpr int PAIRS = S::BN / 2, LDC = S::Tile::kLdC;
   const bool pairs_ok = a.out_stride % 2 == 0 && (reinterpret_cast<uintptr_t>(a.out) & 3u) == 0;
-  if constexpr (IsSame<typename S::OutT, Bf16>::value && !kToWs && S::BN % 8 == 0 && LDC % 4 == 0) {
+  if constexpr (IsSame<typename S::OutT, Bf16>::value && !kToWs && S::BM >= 64 && S::BN % 8 == 0 && LDC % 4 == 0) {
     constexpr int OCTS = S::BN / 8;
     const bool octs_ok = a.out_stride % 8 == 0 && (reinterpret_cast<uintptr_t>(a.out) & 15u) == 0;
     for (int idx = dev::thread_x(); idx < S::BM * OCTS; idx += S::NT) {

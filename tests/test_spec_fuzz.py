@@ -194,7 +194,11 @@ def allowed_combination(c: dict[str, Any]) -> bool:
             # wgmma: two warpgroups of m64 x (64 or 128) columns each, block_k 64
             and not (c.get("b_path", "smem") == "wgmma"
                      and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] != "fp16"
-                              and bm in (64, 128) and bk == 64 and bn * bm // 128 in (64, 128))))
+                              and bm in (64, 128) and bk == 64 and bn * bm // 128 in (64, 128)))
+            # wgmma_regs: two warpgroups of 64 weight rows, the block's tokens as the MMAs' N
+            and not (c.get("b_path", "smem") == "wgmma_regs"
+                     and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] in ("pk_fp4", "bf16")
+                              and bm in (64, 128) and bn == 128 and bk == 128)))
 
 
 def expands(g: dict[str, Any]) -> bool:

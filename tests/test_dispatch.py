@@ -407,22 +407,32 @@ def test_heuristic_sizes_stage2_n_tiles_to_the_grid():
     assert "n_tiles 6 (wanted up to 11)" in dispatch.heuristic_rank(inst, shape)[1]
 
 
+def minimax_stage1_candidates(tiles: list[tuple[int, int, str]]) -> list[dispatch.Instance]:
+    """sm90 MiniMax-shaped stage-1 instances (bf16 x pk_fp4, silu), one per (block_m,
+    block_k, b_path), block_n 128."""
+    base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
+                out="bf16", split_k=1, activation="silu", gate_up="concat", routed_weight="none",
+                bias=False, layout="plain")
+    return [dispatch.Instance(index=i, name=f"sm90_{path}_m{bm}_k{bk}", block_m=bm, block_n=128,
+                              block_k=bk, b_path=path, **base) for i, (bm, bk, path) in enumerate(tiles)]
+
+
+def heuristic_best(cands: list[dispatch.Instance], T: int, a: str) -> dispatch.Instance:
+    """The heuristic's choice among cands (activations `a`) for MiniMax TP=8 stage 1 at T."""
+    shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
+    pool = [dataclasses.replace(i, a=a) for i in cands]
+    return min(pool, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+
+
 def test_heuristic_takes_wgmma_tiles_for_prefill_only():
     """sm90 from WGMMA_MIN_ROWS rows per active expert (WGMMA_MIN_ROWS_A16 for bf16
     activations): the wgmma tile, block_m 128 at T >= 2048 and 64 at 32 rows per expert (the
     tuned choices on both tuned models); below it, never a wgmma tile."""
-    base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
-                out="bf16", split_k=1, activation="silu", gate_up="concat", routed_weight="none",
-                bias=False, layout="plain")
-    cands = [dispatch.Instance(index=i, name=f"sm90_{path}_m{bm}_k{bk}", block_m=bm, block_n=128,
-                               block_k=bk, b_path=path, **base)
-             for i, (bm, bk, path) in enumerate([(16, 128, "smem"), (32, 128, "smem"), (64, 128, "smem"),
-                                                 (128, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma")])]
+    cands = minimax_stage1_candidates([(16, 128, "smem"), (32, 128, "smem"), (64, 128, "smem"),
+                                       (128, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma")])
 
     def best(T: int, a: str = "bf16") -> dispatch.Instance:
-        shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
-        pool = [dataclasses.replace(i, a=a) for i in cands]
-        return min(pool, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+        return heuristic_best(cands, T, a)
 
     # 8 routes/token over 256 experts: 64 rows per expert from T = 2048
     assert (best(2048).b_path, best(2048).block_m) == ("wgmma", 128)
@@ -440,18 +450,11 @@ def test_heuristic_takes_wgmma_regs_tiles_from_64_to_128_rows():
     wgmma_regs tile, block_m 64, before the wgmma ring (the tuned choice for every stage 1 at
     T = 2048 on both tuned models, session 21); from 128 rows the ring first again, and
     below WGMMA_MIN_ROWS (bf16 activations from 32 rows) the ring or mma.sync as before."""
-    base = dict(target="sm90", op="moe_stage1", args_type="MoeGemmArgs", a="bf16", b="pk_fp4",
-                out="bf16", split_k=1, activation="silu", gate_up="concat", routed_weight="none",
-                bias=False, layout="plain")
-    cands = [dispatch.Instance(index=i, name=f"sm90_{path}_m{bm}_k{bk}", block_m=bm, block_n=128,
-                               block_k=bk, b_path=path, **base)
-             for i, (bm, bk, path) in enumerate([(64, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma"),
-                                                 (64, 128, "wgmma_regs"), (128, 128, "wgmma_regs")])]
+    cands = minimax_stage1_candidates([(64, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma"),
+                                       (64, 128, "wgmma_regs"), (128, 128, "wgmma_regs")])
 
     def best(T: int, a: str = "bf16") -> dispatch.Instance:
-        shape = Shape(T=T, N=384, K=3072, E=256, topk=8)
-        pool = [dataclasses.replace(i, a=a) for i in cands]
-        return min(pool, key=lambda i: dispatch.heuristic_rank(i, shape)[0])
+        return heuristic_best(cands, T, a)
 
     for a in ("bf16", "pk_fp4"):  # 64 rows per expert at T = 2048, 128 at 4096
         assert (best(2048, a).b_path, best(2048, a).block_m) == ("wgmma_regs", 64), a

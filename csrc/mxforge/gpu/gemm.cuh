@@ -1285,14 +1285,13 @@ struct RingOperand : RingShape<T, ROWS, BK> {
   }
 };
 
-template <class Tile, class InT>
-struct WarpgroupMma {
-  static constexpr int N = Tile::WGN;
+// A warpgroup MMA's fp32 accumulators (N / 2 per thread: m64nNk16) and what every main loop
+// does to them: zero them, and keep the compiler from moving their reads and writes across
+// the wgmma fences.
+template <int N_>
+struct WgmmaAcc {
+  static constexpr int N = N_;
   float acc[N / 2];
-
-  MXF_DEV static int wg() { return dev::thread_x() / dev::kWarpgroupThreads; }
-  MXF_DEV static int wg_m() { return wg() / Tile::kWgN; }
-  MXF_DEV static int wg_n() { return wg() % Tile::kWgN; }
   MXF_DEV void zero() {
 #pragma unroll
     for (int i = 0; i < N / 2; ++i) acc[i] = 0.0f;
@@ -1301,6 +1300,16 @@ struct WarpgroupMma {
 #pragma unroll
     for (int i = 0; i < N / 2; ++i) dev::reg_fence(acc[i]);
   }
+};
+
+template <class Tile, class InT>
+struct WarpgroupMma : WgmmaAcc<Tile::WGN> {
+  using WgmmaAcc<Tile::WGN>::N;
+  using WgmmaAcc<Tile::WGN>::acc;
+
+  MXF_DEV static int wg() { return dev::thread_x() / dev::kWarpgroupThreads; }
+  MXF_DEV static int wg_m() { return wg() / Tile::kWgN; }
+  MXF_DEV static int wg_n() { return wg() % Tile::kWgN; }
   // Issue (asynchronously) this warpgroup's MMAs of one k-tile: A and B swizzled tiles.
   MXF_DEV void run(const uint16_t* a, const uint16_t* b) {
     dev::wgmma_fence();
@@ -1506,19 +1515,11 @@ struct WgmmaRegsAct {
 };
 
 template <class Tile>
-struct WgmmaRegsMma {
-  static constexpr int N = Tile::BM;  // the MMA's N: the block's tokens
-  float acc[N / 2];
+struct WgmmaRegsMma : WgmmaAcc<Tile::BM> {  // (the MMA's N: the block's tokens)
+  using WgmmaAcc<Tile::BM>::N;
+  using WgmmaAcc<Tile::BM>::acc;
 
   MXF_DEV static int warp_row0() { return dev::warp_id() * Tile::kWarpRows; }  // this warp's first weight row
-  MXF_DEV void zero() {
-#pragma unroll
-    for (int i = 0; i < N / 2; ++i) acc[i] = 0.0f;
-  }
-  MXF_DEV void fence_acc() {
-#pragma unroll
-    for (int i = 0; i < N / 2; ++i) dev::reg_fence(acc[i]);
-  }
   // Words 2 hh and 2 hh + 1 of this lane's weight stage -> the A fragments of steps
   // 4 hh .. 4 hh + 3 (rows g: ni 0, g + 8: ni 1), exactly (the second multiply where a
   // scale needs it, E2m1PairScale: a per-lane branch that joins before the MMAs).

@@ -64,7 +64,7 @@ def main(table: Path, news: list[Path], layout: str | None = None) -> None:
                 appended += 1
     tmp = table.with_name(table.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(TUNED_COLUMNS))
+        w = csv.DictWriter(fh, fieldnames=list(TUNED_COLUMNS), lineterminator="\n")  # (the table's own line ends)
         w.writeheader()
         w.writerows(rows)
     tmp.replace(table)

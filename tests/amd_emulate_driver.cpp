@@ -342,6 +342,27 @@ int main() {
       for (int h = 0; h < H; ++h) packed[size_t(t) * H + h] = odd[size_t(t) * (H + 1) + h];
     printf("REL stage2_sm90_a16_swap_nt3_odd_pitch %.3e\n", rel_l2(packed, s2b_ref));
   }
+  // ... and K = 192 (MiniMax TP=8's stage 2) with pairbits weights: the second k-tile holds
+  // 64 elements (lanes 2 and 3 of each row past K: guarded loads, zeros), in full N tiles
+  // and in the partial last one
+  {
+    const int K2 = 192;
+    const MxWeight w192 = random_fp4_weight(H, K2), w192p = pairbits(w192);
+    const std::vector<uint16_t> y192 = random_bf16(size_t(R) * K2);
+    std::vector<float> bias2(size_t(E) * H);
+    for (size_t i = 0; i < bias2.size(); ++i) bias2[i] = float(int(i % 7) - 3) * 0.5f;
+    auto run = [&](mxf::Status (*fn)(const void*), const char* name, const Sorted& s, const MxWeight& w) {
+      std::vector<uint16_t> out(size_t(T) * H, 0);
+      mxf::MoeGemmArgs a = gemm_args(s);
+      a.a = y192.data(), a.a_stride = K2, a.b = w.q.data(), a.b_scales = w.s.data(), a.bias = bias2.data();
+      a.out = out.data(), a.out_stride = H, a.N = H, a.K = K2;
+      check(fn(&a), name);
+      return out;
+    };
+    printf("REL stage2_sm90_a16_swap_nt3_k192 %.3e\n",
+           rel_l2(run(EMU90_S2WN3B, "sm90 stage2 a16w4 swap n_tiles 3 pairbits, K = 192", ref, w192p),
+                  run(CPU_S2BB, "cpu stage2 a16w4 bias, K = 192", ref16, w192)));
+  }
   // ... and clusters of CTAs sharing a tile's K (cluster_k; the CTAs of a cluster run at the
   // same time here, each with its own shared memory): H = 352 is three 128-wide k-tiles,
   // so cluster_k 4 has one CTA with an empty K range and cluster_k 2 a partial last part

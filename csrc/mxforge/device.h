@@ -232,6 +232,10 @@ MXF_DEV Vec16 lds16(uint32_t a) {
 MXF_DEV void sts16(uint32_t a, const Vec16& v) {
   asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
+// ... and 8 bytes (x, y). 8-B aligned.
+MXF_DEV void sts8(uint32_t a, uint32_t x, uint32_t y) {
+  asm volatile("st.shared.v2.u32 [%0], {%1, %2};" ::"r"(a), "r"(x), "r"(y) : "memory");
+}
 
 template <class InT>
 struct MmaAtomSm90Base {

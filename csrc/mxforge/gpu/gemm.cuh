@@ -245,6 +245,17 @@ MXF_DEV dev::Vec16 load_bytes(const uint8_t* p, int n) {
     if (b < n) w[b / 4] |= uint32_t(p[b]) << (8 * (b % 4));
   return dev::Vec16{w[0], w[1], w[2], w[3]};
 }
+// ... n 16-bit elements (n <= 8) from a 2-byte aligned p (a 16-bit operand's row): half
+// the loads and registers of load_bytes (with bytes the wgmma_regs tile's guarded path
+// spilled at two CTAs per SM).
+MXF_DEV dev::Vec16 load_halves(const uint8_t* p, int n) {
+  const uint16_t* q = reinterpret_cast<const uint16_t*>(p);
+  uint32_t w[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    if (e < n) w[e / 2] |= uint32_t(q[e]) << (16 * (e % 2));
+  return dev::Vec16{w[0], w[1], w[2], w[3]};
+}
 
 // Loads ROWS x BK tiles of an operand of dtype T into shared memory as InT, in K order
 // `Order` (NaturalK or RegK). Thread t owns chunks t, t + NT, ... of the tile (row-major
@@ -1445,7 +1456,10 @@ struct WgmmaRegsAct {
   }
   // Loads of the k-tile at k0 into registers: plain loads where the row exists, the rows
   // are aligned and the k-tile ends inside K (prefill: all but the last k-tile and the
-  // block's missing rows), else guarded chunk by chunk.
+  // block's missing rows), else guarded chunk by chunk. Blocks [J0, J0 + NJ) only: the
+  // 16-bit tiles of two CTAs per SM take a k-tile in two parts of two blocks (store below:
+  // 8 registers live at a time instead of 16; gemm_mainloop_wgmma_regs).
+  template <int J0 = 0, int NJ = 4>
   MXF_DEV void load(int k0) {
     const bool inside = vec && k0 + 128 <= kend;
 #pragma unroll
@@ -1453,7 +1467,7 @@ struct WgmmaRegsAct {
       if (inside && row[u] >= 0) {
         const uint8_t* p = rowp[u] + Op::kbyte(k0);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
+        for (int j = J0; j < J0 + NJ; ++j) {
           if constexpr (Op::kMx) {
             d[u][j].x = *reinterpret_cast<const uint32_t*>(p + Op::kbyte(32 * j));
             d[u][j].y = srowp[u][k0 / 32 + j];
@@ -1464,7 +1478,7 @@ struct WgmmaRegsAct {
         continue;
       }
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
+      for (int j = J0; j < J0 + NJ; ++j) {
         const int kj = k0 + 32 * j, k = kj + 8 * item_v(u);
         d[u][j] = dev::zero16();
         if constexpr (Op::kMx) d[u][j].y = 127;
@@ -1474,7 +1488,7 @@ struct WgmmaRegsAct {
           d[u][j].x = vec ? *reinterpret_cast<const uint32_t*>(p) : load_bytes(p, 4).x;
           d[u][j].y = srowp[u][k / 32];
         } else {
-          d[u][j] = (vec && k + 8 <= kend) ? dev::ld16_ro(p) : load_bytes(p, 2 * cmin(8, kend - k));
+          d[u][j] = (vec && k + 8 <= kend) ? dev::ld16_ro(p) : load_halves(p, cmin(8, kend - k));
         }
       }
     }
@@ -1492,13 +1506,15 @@ struct WgmmaRegsAct {
     }
   }
   // ... and from registers into the swizzled tile at shared address `buf` ([2][BM][64]
-  // 16-bit).
+  // 16-bit): blocks [J0, J0 + NJ) (as loaded), bytes 4 J0 .. 4 (J0 + NJ) of each unit.
+  template <int J0 = 0, int NJ = 4>
   MXF_DEV void store(uint32_t buf) const {
+    static_assert((J0 == 0 && NJ == 4) || ((J0 == 0 || J0 == 2) && NJ == 2), "all four blocks, or two");
 #pragma unroll
     for (int u = 0; u < kItems; ++u) {
       uint32_t p[4][4];  // p[j][i]: pair i of block j
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
+      for (int j = J0; j < J0 + NJ; ++j) {
         if constexpr (Op::kMx) {
           e2m1_word_pairs_bf16x2<NaturalBits>(d[u][j].x, e2m1_pair_scale(d[u][j].y), p[j]);
         } else {
@@ -1508,8 +1524,11 @@ struct WgmmaRegsAct {
       }
       const int r = item_row(u), v = item_v(u);
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
-        dev::sts16(buf + 2 * sw128_off<BM>(r, 8 * (4 * v + i)), dev::Vec16{p[0][i], p[1][i], p[2][i], p[3][i]});
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t at = buf + 2 * sw128_off<BM>(r, 8 * (4 * v + i));
+        if constexpr (NJ == 4) dev::sts16(at, dev::Vec16{p[0][i], p[1][i], p[2][i], p[3][i]});
+        else dev::sts8(at + 4 * J0, p[J0][i], p[J0 + 1][i]);
+      }
     }
   }
 };
@@ -1623,20 +1642,31 @@ MXF_DEV void gemm_mainloop_wgmma_regs(WgmmaRegsMma<Tile>& mma, const GatherRows&
       const uint16_t* buf = bufs + (i % 3) * BUF;
       const int64_t k0 = int64_t(kt0 + i) * BK;
       const bool more = i + 1 < n;
-      // The next k-tile's activations: loaded a whole k-tile ahead of their store, or half
-      // of one, without the L2 prefetch, where their registers would not fit beside the
-      // fragments (two CTAs per SM with 16-bit activations: 16 registers per lane; the
-      // block_m 64 stage-1 tiles spilled 8-40 bytes).
-      if (!kLateAct && more) xa.load(int(k0) + BK);
+      // The next k-tile's activations: loaded a whole k-tile ahead of their store; or,
+      // where their registers would not fit beside the fragments (two CTAs per SM with
+      // 16-bit activations: 16 registers per lane; the block_m 64 stage-1 tiles spilled
+      // 8-40 bytes), in two parts without the L2 prefetch: blocks 2-3 loaded here and
+      // stored after half 0's MMAs are issued, blocks 0-1 loaded then and stored after
+      // half 1's (8 registers live beside each half's fragments). Buffer (i + 1) % 3 is
+      // free for the whole k-tile (hazards above).
+      const uint32_t next = dev::smem_addr(bufs) + 2 * ((i + 1) % 3) * BUF;
+      if (more) {
+        if constexpr (kLateAct) xa.template load<2, 2>(int(k0) + BK);
+        else xa.load(int(k0) + BK);
+      }
       dev::wgmma_wait<1>();
       WgmmaRegsMma<Tile>::convert(st[d], 0, frag[0]);
       mma.run_half(frag[0], buf, 0);
-      if (kLateAct && more) xa.load(int(k0) + BK);
+      if (kLateAct && more) {
+        xa.template store<2, 2>(next);
+        xa.template load<0, 2>(int(k0) + BK);
+      }
       dev::wgmma_wait<1>();
       WgmmaRegsMma<Tile>::convert(st[d], 1, frag[1]);
       mma.run_half(frag[1], buf, 1);
       if (more) {
-        xa.store(dev::smem_addr(bufs) + 2 * ((i + 1) % 3) * BUF);
+        if constexpr (kLateAct) xa.template store<0, 2>(next);
+        else xa.store(next);
         dev::fence_proxy_async();
       }
       // New loads only after the fence (MEMBAR.ALL.CTA + FENCE.VIEW.ASYNC.S in SASS, which

@@ -352,9 +352,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       expert) on both tuned models and for gpt-oss' stage 2 (0.78x and 0.87x the a16w4
       layer's time of the ring tiles tuned before; from 128 rows it took them only with bf16
       activations, block_m 64 at T = 4096 and 128 at 8192 (H200, 2026-12-01, session 21).
-      (The default set has no block_m 64 stage 1 with bf16 activations: it spilled under
-      nvcc 13.0. There the block_m 128 one ranks first.)
-      Up to
+      Stage 1 with bf16 activations at block_m 64 (back in the default set since session 22,
+      without spills) took gpt-oss' a16w4 layer to 0.76x at T = 2048. Up to
       SWAP_MAX_ROWS rows per active expert the swapped tiles (b_path swap) first, with block_m
       SWAP_ROWS_FACTOR x the rows (16 up to 16 rows, then 32; not 2x) and their largest
       block_n: the tuner took them for 40 of

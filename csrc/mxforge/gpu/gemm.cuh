@@ -236,26 +236,21 @@ MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, const Dst& dst, int k
   }
 }
 
-// Up to 16 bytes one by one (unaligned rows, or the last partial chunk of a row). Fully
+// Up to 16 bytes as n units of U (uint8_t: one by one, for unaligned rows or the last
+// partial chunk of a row; uint16_t: a 16-bit operand's row, half the loads and registers,
+// which kept the wgmma_regs tile's guarded path from spilling at two CTAs per SM). Fully
 // unrolled so that w[] stays in registers (a runtime index would put it on the stack).
-MXF_DEV dev::Vec16 load_bytes(const uint8_t* p, int n) {
+template <class U>
+MXF_DEV dev::Vec16 load_units(const uint8_t* p, int n) {
+  constexpr int kPerWord = 4 / int(sizeof(U));
+  const U* q = reinterpret_cast<const U*>(p);
   uint32_t w[4] = {0u, 0u, 0u, 0u};
 #pragma unroll
-  for (int b = 0; b < 16; ++b)
-    if (b < n) w[b / 4] |= uint32_t(p[b]) << (8 * (b % 4));
+  for (int e = 0; e < 4 * kPerWord; ++e)
+    if (e < n) w[e / kPerWord] |= uint32_t(q[e]) << (8 * int(sizeof(U)) * (e % kPerWord));
   return dev::Vec16{w[0], w[1], w[2], w[3]};
 }
-// ... n 16-bit elements (n <= 8) from a 2-byte aligned p (a 16-bit operand's row): half
-// the loads and registers of load_bytes (with bytes the wgmma_regs tile's guarded path
-// spilled at two CTAs per SM).
-MXF_DEV dev::Vec16 load_halves(const uint8_t* p, int n) {
-  const uint16_t* q = reinterpret_cast<const uint16_t*>(p);
-  uint32_t w[4] = {0u, 0u, 0u, 0u};
-#pragma unroll
-  for (int e = 0; e < 8; ++e)
-    if (e < n) w[e / 2] |= uint32_t(q[e]) << (16 * (e % 2));
-  return dev::Vec16{w[0], w[1], w[2], w[3]};
-}
+MXF_DEV dev::Vec16 load_bytes(const uint8_t* p, int n) { return load_units<uint8_t>(p, n); }
 
 // Loads ROWS x BK tiles of an operand of dtype T into shared memory as InT, in K order
 // `Order` (NaturalK or RegK). Thread t owns chunks t, t + NT, ... of the tile (row-major
@@ -1488,7 +1483,7 @@ struct WgmmaRegsAct {
           d[u][j].x = vec ? *reinterpret_cast<const uint32_t*>(p) : load_bytes(p, 4).x;
           d[u][j].y = srowp[u][k / 32];
         } else {
-          d[u][j] = (vec && k + 8 <= kend) ? dev::ld16_ro(p) : load_halves(p, cmin(8, kend - k));
+          d[u][j] = (vec && k + 8 <= kend) ? dev::ld16_ro(p) : load_units<uint16_t>(p, cmin(8, kend - k));
         }
       }
     }

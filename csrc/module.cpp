@@ -160,6 +160,8 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("max_blocks", &mxf::MoeGemmArgs::max_blocks)
       .def_readwrite("rounding", &mxf::MoeGemmArgs::rounding)
       .def_readwrite("test_delay_ns", &mxf::MoeGemmArgs::test_delay_ns)
+      .def_readwrite("slots_stride", &mxf::MoeGemmArgs::slots_stride)
+      .def_readwrite("slots_accumulate", &mxf::MoeGemmArgs::slots_accumulate)
       .def_readwrite("stream", &mxf::MoeGemmArgs::stream);
   ptr_field(ga, "a", &mxf::MoeGemmArgs::a);
   ptr_field(ga, "a_scales", &mxf::MoeGemmArgs::a_scales);
@@ -176,6 +178,9 @@ PYBIND11_MODULE(_C, m) {
   ptr_field(ga, "out", &mxf::MoeGemmArgs::out);
   ptr_field(ga, "out_scales", &mxf::MoeGemmArgs::out_scales);
   ptr_field(ga, "workspace", &mxf::MoeGemmArgs::workspace);
+  ptr_field(ga, "slots", &mxf::MoeGemmArgs::slots);
+  ptr_field(ga, "topk_ids", &mxf::MoeGemmArgs::topk_ids);
+  ptr_field(ga, "expert_mask", &mxf::MoeGemmArgs::expert_mask);
 
   m.def("launch", [](int64_t i, const mxf::QuantArgs& a) { launch(i, a, "QuantArgs"); });
   m.def("launch", [](int64_t i, const mxf::PackArgs& a) { launch(i, a, "PackArgs"); });

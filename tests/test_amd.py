@@ -364,6 +364,11 @@ EMULATED = {  # driver name -> instance; EMU* are AMD instances compiled for gpu
     "EMU90_S2BP": "sm90_moe_stage2_bf16xpk_fp4_obf16_m32_n64_k256_rwstage2_nobias_pairbits",
     "EMU90_S2P": "sm90_moe_stage2_fp8xpk_fp4_obf16_m32_n128_k128_rwstage2_nobias_pairbits",
     "CPU_S1P": "cpu_moe_stage1_pk_fp4xpk_fp4_obf16_m32_n128_k128_sk1_silu_concat_rwnone_nobias_pairbits",
+    # stage 2 reducing by route rows (reduce="slots"), block_m 64 with a bias, on both warp
+    # sizes and the cpu target
+    "CPU_S2SL": "cpu_moe_stage2_bf16xpk_fp4_obf16_m64_n128_k128_rwstage2_bias_plain",
+    "EMU950_S2SL": "gfx950_moe_stage2_bf16xpk_fp4_obf16_m64_n128_k128_rwstage2_bias_plain",
+    "EMU90_S2SL": "sm90_moe_stage2_bf16xpk_fp4_obf16_m64_n128_k128_rwstage2_bias_plain",
 }
 
 
@@ -428,6 +433,8 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
                         "stage2_sm90_a16_swap", "stage2_sm90_a16_swap_sk2", "stage1_sm90_swap_ck4",
                         "stage1_sm90_a16_swap_ck2", "stage2_sm90_a16_swap_ck2_bias",
                         "stage2_sm90_a16_swap_nt3", "stage2_sm90_a16_swap_nt3_bias", "stage2_sm90_swap_nt6",
-                        "stage2_sm90_a16_swap_nt3_odd_pitch", "stage2_sm90_a16_swap_nt3_k192"}, r.stdout
+                        "stage2_sm90_a16_swap_nt3_odd_pitch", "stage2_sm90_a16_swap_nt3_k192"} | {
+                            f"stage2_slots_{t}_N{n}_acc{acc}" for t in ("gfx950", "sm90", "sm90_swap_nt3")
+                            for n in (352, 347) for acc in (0, 1)}, r.stdout
     for name, err in rel.items():  # bf16 outputs: tests/helpers.py's 2^-8 (stage 2: 8 * 2^-9)
         assert 0 <= err <= (8 * 2**-9 if name.startswith("stage2") else 2**-8), r.stdout

@@ -4,11 +4,19 @@
 #pragma once
 #include <stdint.h>
 
+#include "mxforge/numerics.h"
+
 namespace mxf {
 
 // Sentinel bits of a sorted row: (topk_slot << 24) | token.
 constexpr int kTokenBits = 24;
 constexpr int32_t kTokenMask = (1 << kTokenBits) - 1;
+
+// Whether a route to expert `id` is kept: the sorter's rule (ids outside [0, E) and the
+// experts that expert_mask marks 0 are dropped), which stage 2's slot sums repeat.
+MXF_HD bool route_kept(int32_t id, int64_t E, const int32_t* expert_mask) {
+  return id >= 0 && id < E && (expert_mask == nullptr || expert_mask[id] != 0);
+}
 
 // mxfp4_quant: x [M, K] (bf16/fp16/fp32) -> q [M, Kp / elems_per_byte] + scales [M, Kp/32].
 // Kp = round_up(K, 32); elements past K quantize as zeros.
@@ -87,6 +95,17 @@ struct MoeGemmArgs {
   int64_t out_scale_stride = 0;
   void* workspace = nullptr;  // split_k sums (stage 1: [T*topk, N]; stage 2, bf16 out: [T, N]), see docs
   int64_t workspace_bytes = 0;
+  // Stage 2 reducing by route rows (docs/ops.md, "Stage 2"): with `slots` set, a route's
+  // weighted row goes, rounded to bf16, to slots[(t*topk + slot) * slots_stride + n] instead
+  // of being added into out, and a second kernel writes out[t] = (out[t] if
+  // slots_accumulate, else 0) + the fp32 sum of the kept routes' rows of t, in slot order,
+  // rounded once. topk_ids [T, topk] and expert_mask (or null) say which routes are kept
+  // (route_kept). bf16 out, split_k 1; the instances that have it: docs/ops.md.
+  void* slots = nullptr;
+  int64_t slots_stride = 0;  // elements; >= N, a multiple of 8
+  const int32_t* topk_ids = nullptr;
+  const int32_t* expert_mask = nullptr;
+  int32_t slots_accumulate = 0;
   int64_t T = 0, topk = 0, E = 0, N = 0, K = 0, N2 = 0;
   int64_t max_blocks = 0;  // size of sorted_expert_ids (grid upper bound)
   int32_t rounding = 0;    // re-quantized output

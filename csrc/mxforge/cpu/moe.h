@@ -91,6 +91,12 @@ inline Status check_gemm_args(const MoeGemmArgs& a) {
     }
   } else if constexpr (S == Stage::k2) {
     if (a.out_stride < a.N) return Status::error("out_stride is smaller than N");
+    if (a.slots != nullptr) {
+      if (Cfg::kSplitK > 1 || !std::is_same_v<tag_t<typename Cfg::Out>, Bf16>)
+        return Status::error("slots (stage 2 by route rows) needs split_k 1 and a bf16 out");
+      if (a.topk_ids == nullptr) return Status::error("topk_ids is required (slots)");
+      if (a.slots_stride < a.N) return Status::error("slots_stride is smaller than N");
+    }
     if (Cfg::kSplitK > 1 && std::is_same_v<tag_t<typename Cfg::Out>, Bf16>) {
       if (a.workspace == nullptr) return Status::error("split_k > 1 with a bf16 out needs a workspace");
       if (a.workspace_bytes < a.T * a.N * 4) return Status::error("workspace_bytes < T * N * 4");
@@ -137,7 +143,8 @@ inline void stage1_epilogue(const MoeGemmArgs& a, int64_t e, const BlockRow& row
 }
 
 // Stage 2, one route row, columns [n0, n0 + nn): bias (if `bias`), routed weight, then
-// out[t] += , or ws[t] += in fp32 where ws (split-K, bf16 out) is given.
+// out[t] += , or ws[t] += in fp32 where ws (split-K, bf16 out) is given, or (a.slots) the
+// route's slot row = the value rounded to bf16 (slots_sum adds them up).
 template <class Cfg, class OutTag>
 inline void stage2_epilogue(const MoeGemmArgs& a, int64_t e, const BlockRow& row,
                             const float* acc, int64_t n0, int nn, bool bias = true,
@@ -145,12 +152,34 @@ inline void stage2_epilogue(const MoeGemmArgs& a, int64_t e, const BlockRow& row
   const float w = Cfg::kWeightStage2 ? a.sorted_weights[row.sorted] : 1.0f;
   auto* o = static_cast<typename OutTag::storage*>(a.out) + row.token * a.out_stride + n0;
   float* wrow = ws != nullptr ? ws + row.token * a.N + n0 : nullptr;
+  uint16_t* srow = a.slots != nullptr
+                       ? static_cast<uint16_t*>(a.slots) + (row.token * a.topk + row.slot) * a.slots_stride + n0
+                       : nullptr;
   for (int i = 0; i < nn; ++i) {
     float v = acc[i];
     if constexpr (Cfg::kBias) if (bias) v += a.bias[e * a.N + n0 + i];
     if constexpr (Cfg::kWeightStage2) v *= w;
     if (wrow != nullptr) wrow[i] += v;
+    else if (srow != nullptr) srow[i] = f32_to_bf16(v);
     else o[i] = OutTag::from_f32(OutTag::to_f32(o[i]) + v);
+  }
+}
+
+// Stage 2 by route rows, the sum (the GPUs' moe_stage2_slots_sum_kernel, docs/ops.md): out[t]
+// = (out[t] if slots_accumulate, else 0) + the kept routes' slot rows of t, in fp32 in slot
+// order, rounded once.
+inline void slots_sum(const MoeGemmArgs& a) {
+  const auto* slots = static_cast<const uint16_t*>(a.slots);
+#pragma omp parallel for num_threads(max_threads()) schedule(static)
+  for (int64_t t = 0; t < a.T; ++t) {
+    uint16_t* o = static_cast<uint16_t*>(a.out) + t * a.out_stride;
+    for (int64_t n = 0; n < a.N; ++n) {
+      float s = a.slots_accumulate ? bf16_to_f32(o[n]) : 0.0f;
+      for (int64_t j = 0; j < a.topk; ++j)
+        if (route_kept(a.topk_ids[t * a.topk + j], a.E, a.expert_mask))
+          s += bf16_to_f32(slots[(t * a.topk + j) * a.slots_stride + n]);
+      o[n] = f32_to_bf16(s);
+    }
   }
 }
 
@@ -274,7 +303,10 @@ inline Status run_stage2(const MoeGemmArgs& a) {
   const Gemm gemm(a.K);
   const int64_t ntiles = cdiv(a.N, BN), ktiles = gemm.k_tiles(), per_split = cdiv(ktiles, SK);
   float* const ws = kWs ? static_cast<float*>(a.workspace) : nullptr;
-  if (R.blocks == 0) return Status::ok();
+  if (R.blocks == 0) {
+    if (a.slots != nullptr) slots_sum(a);  // (out is written even where no route was kept)
+    return Status::ok();
+  }
   const int nth = max_threads();
   Scratch scratch;
   if (!scratch.allocate(nth, gemm.scratch_floats()))
@@ -326,6 +358,7 @@ inline Status run_stage2(const MoeGemmArgs& a) {
       }
     }
   }
+  if (a.slots != nullptr) slots_sum(a);
   return Status::ok();
 }
 

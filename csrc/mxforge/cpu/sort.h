@@ -45,9 +45,7 @@ inline Status run_sort(const SortArgs& a) {
   } catch (const std::bad_alloc&) {
     return Status::error("out of host memory (sort counters)");
   }
-  auto valid = [&](int32_t id) {
-    return id >= 0 && id < E && (a.expert_mask == nullptr || a.expert_mask[id] != 0);
-  };
+  auto valid = [&](int32_t id) { return route_kept(id, E, a.expert_mask); };
   // start[e + 1] = routes of e, then padded prefix sums.
   for (int64_t r = 0; r < routes; ++r)
     if (valid(a.topk_ids[r])) ++start[size_t(a.topk_ids[r]) + 1];

@@ -196,6 +196,11 @@ struct MoeSpec {
   static_assert(!(kSplitK > 1 && IsSame<AT, Fp4Mx>::value), "split-K never takes fp4 activations");
   // moe_stage2 with split_k > 1 and a bf16 output sums into the fp32 workspace.
   static constexpr bool kStage2Ws = kSplitK > 1 && IsSame<OutT, Bf16>::value;
+  // moe_stage2 may reduce by route rows (MoeGemmArgs::slots; slots_epilogue, and
+  // pairs_epilogue on the swapped tile's N loop): one K part (a split or a cluster's partial
+  // sums would need adding), a bf16 output, block_n a multiple of 8 (the 16-byte stores).
+  // dispatch.slots_supported says the same.
+  static constexpr bool kStage2Slots = kKParts == 1 && BN % 8 == 0 && IsSame<OutT, Bf16>::value;
   static_assert(!IsSame<OutT, Fp4Mx>::value || BN >= 64, "re-quantized output needs block_n >= 64");
 };
 
@@ -455,6 +460,52 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
   }
 }
 
+// Stage 2 reducing by route rows (MoeGemmArgs::slots, MoeSpec::kStage2Slots): bias and
+// routed weight as in accumulate_epilogue, then each route's row, rounded to bf16, is
+// stored at its slot row t * topk + slot (stage 2's A row) of `slots`: plain 16-byte
+// stores where 8 columns are whole (slots_stride is a multiple of 8), elements at the end
+// of a row; no atomics. moe_stage2_slots_sum_kernel then sums each token's rows.
+template <class S, bool kBias, bool kWeight>
+MXF_DEV void slots_epilogue(const float* c, const MoeGemmArgs& a, const float* bias_e, int64_t n0,
+                            const BlockRows& rows) {
+  constexpr int OCTS = S::BN / 8, LDC = S::Tile::kLdC;
+  for (int idx = dev::thread_x(); idx < S::BM * OCTS; idx += S::NT) {
+    const int r = idx / OCTS, co = idx % OCTS;
+    const int64_t n = n0 + 8 * co;
+    if (rows.arow[r] < 0 || n >= a.N) continue;
+    const int m = int(cmin<int64_t>(8, a.N - n));
+    const float* src = c + r * LDC + 8 * co;
+    float v[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      v[i] = src[i];
+      if constexpr (kBias) v[i] += i < m ? bias_e[n + i] : 0.0f;
+      if constexpr (kWeight) v[i] *= rows.w[r];
+    }
+    uint16_t* dst = static_cast<uint16_t*>(a.slots) + int64_t(rows.arow[r]) * a.slots_stride + n;
+    if (m == 8) {
+      dev::st16(dst, dev::Vec16{dev::pack_bf16x2(v[0], v[1]), dev::pack_bf16x2(v[2], v[3]),
+                                dev::pack_bf16x2(v[4], v[5]), dev::pack_bf16x2(v[6], v[7])});
+    } else {
+      for (int i = 0; i < m; ++i) dst[i] = f32_to_bf16(v[i]);
+    }
+  }
+}
+
+// A stage-2 CTA's staged tile into the output: the slot rows (MoeGemmArgs::slots, uniform
+// for the grid) or the adds (accumulate_epilogue; with split-K's workspace).
+template <class S>
+MXF_DEV void stage2_epilogue(const float* c, const MoeGemmArgs& a, const float* bias_e, int64_t n0,
+                             const BlockRows& rows) {
+  if constexpr (S::kStage2Slots) {
+    if (a.slots != nullptr) {
+      slots_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(c, a, bias_e, n0, rows);
+      return;
+    }
+  }
+  accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2, S::kStage2Ws>(c, a, bias_e, n0, a.N, rows);
+}
+
 // Stage 2 on the swapped tile (MoeSpec::kStage2Pairs): accumulate_epilogue's bias, routed
 // weight and atomic adds, from the accumulators of output columns [n0, n0 + BN) (weight
 // rows loaded through PairedRows) without a staging tile. Only where every pair is one
@@ -479,6 +530,8 @@ MXF_HD int stage2_tiles_per_cta(const MoeGemmArgs& a) {
     return KT <= S::Tile::plan(a.T * a.topk, KT).chunk_tiles && direct_pairs<S>(a) ? S::kNTiles : 0;
   }
 }
+// With MoeGemmArgs::slots (kStage2Slots) each pair goes, rounded to bf16, to its route's
+// slot row instead (one 4-byte store: n is even, slots_stride a multiple of 8).
 template <class S>
 MXF_DEV void pairs_epilogue(const typename S::Mma& mma, const MoeGemmArgs& a, const float* bias_e,
                             int64_t n0, const BlockRows& rows) {
@@ -486,6 +539,23 @@ MXF_DEV void pairs_epilogue(const typename S::Mma& mma, const MoeGemmArgs& a, co
     const int64_t n = n0 + col;
     const int orow = rows.orow[r];
     if (orow < 0 || n >= a.N) return;
+    if constexpr (S::kStage2Slots) {
+      if (a.slots != nullptr) {
+        const bool two = n + 1 < a.N;
+        if constexpr (S::kBias) {
+          v0 += bias_e[n];
+          if (two) v1 += bias_e[n + 1];
+        }
+        if constexpr (S::kRw == Rw::kStage2) {
+          v0 *= rows.w[r];
+          v1 *= rows.w[r];
+        }
+        uint16_t* dst = static_cast<uint16_t*>(a.slots) + int64_t(rows.arow[r]) * a.slots_stride + n;
+        if (two) *reinterpret_cast<uint32_t*>(dst) = dev::pack_bf16x2(v0, v1);
+        else *dst = f32_to_bf16(v0);
+        return;
+      }
+    }
     add_out_pair<S, S::kRw == Rw::kStage2, false, true>(a, orow, n, v0, v1, n + 1 < a.N, true, S::kBias, bias_e,
                                                         rows.w[r]);
   });
@@ -668,7 +738,7 @@ MXF_DEV void stage2_swap_tiles(const MoeGemmArgs& a, int e, const BlockRows& row
     gemm_mainloop_swap<typename S::AT>(mma, act, rows.arow, akend, loader_of(PlainRows{n0, a.N}), sa, plan, nat, 0,
                                        KT, a.K);  // (ends with a barrier)
     stage_after_main_loop(mma, sc, a);
-    accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2>(sc, a, bias_of(), n0, a.N, rows);
+    stage2_epilogue<S>(sc, a, bias_of(), n0, rows);
   }
 }
 
@@ -702,8 +772,61 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
     stage_after_main_loop(mma, sc, a);
     if (!cluster_reduce<S>(sc)) return;
     const bool bias_here = S::kBias && (S::kSplitK == 1 || dev::block_z() == 0);
-    accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2, S::kStage2Ws>(
-        sc, a, bias_here ? a.bias + int64_t(e) * a.N : nullptr, n0, a.N, rows);
+    stage2_epilogue<S>(sc, a, bias_here ? a.bias + int64_t(e) * a.N : nullptr, n0, rows);
+  }
+}
+
+// Stage 2 by route rows, second kernel: out[t, n] = bf16((out[t, n] if slots_accumulate,
+// else 0) + the sum over slots j = 0 .. topk-1 whose route is kept (route_kept) of
+// slots[t * topk + j, n]), in fp32 in slot order: deterministic, one rounding. A CTA per
+// token (grid-stride), 8 columns per thread: 16-byte loads of the slot rows (each read
+// once) and, where out's rows are 16-byte aligned, 16-byte stores.
+constexpr int kSlotsSumThreads = 128;
+template <class S>
+MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSlotsSumThreads) moe_stage2_slots_sum_kernel(MoeGemmArgs a) {
+  dev::wait_prior_grids();
+  dev::launch_dependents();
+  const uint16_t* slots = static_cast<const uint16_t*>(a.slots);
+  uint16_t* out = static_cast<uint16_t*>(a.out);
+  const bool out16 = a.out_stride % 8 == 0 && (reinterpret_cast<uintptr_t>(a.out) & 15u) == 0;
+  const int64_t octs = cdiv(a.N, 8);
+  for (int64_t t = dev::block_x(); t < a.T; t += dev::grid_dim_x()) {
+    uint16_t* orow = out + t * a.out_stride;
+    for (int64_t co = dev::thread_x(); co < octs; co += kSlotsSumThreads) {
+      const int64_t n = 8 * co;
+      const int m = int(cmin<int64_t>(8, a.N - n));
+      float s[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) s[i] = 0.0f;
+      if (a.slots_accumulate) {
+        if (m == 8 && out16) {
+          const dev::Vec16 o = dev::ld16(orow + n);
+          const uint32_t w[4] = {o.x, o.y, o.z, o.w};
+#pragma unroll
+          for (int i = 0; i < 8; ++i) s[i] = bf16_to_f32(uint16_t(w[i / 2] >> (16 * (i % 2))));
+        } else {
+          for (int i = 0; i < m; ++i) s[i] = bf16_to_f32(orow[n + i]);
+        }
+      }
+      for (int j = 0; j < a.topk; ++j) {
+        if (!route_kept(a.topk_ids[t * a.topk + j], a.E, a.expert_mask)) continue;
+        const uint16_t* src = slots + (t * a.topk + j) * a.slots_stride + n;
+        if (m == 8) {
+          const dev::Vec16 v = dev::ld16(src);
+          const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+          for (int i = 0; i < 8; ++i) s[i] += bf16_to_f32(uint16_t(w[i / 2] >> (16 * (i % 2))));
+        } else {
+          for (int i = 0; i < m; ++i) s[i] += bf16_to_f32(src[i]);
+        }
+      }
+      if (m == 8 && out16) {
+        dev::st16(orow + n, dev::Vec16{dev::pack_bf16x2(s[0], s[1]), dev::pack_bf16x2(s[2], s[3]),
+                                       dev::pack_bf16x2(s[4], s[5]), dev::pack_bf16x2(s[6], s[7])});
+      } else {
+        for (int i = 0; i < m; ++i) orow[n + i] = f32_to_bf16(s[i]);
+      }
+    }
   }
 }
 
@@ -840,6 +963,14 @@ bool gemm_args_bad(const MoeGemmArgs& a, GemmOp op, Check& c) {
        c.fail(a.workspace_bytes < 4 * a.T * a.topk * a.N,
               "workspace too small: split_k needs 4 * T * topk * N bytes")))
     return true;
+  if (a.slots != nullptr &&
+      (c.fail(op != GemmOp::kStage2 || !S::kStage2Slots,
+              "slots (stage 2 by route rows) needs a moe_stage2 instance with split_k 1, cluster_k 1, "
+              "block_n % 8 == 0 and a bf16 out") ||
+       c.null(a.topk_ids, "topk_ids is null (slots)") ||
+       c.fail(a.slots_stride < a.N || a.slots_stride % 8 != 0, "slots_stride must be >= N and a multiple of 8") ||
+       c.fail((reinterpret_cast<uintptr_t>(a.slots) & 15u) != 0, "slots must be 16-byte aligned")))
+    return true;
   if (op == GemmOp::kStage2 && S::kStage2Ws &&
       (c.null(a.workspace, "workspace is null (split_k > 1, bf16 out)") ||
        c.fail(a.workspace_bytes < 4 * a.T * a.N,
@@ -941,6 +1072,16 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   if (a.T == 0 || a.max_blocks == 0) return Status::ok();
   const int per_cta = cmax(stage2_tiles_per_cta<S>(a), 1);
   const dim3 grid(unsigned(grid_blocks(a) * cdiv(cdiv(a.N, S::BN), per_cta)), 1, unsigned(S::kKParts));
+  if constexpr (S::kStage2Slots) {
+    if (a.slots != nullptr) {
+      Status s = launch_gemm<GemmOp::kStage2, S>(grid, a);
+      const int64_t ctas = cmin<int64_t>(a.T, 16 * int64_t(dev::sm_count()));  // (16 CTAs of 4 warps per SM)
+      if (s.code == 0)
+        s = dev::launch(MXF_KERNEL_REF(moe_stage2_slots_sum_kernel, S), dim3(unsigned(ctas)), dim3(kSlotsSumThreads),
+                        0, dev::stream_of(a.stream), "moe_stage2 slot sum launch", a);
+      return s;
+    }
+  }
   if constexpr (!S::kStage2Ws) {
     return launch_gemm<GemmOp::kStage2, S>(grid, a);
   } else {

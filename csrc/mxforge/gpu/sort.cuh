@@ -144,7 +144,7 @@ MXF_DEV bool route_expert(const SortArgs& a, int i, int end, int& e) {
   e = -1;
   if (i >= end) return false;
   e = a.topk_ids[i];
-  return e >= 0 && e < a.E && (a.expert_mask == nullptr || a.expert_mask[e] != 0);
+  return route_kept(e, a.E, a.expert_mask);
 }
 
 // CTA 0 at decode (every route one lane of warp 0: n <= kWarpSize): the same sort by one

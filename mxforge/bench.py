@@ -65,6 +65,7 @@ class Row:
     rel_err_vs_torch: float
     device: str = ""
     layout: str = "plain"  # the weights' layout (pairbits: the sm90 kernels' fastest)
+    reduce: str = "atomic"  # how stage 2 summed each token's routes (atomic or slots)
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -191,7 +192,11 @@ def hbm_bytes(shape: MoeShape, T: int, ids: list[torch.Tensor]) -> float:
 def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
           pipelines: tuple[str, ...] = tuple(PIPELINES), stages: bool = False,
           seed: int = 0, log: Callable[[str], None] = print,
-          layouts: tuple[str, ...] = ("pairbits",)) -> tuple[Ceilings, list[Row]]:
+          layouts: tuple[str, ...] = ("pairbits",),
+          stage2_reduce: tuple[str, ...] = ("auto",)) -> tuple[Ceilings, list[Row]]:
+    """stage2_reduce: a row per mode, "auto", "atomic" or "slots" (fused_moe's), each row
+    naming the reduction that ran; a mode that comes out as one already timed at that T is
+    not timed again. ("atomic" and "slots" in one run: the two side by side.)"""
     if not torch.cuda.is_available():
         raise ops.InputError("mxforge bench needs a CUDA GPU (the sm90 target)")
     shape = preset(model) if isinstance(model, str) else model
@@ -221,38 +226,47 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
         comp_us = flops / (ceil.bf16_tflops * 1e6)
         torch_us = _time_graph(lambda i: torch_moe(L0, xs[i], *routes[i]), rot)
         base = torch_moe(L0, xs[0], *routes[0]).double()
-        for p, lay in [(p, lay) for p in pipelines for lay in layouts]:
+        timed = set()
+        for p, lay, mode in [(p, lay, m) for p in pipelines for lay in layouts for m in stage2_reduce]:
             L = packed[lay]
             a_dtype, s2 = PIPELINES[p]
+            reduce = _reduce_for(mode)
+            if (p, lay, reduce) in timed:
+                continue
+            timed.add((p, lay, reduce))
 
             def call(i: int) -> torch.Tensor:
                 return ops.fused_moe(xs[i], L.w1, L.w2, routes[i][1], routes[i][0],
                                      activation=shape.activation, a_dtype=a_dtype,
-                                     stage2_input=s2, validate=False)
+                                     stage2_input=s2, validate=False, stage2_reduce=reduce)
             us = _time_graph(call, rot)
             y = call(0).double()
             err = float((y - base).norm() / base.norm().clamp_min(1e-30))
             floor = max(hbm_us, comp_us)
             row = Row(shape.name, p, T, us, hbm_us, comp_us, floor, us / floor,
                       flops / us / 1e6, hbm_bytes(shape, T, [r[0] for r in routes]) / us / 1e3,
-                      torch_us, torch_us / us, err, dev, lay)
+                      torch_us, torch_us / us, err, dev, lay, reduce)
             if stages:
-                row.stages = stage_times(L, xs, routes, a_dtype, s2, rot)
+                row.stages = stage_times(L, xs, routes, a_dtype, s2, rot, reduce)
             rows.append(row)
             log(format_row(row))
     return ceil, rows
 
 
+def _reduce_for(requested: str) -> str:
+    """The reduction fused_moe runs for `requested` (dispatch.stage2_reduce: "auto" is the
+    atomic adds; "slots" restricts stage 2, and so block_m, to instances that have them)."""
+    return "slots" if requested == "slots" else "atomic"
+
+
 def stage_times(L: Layer, xs: list[torch.Tensor], routes: list, a_dtype: str, s2: str,
-                rot: int) -> dict[str, float]:
+                rot: int, reduce: str = "auto") -> dict[str, float]:
     """µs of each step of the two-stage pipeline, each timed on its own."""
     shape = L.shape
     E, k = shape.E, shape.topk
     T = xs[0].shape[0]
-    key = ops.Key(ops.target_of(xs[0].device), "moe_stage1", a=a_dtype, b="pk_fp4", out=s2,
-                  activation=shape.activation, gate_up=shape.gate_up, routed_weight="none",
-                  bias=shape.bias, layout=L.w1.layout)
-    bm = ops.select(key, ops.Shape(T=T, N=2 * shape.I, K=shape.H, E=E, topk=k)).instance.block_m
+    bm = ops.two_stage_block_m(L.w1, L.w2, T, k, a_dtype, s2, shape.activation,
+                               stage2_reduce=reduce)
     out: dict[str, float] = {}
     if a_dtype in ops.MX_DTYPES:
         out["quant+sort fused"] = _time_graph(lambda i: ops.fused_quant_sort(
@@ -269,16 +283,16 @@ def stage_times(L: Layer, xs: list[torch.Tensor], routes: list, a_dtype: str, s2
     out["stage1"] = _time_graph(lambda i: ops.moe_stage1(prep[i][0], L.w1, prep[i][1],
                                                          shape.activation, s2), rot)
     inter = [ops.moe_stage1(prep[i][0], L.w1, prep[i][1], shape.activation, s2) for i in range(rot)]
-    out["stage2"] = _time_graph(lambda i: ops.moe_stage2(inter[i], L.w2, prep[i][1]), rot)
+    out["stage2"] = _time_graph(lambda i: ops.moe_stage2(inter[i], L.w2, prep[i][1], reduce=reduce), rot)
     return out
 
 
-HEADER = (f"{'model':18s} {'pipeline':15s} {'layout':8s} {'T':>5s} {'us':>9s} {'floor':>8s} {'x floor':>7s} "
+HEADER = (f"{'model':18s} {'pipeline':15s} {'layout':8s} {'reduce':6s} {'T':>5s} {'us':>9s} {'floor':>8s} {'x floor':>7s} "
           f"{'TFLOP/s':>8s} {'GB/s':>7s} {'torch us':>9s} {'speedup':>7s} {'err':>7s}")
 
 
 def format_row(r: Row) -> str:
-    s = (f"{r.model:18s} {r.pipeline:15s} {r.layout:8s} {r.T:5d} {r.us:9.1f} {r.floor_us:8.1f} {r.x_floor:7.2f} "
+    s = (f"{r.model:18s} {r.pipeline:15s} {r.layout:8s} {r.reduce:6s} {r.T:5d} {r.us:9.1f} {r.floor_us:8.1f} {r.x_floor:7.2f} "
          f"{r.tflops:8.1f} {r.gbps:7.0f} {r.torch_us:9.1f} {r.speedup:7.2f} {r.rel_err_vs_torch:7.4f}")
     if r.stages:
         s += "  [" + ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items()) + "]"
@@ -308,9 +322,10 @@ def plot(path: Path, rows: list[Row]) -> None:
         mr = [r for r in rows if r.model == m]
         ax_t, ax_f = axes[0][j], axes[1][j]
         several = len({r.layout for r in mr}) > 1
-        for p, lay in sorted({(r.pipeline, r.layout) for r in mr}):
-            pr = [r for r in mr if (r.pipeline, r.layout) == (p, lay)]
-            name = f"{p} ({lay})" if several else p
+        reduces = len({r.reduce for r in mr}) > 1
+        for p, lay, red in sorted({(r.pipeline, r.layout, r.reduce) for r in mr}):
+            pr = [r for r in mr if (r.pipeline, r.layout, r.reduce) == (p, lay, red)]
+            name = (f"{p} ({lay})" if several else p) + (f" {red}" if reduces else "")
             ax_t.plot([r.T for r in pr], [r.us for r in pr], marker="o", label=f"mxforge {name}")
             ax_f.plot([r.T for r in pr], [1 / r.x_floor for r in pr], marker="o", label=name)
         base = [r for r in mr if (r.pipeline, r.layout) == (mr[0].pipeline, mr[0].layout)]

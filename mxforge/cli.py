@@ -146,7 +146,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(HEADER)
     for m in shapes:
         ceil, r = bench(m, tuple(args.T), tuple(args.pipelines or PIPELINES), args.stages,
-                        layouts=tuple(args.layout))
+                        layouts=tuple(args.layout), stage2_reduce=tuple(args.stage2_reduce))
         rows += r
     csv_path, png_path = Path(args.out + ".csv"), Path(args.out + ".png")
     write_csv(csv_path, ceil, rows)
@@ -216,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--layout", nargs="+", default=["pairbits"],
                    help="weight layouts to time, each a row per pipeline and T (default: pairbits, "
                         "the sm90 kernels' fastest; plain for checkpoints' own layout)")
+    p.add_argument("--stage2-reduce", nargs="+", default=["auto"], choices=["auto", "atomic", "slots"],
+                   help="how stage 2 sums each token's routes (fused_moe's stage2_reduce), a row "
+                        "each: 'atomic slots' times both in one run (slots where the chosen "
+                        "stage-2 instance has them)")
     p.add_argument("--out", default="benchmarks/bench", help="CSV and PNG path (no suffix)")
     p.set_defaults(fn=_cmd_bench)
     p = sub.add_parser("tune", help="time every instance per shape and T, write the tuned table (GPU)")

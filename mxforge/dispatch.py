@@ -18,10 +18,10 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from . import _loader
-from .errors import NoInstanceError
+from .errors import InputError, NoInstanceError
 
 KEY_FIELDS = ("target", "op", "a", "b", "out", "activation", "gate_up", "routed_weight",
               "bias", "layout")
@@ -457,21 +457,57 @@ def wanted_n_tiles(inst: Instance, shape: Shape) -> int:
     return max(1, int(tiles // (waves * GPU_PARALLELISM[inst.target] * SWAP_CTAS_PER_SM)))
 
 
+STAGE2_REDUCES = ("auto", "atomic", "slots")
+
+
+def slots_supported(inst: Instance) -> bool:
+    """Whether a moe_stage2 instance can reduce by route rows (reduce="slots"): one K part
+    (split_k 1, cluster_k 1: partial sums would need adding), a bf16 out, block_n a multiple
+    of 8. The same rule as MoeSpec::kStage2Slots (csrc/mxforge/gpu/moe.cuh) on every target."""
+    return (inst.op == "moe_stage2" and inst.split_k == 1 and inst.cluster_k == 1
+            and inst.out == "bf16" and inst.block_n % 8 == 0)
+
+
+def stage2_reduce(inst: Instance, requested: str = "auto") -> str:
+    """How stage 2 sums a token's routes: "atomic" (every route's row added into the output
+    by atomic adds) or "slots" (each route's row stored, rounded to bf16, then summed per
+    token in fp32 in slot order by a second kernel: deterministic, one rounding;
+    ops.moe_stage2). "auto" is "atomic": the layer with slots measured slower at every T
+    (H200, session 23, same runs: gpt-oss-120b 1.00-1.02x from T = 64, 1.03-1.12x at T = 1
+    and 8; MiniMax TP=8 1.09-1.21x from T = 8, 1.47-1.50x at T = 1; its stage 2 at T = 8192
+    477 -> 697 us: the 2 x 10^8 adds stay in L2, the slot rows, 2 * T * topk * H bytes, go
+    through HBM twice; benchmarks/README.md). "slots" is for results that must not depend
+    on timing."""
+    if requested not in STAGE2_REDUCES:
+        raise InputError(f"stage-2 reduce {requested!r} (allowed: {', '.join(STAGE2_REDUCES)})")
+    if requested == "slots" and not slots_supported(inst):
+        raise InputError(
+            f"stage-2 reduce 'slots' needs an instance with split_k 1, cluster_k 1, a bf16 out "
+            f"and block_n % 8 == 0; {inst.name} has split_k {inst.split_k}, cluster_k "
+            f"{inst.cluster_k}, out {inst.out}, block_n {inst.block_n}")
+    return "slots" if requested == "slots" else "atomic"
+
+
 def candidates(key: Key) -> list[Instance]:
     """Every compiled instance whose key matches exactly."""
     return [i for i in table() if i.key() == key]
 
 
 def select(key: Key, shape: Shape, instance: str | None = None, block_m: int | None = None,
-           allowed_block_m: Iterable[int] | None = None) -> Decision:
+           allowed_block_m: Iterable[int] | None = None,
+           where: Callable[[Instance], bool] | None = None) -> Decision:
     """Choose the instance for `key` at `shape` (or check a named one against the key).
 
     `block_m` pins the sort's block size (a GEMM must use the block_m its input was sorted
-    with); `allowed_block_m` restricts the choice (a pipeline's stages must agree)."""
+    with); `allowed_block_m` restricts the choice (a pipeline's stages must agree); `where`
+    keeps only the instances that have a feature the call needs (slots_supported)."""
     allowed = set(allowed_block_m) if allowed_block_m is not None else None
     if block_m is not None:
         allowed = {block_m} if allowed is None else allowed & {block_m}
-    all_candidates = candidates(key)
+    all_candidates = [c for c in candidates(key) if where is None or where(c)]
+    if where is not None and not all_candidates and candidates(key):
+        raise NoInstanceError(f"none of the {len(candidates(key))} compiled instances for "
+                              f"{key.describe()} passes {where.__name__} (mxforge.dispatch)")
     candidates_ = [c for c in all_candidates if allowed is None or c.block_m in allowed]
     if instance is not None:
         inst = by_name(instance)

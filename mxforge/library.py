@@ -74,7 +74,8 @@ WEIGHT = Codec("Tensor {p}, Tensor? {p}_scales, Tensor? {p}_bias, str {p}_dtype,
                lambda data, scales, bias, dtype, layout, E, N, K, gate_up:
                MoeWeight(data, scales, dtype, layout, E, N, K, bias, gate_up))
 SORT = Codec("Tensor {p}_ids, Tensor {p}_weights, Tensor {p}_expert_ids, Tensor {p}_num_valid, "
-             "SymInt {p}_T, SymInt {p}_topk, SymInt {p}_E, SymInt {p}_block_m",
+             "SymInt {p}_T, SymInt {p}_topk, SymInt {p}_E, SymInt {p}_block_m, "
+             "Tensor? {p}_topk_ids, Tensor? {p}_expert_mask",
              _flatten_sort, SortResult)
 TENSOR = Codec("Tensor {p}", lambda t: (t,), lambda t: t)
 SORT_OUT = "(Tensor, Tensor, Tensor, Tensor)"
@@ -271,7 +272,7 @@ def moe_sort(topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int, block_m
     T, k = _checked_routing(topk_ids)
     res = torch.ops.mxforge.moe_sort(topk_ids, topk_weights, E, block_m, expert_mask, zero_buf,
                                      validate)
-    return SortResult(*res, T, k, E, block_m)
+    return SortResult(*res, T, k, E, block_m, topk_ids, expert_mask)
 
 
 def _fqs_kernel(*a):
@@ -309,7 +310,7 @@ def fused_quant_sort(x: Activation, topk_ids: torch.Tensor, topk_weights: torch.
                                                     block_m, dtype, rounding, expert_mask,
                                                     zero_buf, validate, instance)
     mx = x if isinstance(x, MXTensor) else MXTensor(q, s, dtype, x.shape[1])
-    return mx, SortResult(*res, T, k, E, block_m)
+    return mx, SortResult(*res, T, k, E, block_m, topk_ids, expert_mask)
 
 
 # ---- GEMM stages ------------------------------------------------------------------------
@@ -343,11 +344,14 @@ def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str =
     return MXTensor(out, scales, out_dtype, w1.N // 2) if out_dtype == "pk_fp4" else out
 
 
-def _out_for(sort: SortResult, w: MoeWeight, out: torch.Tensor | None, out_dtype: str) -> torch.Tensor:
+def _out_for(sort: SortResult, w: MoeWeight, out: torch.Tensor | None, out_dtype: str,
+             empty: bool = False) -> torch.Tensor:
     if out is not None:
         return out
     if out_dtype not in ops.OUT_TORCH:
         raise InputError(f"out_dtype {out_dtype!r} (allowed: {', '.join(ops.OUT_TORCH)})")
+    if empty:
+        return ops._empty(sort.T, w.N, dtype=ops.OUT_TORCH[out_dtype], device=w.device)
     return torch.zeros(sort.T, w.N, dtype=ops.OUT_TORCH[out_dtype], device=w.device)
 
 
@@ -357,18 +361,24 @@ def _accumulating(name: str, params: str, call: Callable[..., Any]) -> None:
 
 
 _accumulating("moe_stage2", f"{ACT.fields('inter')}, {WEIGHT.fields('w2')}, {SORT.fields('sort')}, "
-              "Tensor(a!) out, str out_dtype, str routed_weight, str? instance",
+              "Tensor(a!) out, str out_dtype, str routed_weight, str? instance, str reduce=\"auto\", "
+              "bool accumulate=True",
               lambda *a: ops.moe_stage2(*_split(a, ACT, WEIGHT, SORT)))
 
 
 def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Tensor | None = None,
                out_dtype: str = "bf16", routed_weight: str = "stage2",
-               instance: str | None = None) -> torch.Tensor:
-    """Down GEMM + routed-weight multiply + accumulation: returns out [T, H] (+=)."""
-    out = _out_for(sort, ops.check_weight("w2", w2), out, out_dtype)
+               instance: str | None = None, reduce: str = "auto",
+               accumulate: bool = True) -> torch.Tensor:
+    if out is None:  # (written over, as ops.moe_stage2 does)
+        out = _out_for(sort, ops.check_weight("w2", w2), None, out_dtype, empty=True)
+        accumulate = False
     torch.ops.mxforge.moe_stage2(*ACT.flatten(inter), *WEIGHT.flatten(w2), *SORT.flatten(sort),
-                                 out, out_dtype, routed_weight, instance)
+                                 out, out_dtype, routed_weight, instance, reduce, accumulate)
     return out
+
+
+moe_stage2.__doc__ = ops.moe_stage2.__doc__  # one text for the op and its torch wrapper
 
 
 _accumulating("moe_1stage", f"{ACT.fields('a')}, {WEIGHT.fields('w1')}, {WEIGHT.fields('w2')}, "
@@ -391,13 +401,17 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
 # ---- the whole layer --------------------------------------------------------------------
 
 _FUSED_TAIL = ("str activation, str a_dtype, str stage2_input, str routed_weight, str rounding, "
-               "str path, Tensor? expert_mask, bool validate")
+               "str path, Tensor? expert_mask, bool validate, str stage2_reduce=\"auto\"")
 
 
 def _fused_moe_kernel(*a):
-    x, w1, w2, weights, ids, *rest, expert_mask, validate = _split(a, TENSOR, WEIGHT, WEIGHT)
+    x, w1, w2, weights, ids, *tail = _split(a, TENSOR, WEIGHT, WEIGHT)
+    # (activation ... validate, then stage2_reduce, which the dispatcher leaves out where it
+    # holds its schema default)
+    *rest, expert_mask, validate = tail[:8]
+    reduce = tail[8] if len(tail) > 8 else "auto"
     return ops.fused_moe(x, w1, w2, weights, ids, *rest, expert_mask=expert_mask,
-                         validate=validate)
+                         validate=validate, stage2_reduce=reduce)
 
 
 _define("fused_moe", f"Tensor x, {WEIGHT.fields('w1')}, {WEIGHT.fields('w2')}, "
@@ -410,16 +424,16 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
               stage2_input: str = "bf16", routed_weight: str = "stage2",
               rounding: str = "round_up", path: str = "auto",
               expert_mask: torch.Tensor | None = None, impl: str = "kernel",
-              validate: bool = True) -> torch.Tensor:
+              validate: bool = True, stage2_reduce: str = "auto") -> torch.Tensor:
     if impl != "kernel":  # the reference, or ops' error naming the allowed values
         return ops.fused_moe(x, w1, w2, topk_weights, topk_ids, activation, a_dtype,
                              stage2_input, routed_weight, rounding, path, expert_mask, impl,
-                             validate)
+                             validate, stage2_reduce)
     ops.check_rows("x", x)
     return torch.ops.mxforge.fused_moe(x, *WEIGHT.flatten(ops.check_weight("w1", w1)),
                                        *WEIGHT.flatten(ops.check_weight("w2", w2)), topk_weights,
                                        topk_ids, activation, a_dtype, stage2_input, routed_weight,
-                                       rounding, path, expert_mask, validate)
+                                       rounding, path, expert_mask, validate, stage2_reduce)
 
 
 fused_moe.__doc__ = ops.fused_moe.__doc__  # one text for the op and its torch wrapper

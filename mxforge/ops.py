@@ -17,7 +17,8 @@ from typing import Any, NamedTuple, Union
 import torch
 
 from . import _loader
-from .dispatch import Decision, Instance, Key, Shape, candidates, no_instance, select
+from .dispatch import (STAGE2_REDUCES, Decision, Instance, Key, Shape, candidates, no_instance,
+                       select, slots_supported, stage2_reduce)
 from .errors import InputError, NoInstanceError, TargetUnavailableError
 
 ROUNDING_MODES = ("round_up", "floor", "ceil", "even")
@@ -179,6 +180,10 @@ class SortResult(NamedTuple):
     topk: int
     E: int
     block_m: int
+    # the routing it sorted: stage 2's reduction by route rows (reduce="slots") sums the
+    # kept routes of each token (None in a SortResult built without them: then no slots)
+    topk_ids: torch.Tensor | None = None
+    expert_mask: torch.Tensor | None = None
 
 
 # ---- validation -------------------------------------------------------------------------
@@ -406,7 +411,8 @@ def _sort_args(C: Any, topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: in
     res = SortResult(_empty(P, dtype=torch.int32, device=device),
                      _empty(P, dtype=torch.float32, device=device),
                      _empty(cdiv(P, block_m), dtype=torch.int32, device=device),
-                     _empty(2, dtype=torch.int32, device=device), T, k, E, block_m)
+                     _empty(2, dtype=torch.int32, device=device), T, k, E, block_m,
+                     topk_ids, expert_mask)
     ws = _empty(max(1, sort_workspace_bytes(target_of(device), T, k, E)), dtype=torch.uint8,
                      device=device)
     a = C.SortArgs()
@@ -607,21 +613,49 @@ def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str =
     return out
 
 
+def stage2_plan(w2: MoeWeight, sort: SortResult, out_dtype: str = "bf16",
+                routed_weight: str = "stage2", a_dtype: str = "bf16", instance: str | None = None,
+                reduce: str = "auto") -> tuple[Decision, str]:
+    """The stage-2 instance a call with these operands gets, and its reduction ("atomic" or
+    "slots"; dispatch.stage2_reduce) -- what moe_stage2 runs, decided before it runs."""
+    check_weight("w2", w2)
+    if not isinstance(sort, SortResult):
+        raise InputError(f"sort: expected a SortResult from moe_sort, got {type(sort).__name__}")
+    key = Key(target_of(w2.device), "moe_stage2", a=a_dtype, b=w2.dtype, out=out_dtype,
+              routed_weight=routed_weight, bias=w2.bias is not None, layout=w2.layout)
+    shape = Shape(T=sort.T, N=w2.N, K=w2.K, E=w2.E, topk=sort.topk)
+    d = select(key, shape, instance, block_m=sort.block_m,
+               where=slots_supported if reduce == "slots" and instance is None else None)
+    how = stage2_reduce(d.instance, reduce)
+    if how == "slots" and sort.topk_ids is None:
+        raise InputError("reduce='slots' sums each token's kept routes: the SortResult must "
+                         "carry its topk_ids (moe_sort / fused_quant_sort set them)")
+    return d, how
+
+
 def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Tensor | None = None,
                out_dtype: str = "bf16", routed_weight: str = "stage2",
-               instance: str | None = None) -> torch.Tensor:
-    """Down GEMM + routed-weight multiply + accumulation: returns out [T, H] (+=)."""
-    device = w2.device if isinstance(w2, MoeWeight) else None
-    key = _gemm_key(target_of(w2.device) if device else "", "moe_stage2", inter, w2, out_dtype,
-                    "", routed_weight, w2.bias is not None)
-    shape = Shape(T=sort.T, N=w2.N, K=w2.K, E=w2.E, topk=sort.topk)
-    d = select(key, shape, instance, block_m=sort.block_m)
+               instance: str | None = None, reduce: str = "auto",
+               accumulate: bool = True) -> torch.Tensor:
+    """Down GEMM + routed-weight multiply + the sum over each token's routes: returns out
+    [T, H], added into (accumulate=True) or written over (accumulate=False, or out None).
+
+    reduce: "atomic" adds every route's row into out by atomic adds (bf16 adds round each
+    time; their order is the GPU's); "slots" stores each route's row, rounded to bf16, in a
+    [T*topk, H] buffer and a second kernel sums each token's rows in fp32 in slot order
+    (deterministic, one rounding; 2 * T * topk * H bytes of scratch); "auto" picks by
+    dispatch.stage2_reduce. slots exists on instances with block_m >= 64, split_k 1 and a
+    bf16 out."""
+    d, how = stage2_plan(w2, sort, out_dtype, routed_weight, dtype_of(inter), instance, reduce)
+    device = w2.device
     _check_sort(sort, w2.device, d.instance.block_m)
     if sort.E != w2.E:
         raise InputError(f"sort: E = {sort.E}, w2 has {w2.E} experts")
     if out is None:
-        out = torch.zeros(sort.T, w2.N, dtype=OUT_TORCH[out_dtype], device=device)
+        out, accumulate = _empty(sort.T, w2.N, dtype=OUT_TORCH[out_dtype], device=device), False
     check("out", out, dtypes=(OUT_TORCH[out_dtype],), shape=(sort.T, w2.N), device=device)
+    if not accumulate and how == "atomic":
+        out.zero_()
     C = _loader.module()
     args = C.MoeGemmArgs()
     _a_operand(args, inter, sort.T * sort.topk, w2.K, "inter", w2.device)
@@ -631,6 +665,17 @@ def moe_stage2(inter: Activation, w2: MoeWeight, sort: SortResult, out: torch.Te
     ws = _empty(max(1, stage2_workspace_bytes(d.instance, sort.T, w2.N)), dtype=torch.uint8,
                 device=device)
     args.workspace, args.workspace_bytes = ws.data_ptr(), ws.numel()
+    if how == "slots":
+        check("sort.topk_ids", sort.topk_ids, dtypes=(torch.int32,), shape=(sort.T, sort.topk),
+              device=device)
+        if sort.expert_mask is not None:
+            check("sort.expert_mask", sort.expert_mask, dtypes=(torch.int32,), shape=(sort.E,),
+                  device=device)
+        pitch = round_up(w2.N, 8)
+        slots = _empty(sort.T * sort.topk, pitch, dtype=torch.bfloat16, device=device)
+        args.slots, args.slots_stride, args.slots_accumulate = slots.data_ptr(), pitch, int(accumulate)
+        args.topk_ids = sort.topk_ids.data_ptr()
+        args.expert_mask = sort.expert_mask.data_ptr() if sort.expert_mask is not None else 0
     args.N, args.K, args.stream = w2.N, w2.K, stream_of(device)
     args.test_delay_ns = _GEMM_DELAY_NS
     if sort.T:
@@ -676,11 +721,14 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
 
 # ---- the whole layer --------------------------------------------------------------------
 
-def _common_block_m(keys: list[Key], shape: Shape) -> int:
-    """The block_m every stage of a pipeline has, chosen by the first stage's ranking."""
+def _common_block_m(keys: list[Key], shape: Shape, wheres: list[Any] | None = None) -> int:
+    """The block_m every stage of a pipeline has, chosen by the first stage's ranking;
+    `wheres` (one per key, or None) keeps only the instances a stage accepts (select's
+    `where`)."""
+    wheres = wheres or [None] * len(keys)
     sets = []
-    for k in keys:
-        bms = {i.block_m for i in candidates(k)}
+    for k, where in zip(keys, wheres):
+        bms = {i.block_m for i in candidates(k) if where is None or where(i)}
         if not bms:
             raise no_instance(k, shape)
         sets.append(bms)
@@ -688,7 +736,41 @@ def _common_block_m(keys: list[Key], shape: Shape) -> int:
     if not common:
         raise NoInstanceError("no block_m is compiled for every stage of this pipeline: " +
                               "; ".join(f"{k.op} has {sorted(s)}" for k, s in zip(keys, sets)))
-    return select(keys[0], shape, allowed_block_m=common).instance.block_m
+    return select(keys[0], shape, allowed_block_m=common, where=wheres[0]).instance.block_m
+
+
+def no_atomic_splits(inst: Instance) -> bool:
+    """split_k 1: no partial sums added by atomics (whose order is the GPU's). A cluster's
+    CTAs add theirs in rank order (cluster_k: deterministic)."""
+    return inst.split_k == 1
+
+
+def _layer_key(op: str, a: str, w: MoeWeight, out: str, activation: str, routed_weight: str) -> Key:
+    """The key of one of fused_moe's stages (w: the stage's weights; stage 2 has no gate_up)."""
+    return Key(target_of(w.device), op, a=a, b=w.dtype, out=out, activation=activation,
+               gate_up="" if op == "moe_stage2" else (w.gate_up or "concat"),
+               routed_weight=routed_weight, bias=w.bias is not None, layout=w.layout)
+
+
+def _stage1_key(w1: MoeWeight, a_dtype: str, stage2_input: str, activation: str,
+                routed_weight: str) -> Key:
+    return _layer_key("moe_stage1", a_dtype, w1, stage2_input, activation,
+                      "stage1" if routed_weight == "stage1" else "none")
+
+
+def two_stage_block_m(w1: MoeWeight, w2: MoeWeight, T: int, topk: int, a_dtype: str,
+                      stage2_input: str, activation: str = "silu", routed_weight: str = "stage2",
+                      stage2_reduce: str = "auto") -> int:
+    """The block_m fused_moe sorts with on its two-stage path (a_dtype as instances name it:
+    pk_fp4, fp8, bf16, fp16): stage 1's choice among the block_m values both stages have;
+    with stage2_reduce="slots" (deterministic) only those with a stage 1 without atomic
+    splits and a stage 2 with the slot sums."""
+    k1 = _stage1_key(w1, a_dtype, stage2_input, activation, routed_weight)
+    k2 = _layer_key("moe_stage2", stage2_input, w2, "bf16", "",
+                    "stage2" if routed_weight == "stage2" else "none")
+    slots = stage2_reduce == "slots"
+    return _common_block_m([k1, k2], Shape(T=T, N=w1.N, K=w1.K, E=w1.E, topk=topk),
+                           [no_atomic_splits, slots_supported] if slots else None)
 
 
 def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch.Tensor,
@@ -696,13 +778,15 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
               stage2_input: str = "bf16", routed_weight: str = "stage2",
               rounding: str = "round_up", path: str = "auto",
               expert_mask: torch.Tensor | None = None, impl: str = "kernel",
-              validate: bool = True) -> torch.Tensor:
+              validate: bool = True, stage2_reduce: str = "auto") -> torch.Tensor:
     """The whole MoE layer: x [T, H] bf16 -> [T, H] bf16.
 
     a_dtype: activation dtype of stage 1 (pk_fp4 = a4w4, fp8 = a8w4, bf16 = a16w4).
     stage2_input: bf16 (skip-inter-quant: stage 1 writes bf16, stage 2 runs a16w4) or
     pk_fp4 (stage 1 re-quantizes, stage 2 runs a4w4). routed_weight: stage1 or stage2.
     path: auto | two_stage | one_stage. impl="torch" runs mxforge.reference (by name only).
+    stage2_reduce: auto | atomic | slots, how stage 2 sums each token's routes (moe_stage2's
+    `reduce`; two_stage only).
     """
     if impl == "torch":
         from . import reference
@@ -728,7 +812,9 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
         raise InputError(f"routed_weight {routed_weight!r} (allowed: stage1, stage2)")
     if path not in ("auto", "two_stage", "one_stage"):
         raise InputError(f"path {path!r} (allowed: auto, two_stage, one_stage)")
-    target = target_of(x.device)
+    if stage2_reduce not in STAGE2_REDUCES:
+        raise InputError(f"stage2_reduce {stage2_reduce!r} (allowed: {', '.join(STAGE2_REDUCES)})")
+    target_of(x.device)  # (a clear error for a device no target serves)
     E = w1.E
     check("topk_ids", topk_ids, device=x.device, contiguous=False)
     T_, k = _check_routing(topk_ids, topk_weights, E, expert_mask, validate)
@@ -744,40 +830,42 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     if bias != (w2.bias is not None):
         raise InputError("w1 and w2 must both have biases or neither")
     s1_shape = Shape(T=T, N=w1.N, K=w1.K, E=E, topk=k)
-    gu = w1.gate_up or "concat"
-
-    def key(op: str, a: str, b: MoeWeight, out: str, act: str, rw: str) -> Key:
-        return Key(target, op, a=a, b=b.dtype, out=out, activation=act,
-                   gate_up="" if op == "moe_stage2" else gu, routed_weight=rw, bias=bias,
-                   layout=b.layout)
-
-    one_key = key("moe_1stage", a_name, w1, "bf16", activation, routed_weight)
     # auto = two stages: on the H100 the one-stage kernel (one CTA per sorted block doing
     # both GEMMs) measured 3x slower than quant+sort, stage 1, stage 2 at T = 1..8
     # (benchmarks/README.md); it runs when asked for by name.
     use_one = path == "one_stage"
     if use_one and stage2_input != "bf16":
         raise InputError("path one_stage keeps the intermediate in bf16: stage2_input must be bf16")
+    if use_one and stage2_reduce == "slots":
+        raise InputError("stage2_reduce 'slots' is a two-stage path's (the one-stage kernel adds)")
     out = _empty(T, H, dtype=torch.bfloat16, device=x.device)
+    rw2 = "stage2" if routed_weight == "stage2" else "none"
+    reduce = "atomic"
     if use_one:
-        block_m = _common_block_m([one_key], s1_shape)
+        block_m = _common_block_m([_layer_key("moe_1stage", a_name, w1, "bf16", activation,
+                                              routed_weight)], s1_shape)
     else:
-        k1 = key("moe_stage1", a_name, w1, stage2_input, activation,
-                 "stage1" if routed_weight == "stage1" else "none")
-        k2 = key("moe_stage2", stage2_input, w2, "bf16", "",
-                 "stage2" if routed_weight == "stage2" else "none")
-        block_m = _common_block_m([k1, k2], s1_shape)
+        block_m = two_stage_block_m(w1, w2, T, k, a_name, stage2_input, activation,
+                                    routed_weight, stage2_reduce)
+        # (decided before the sort: with slots, stage 2 writes out whole, so the sort need
+        # not zero it)
+        probe = SortResult(*([None] * 4), T, k, E, block_m, topk_ids, expert_mask)
+        reduce = stage2_plan(w2, probe, "bf16", rw2, stage2_input, None, stage2_reduce)[1]
+    zero_buf = out if reduce == "atomic" else None
     if a_dtype in MX_DTYPES:
         a, sort = fused_quant_sort(x, topk_ids, topk_weights, E, block_m, a_dtype, rounding,
-                                   expert_mask, zero_buf=out, validate=False)
+                                   expert_mask, zero_buf=zero_buf, validate=False)
     else:
         a = x
-        sort = moe_sort(topk_ids, topk_weights, E, block_m, expert_mask, zero_buf=out,
+        sort = moe_sort(topk_ids, topk_weights, E, block_m, expert_mask, zero_buf=zero_buf,
                         validate=False)
     if use_one:
         return moe_1stage(a, w1, w2, sort, activation, out=out, routed_weight=routed_weight)
+    # (slots: a stage 1 without atomic splits, so that the whole layer is deterministic)
+    s1 = select(_stage1_key(w1, a_name, stage2_input, activation, routed_weight), s1_shape,
+                block_m=block_m, where=no_atomic_splits).instance.name if reduce == "slots" else None
     inter = moe_stage1(a, w1, sort, activation, stage2_input,
-                       "stage1" if routed_weight == "stage1" else "none", rounding)
-    return moe_stage2(inter, w2, sort, out=out,
-                      routed_weight="stage2" if routed_weight == "stage2" else "none")
+                       "stage1" if routed_weight == "stage1" else "none", rounding, instance=s1)
+    return moe_stage2(inter, w2, sort, out=out, routed_weight=rw2, reduce=reduce,
+                      accumulate=reduce == "atomic")
 

@@ -71,7 +71,8 @@ def check_stage1(inst: Instance, T: int, g: torch.Generator, device: torch.devic
 
 def check_stage2(inst: Instance, T: int, g: torch.Generator, device: torch.device,
                  which: int = 0, skew: str = "random", dims: tuple[int, int] | None = None,
-                 scale_range: tuple[int, int] | None = None) -> None:
+                 scale_range: tuple[int, int] | None = None, reduce: str = "auto") -> None:
+    """reduce: moe_stage2's ("slots" on an instance that has them: the slot sums)."""
     L = layer_for(inst, T, g, device, which, skew, dims, scale_range)
     k, I = L.shape.topk, L.shape.I
     inter_x = (torch.randn(T * k, I, generator=g, device=g.device) * 2).to(torch.bfloat16).to(device)
@@ -85,10 +86,10 @@ def check_stage2(inst: Instance, T: int, g: torch.Generator, device: torch.devic
     init = (torch.randn(want.shape, generator=g, device=g.device) * scale).to(
         {"bf16": torch.bfloat16, "fp32": torch.float32}[inst.out]).to(device)
     out = mxforge.moe_stage2(a, L.w2, sort, out=init.clone(), out_dtype=inst.out,
-                             routed_weight=inst.routed_weight, instance=inst.name)
+                             routed_weight=inst.routed_weight, instance=inst.name, reduce=reduce)
     err = rel_l2(out, init.float().to(want.device) + want)
     tol = ACCUM_TOL if inst.out == "bf16" else 1e-5
-    assert err <= tol, f"{inst.name}: rel. L2 {err:.3e} > {tol:.3e}"
+    assert err <= tol, f"{inst.name} ({reduce}): rel. L2 {err:.3e} > {tol:.3e}"
 
 
 def check_1stage(inst: Instance, T: int, g: torch.Generator, device: torch.device,
@@ -114,17 +115,21 @@ CHECKS = {"moe_stage1": check_stage1, "moe_stage2": check_stage2, "moe_1stage": 
 
 def check_fused_moe(model: str, T: int, a_dtype: str, stage2_input: str, path: str,
                     g: torch.Generator, device: torch.device, skew: str = "random",
-                    E: int | None = None, layout: str = "plain") -> torch.Tensor:
+                    E: int | None = None, layout: str = "plain", stage2_reduce: str = "auto",
+                    expert_mask: torch.Tensor | None = None) -> torch.Tensor:
     shape = PRESETS[model]
     L = make_layer(shape, T, g, device, layout=layout, skew=skew, E=E)
     y = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, activation=shape.activation,
-                          a_dtype=a_dtype, stage2_input=stage2_input, path=path)
+                          a_dtype=a_dtype, stage2_input=stage2_input, path=path,
+                          stage2_reduce=stage2_reduce, expert_mask=expert_mask)
     assert y.shape == (T, shape.H) and y.dtype == torch.bfloat16
     want = ref.fused_moe(L.x, L.r1, L.r2, L.topk_weights, L.topk_ids,
                          shape.activation, shape.gate_up, L.b1, L.b2, a_dtype=a_dtype,
-                         stage2_input=stage2_input, out_dtype=torch.float32)
+                         stage2_input=stage2_input, out_dtype=torch.float32,
+                         expert_mask=expert_mask)
     if T:
         err = rel_l2(y, want)
         tol = ACCUM_TOL if stage2_input == "bf16" else 3e-2
-        assert err <= tol, f"{model} T={T} {a_dtype}->{stage2_input} {path}: rel. L2 {err:.3e}"
+        assert err <= tol, (f"{model} T={T} {a_dtype}->{stage2_input} {path} {stage2_reduce}: "
+                            f"rel. L2 {err:.3e}")
     return y

@@ -1,15 +1,17 @@
 """Every cpu instance against the torch reference, at the model shapes, plus edge cases."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 import mxforge
 from mxforge import reference as ref
-from mxforge.dispatch import instances
+from mxforge.dispatch import instances, slots_supported
 from mxforge.ops import TOKEN_LIMIT
 
-from .helpers import make_layer, random_mx, routing
+from .helpers import ACCUM_TOL, make_layer, random_mx, rel_l2, routing
 from .op_checks import CHECKS, MX_ELEM, check_fused_moe
 from mxforge.models import PRESETS
 
@@ -162,6 +164,101 @@ def test_gemm_skewed_and_single_token(op, skew, T, rng):
     inst = next(i for i in GEMMS if i.op == op and i.a == "pk_fp4" and i.block_m == 32
                 and i.layout == "plain" and not i.bias and i.out == "bf16")
     CHECKS[op](inst, T, rng, CPU, 0, skew)
+
+
+# ---- stage 2 reducing by route rows (reduce="slots") ---------------------------------------
+
+SLOTS = [i for i in GEMMS if slots_supported(i)]
+# (one instance per activation dtype, block_m and bias: the cpu code is the same for all)
+SLOTS_SAMPLE = list({(i.a, i.block_m, i.bias): i for i in SLOTS}.values())
+
+
+def test_the_ci_set_has_slot_instances():
+    assert {i.block_m for i in SLOTS} >= {16, 32, 64}, [i.name for i in SLOTS]
+
+
+@pytest.mark.parametrize("inst", SLOTS_SAMPLE, ids=lambda i: i.name)
+def test_stage2_slots(inst, rng):
+    # (out accumulates from random values: check_stage2)
+    CHECKS["moe_stage2"](inst, 5, rng, CPU, sum(map(ord, inst.name)), reduce="slots")
+
+
+def _stage2_operands(rng, T: int = 37, E: int | None = None):
+    inst = next(i for i in SLOTS if i.a == "bf16" and i.b == "pk_fp4" and i.block_m == 64)
+    L = make_layer(PRESETS["minimax-m2.1-tp8"], T, rng, CPU, E=E)
+    inter = (torch.randn(T * L.shape.topk, L.shape.I, generator=rng) * 2).to(torch.bfloat16)
+    return inst, L, inter
+
+
+def test_stage2_slots_and_atomic_write_over_or_add(rng):
+    """out=None and accumulate=False write out whole (the outputs are poisoned first: any
+    element left unwritten is NaN); accumulate=True adds; both reductions agree with the
+    reference, the slots one rounding once."""
+    inst, L, inter = _stage2_operands(rng)
+    sort = mxforge.moe_sort(L.topk_ids, L.topk_weights, L.E, inst.block_m)
+    want = ref.moe_stage2(inter.float(), L.r2, L.topk_ids, L.topk_weights)
+    got = {}
+    for how in ("slots", "atomic"):
+        y = mxforge.moe_stage2(inter, L.w2, sort, instance=inst.name, reduce=how)
+        assert rel_l2(y, want) <= ACCUM_TOL, how
+        five = torch.full_like(y, 5.0)
+        over = mxforge.moe_stage2(inter, L.w2, sort, out=five.clone(), instance=inst.name,
+                                  reduce=how, accumulate=False)
+        assert torch.equal(over, y), how
+        added = mxforge.moe_stage2(inter, L.w2, sort, out=five.clone(), instance=inst.name, reduce=how)
+        assert rel_l2(added, want + 5.0) <= ACCUM_TOL, how
+        got[how] = y
+    # (slots round each route's row and then the sum; the cpu target's adds round k times)
+    assert rel_l2(got["slots"], want) <= rel_l2(got["atomic"], want)
+
+
+def test_stage2_slots_drop_masked_and_out_of_range_routes(rng):
+    """Routes the sort dropped (a masked expert, an id outside [0, E)) have no slot row
+    (the buffer is poisoned): the sum must skip them by the sorter's own rule."""
+    inst, L, inter = _stage2_operands(rng, T=80, E=16)
+    ids = L.topk_ids.clone()
+    ids[3, 2], ids[40, 0] = 16, -1
+    mask = (torch.arange(16) % 5 != 1).to(torch.int32)
+    sort = mxforge.moe_sort(ids, L.topk_weights, 16, inst.block_m, expert_mask=mask, validate=False)
+    want = ref.moe_stage2(inter.float(), L.r2, ids, L.topk_weights, expert_mask=mask)
+    y = mxforge.moe_stage2(inter, L.w2, sort, instance=inst.name, reduce="slots")
+    assert rel_l2(y, want) <= ACCUM_TOL
+
+
+@pytest.mark.parametrize("T", [1, 64])
+def test_fused_moe_slots(T, rng):
+    """stage2_reduce="slots" (with an expert mask) against the reference, at T = 1 (block_m
+    16) and 64 (block_m 64)."""
+    mask = (torch.arange(16) % 4 != 2).to(torch.int32)
+    for how in ("slots", "auto", "atomic"):
+        check_fused_moe("minimax-m2.1-tp8", T, "pk_fp4", "bf16", "two_stage", rng, CPU, E=16,
+                        stage2_reduce=how, expert_mask=mask)
+
+
+def test_slots_errors(rng):
+    inst, L, inter = _stage2_operands(rng, T=5)
+    # a split-K instance (its splits' partial sums are added: no slot rows)
+    shape = dataclasses.replace(PRESETS["minimax-m2.1-tp8"], bias=True)
+    Lb = make_layer(shape, 5, rng, CPU, E=16)
+    split = next(i for i in GEMMS if i.op == "moe_stage2" and i.split_k > 1 and i.a == "bf16"
+                 and i.bias and i.out == "bf16")
+    sort = mxforge.moe_sort(Lb.topk_ids, Lb.topk_weights, 16, split.block_m)
+    with pytest.raises(mxforge.InputError, match=rf"'slots' needs .*split_k 1.*{split.name} has "
+                                                 rf"split_k {split.split_k}"):
+        mxforge.moe_stage2(inter, Lb.w2, sort, instance=split.name, reduce="slots")
+    with pytest.raises(mxforge.InputError, match=r"reduce 'sum' \(allowed: auto, atomic, slots\)"):
+        mxforge.moe_stage2(inter, L.w2, sort, reduce="sum")
+    sort64 = mxforge.moe_sort(L.topk_ids, L.topk_weights, L.E, inst.block_m)
+    bare = sort64._replace(topk_ids=None)
+    with pytest.raises(mxforge.InputError, match="must carry its topk_ids"):
+        mxforge.moe_stage2(inter, L.w2, bare, instance=inst.name, reduce="slots")
+    y = mxforge.moe_stage2(inter, L.w2, bare, instance=inst.name)  # auto: the atomic adds
+    assert torch.isfinite(y).all()
+    with pytest.raises(mxforge.InputError, match=r"stage2_reduce 'both' \(allowed: auto, atomic, slots\)"):
+        mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, stage2_reduce="both")
+    with pytest.raises(mxforge.InputError, match="one-stage kernel adds"):
+        mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, path="one_stage",
+                          stage2_reduce="slots")
 
 
 # ---- the whole layer --------------------------------------------------------------------

@@ -498,3 +498,28 @@ def test_merge_tuned_as_layout(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0 and "does not name its layout 'pairbits'" in r.stderr
     assert table.read_bytes() == before
+
+
+def test_stage2_reduce_rule():
+    """reduce="auto" is the atomic adds (the slot sums measured slower); "slots" exists on
+    instances with one K part, a bf16 out and block_n % 8 == 0 (moe.cuh's
+    MoeSpec::kStage2Slots), and asking for it elsewhere names why."""
+    base = dict(index=0, name="sm90_s2", target="sm90", op="moe_stage2", args_type="MoeGemmArgs",
+                a="bf16", b="pk_fp4", out="bf16", block_m=64, block_n=128, block_k=128, split_k=1,
+                activation="", gate_up="", routed_weight="stage2", bias=False, layout="pairbits",
+                b_path="wgmma_regs")
+    inst = dispatch.Instance(**base)
+    assert dispatch.slots_supported(inst)
+    assert dispatch.stage2_reduce(inst) == "atomic"
+    assert dispatch.stage2_reduce(inst, "slots") == "slots"
+    for change in ({"block_m": 16, "b_path": "swap", "n_tiles": 12}, {"block_m": 32, "b_path": "regs"}):
+        assert dispatch.slots_supported(dispatch.Instance(**{**base, **change})), change
+    for change in ({"split_k": 2}, {"block_m": 16, "b_path": "swap", "cluster_k": 2},
+                   {"out": "fp32"}, {"block_n": 36}):
+        other = dispatch.Instance(**{**base, **change})
+        assert not dispatch.slots_supported(other), change
+        assert dispatch.stage2_reduce(other) == "atomic"
+        with pytest.raises(mxforge.InputError, match="'slots' needs an instance with split_k 1, cluster_k 1"):
+            dispatch.stage2_reduce(other, "slots")
+    with pytest.raises(mxforge.InputError, match=r"\(allowed: auto, atomic, slots\)"):
+        dispatch.stage2_reduce(inst, "fast")

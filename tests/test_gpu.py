@@ -13,9 +13,10 @@ import torch
 import mxforge
 from mxforge import _loader
 from mxforge import reference as ref
-from mxforge.dispatch import instances
+from mxforge.dispatch import instances, slots_supported
+from mxforge.models import PRESETS
 
-from .helpers import random_mx, routing
+from .helpers import ACCUM_TOL, make_layer, random_mx, rel_l2, routing
 from .op_checks import CHECKS, MX_ELEM, check_fused_moe
 
 pytestmark = pytest.mark.gpu
@@ -171,6 +172,43 @@ def test_stage2_unaligned_output_rows(inst, grng):
 def test_gemm_instance_wide_scales(inst, grng):
     for T in (1, 129):
         CHECKS[inst.op](inst, T, grng, GPU, which=T, scale_range=(118, 136))
+
+
+# Stage 2 reducing by route rows (reduce="slots": moe.cuh, slots_epilogue and the slot sum
+# kernel) on every instance that has them: the model shapes, odd dims, unaligned output rows
+# (H = 2900: the sum's element stores), out accumulating from random values (check_stage2).
+SLOTS = [i for i in GEMMS if slots_supported(i)]
+
+
+@pytest.mark.parametrize("inst", SLOTS, ids=lambda i: i.name)
+def test_stage2_slots(inst, grng):
+    for T, dims in ((1, None), (300, None), (2048, None), (37, ODD_DIMS), (129, (2900, 224))):
+        CHECKS["moe_stage2"](inst, T, grng, GPU, T, dims=dims, reduce="slots")
+
+
+@pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "gpt-oss-120b"])
+@pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "bf16"), ("pk_fp4", "pk_fp4"),
+                                                    ("bf16", "bf16")])
+@pytest.mark.parametrize("T", [1, 64, 2048])
+def test_fused_moe_slots_deterministic(model, a_dtype, stage2_input, T, grng):
+    """stage2_reduce="slots" (block_m >= 64 at every T): the layer is bit-for-bit the same
+    twice (no atomics anywhere: the shipped block_m >= 64 stage-1 instances have split_k 1),
+    within the tolerance of the reference, with half the experts masked too."""
+    shape = PRESETS[model]
+    L = make_layer(shape, T, grng, GPU, layout="pairbits")
+    mask = (torch.arange(shape.E, device=GPU) % 2 == 0).to(torch.int32)
+    for m in (None, mask):
+        def run() -> torch.Tensor:
+            return mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids,
+                                     activation=shape.activation, a_dtype=a_dtype,
+                                     stage2_input=stage2_input, stage2_reduce="slots", expert_mask=m)
+        y = run()
+        assert torch.equal(y, run())
+        want = ref.fused_moe(L.x, L.r1, L.r2, L.topk_weights, L.topk_ids, shape.activation,
+                             shape.gate_up, L.b1, L.b2, a_dtype=a_dtype, stage2_input=stage2_input,
+                             out_dtype=torch.float32, expert_mask=m)
+        err = rel_l2(y, want)
+        assert err <= (ACCUM_TOL if stage2_input == "bf16" else 3e-2), err
 
 
 @pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "minimax-m2.1-tp4", "gpt-oss-120b"])

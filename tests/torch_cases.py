@@ -60,13 +60,13 @@ def op_cases(T: int, g: torch.Generator, device: torch.device) -> list[OpCase]:
         OpCase("moe_stage1", (*ACT.flatten(q), *WEIGHT.flatten(L.w1), *SORT.flatten(sort),
                               shape.activation, "bf16", "none", "round_up", None)),
         OpCase("moe_stage2", (*ACT.flatten(inter), *WEIGHT.flatten(L.w2), *SORT.flatten(sort),
-                              out2, "bf16", "stage2", None), accumulates=out2),
+                              out2, "bf16", "stage2", None, "atomic", True), accumulates=out2),
         OpCase("moe_1stage", (*ACT.flatten(q), *WEIGHT.flatten(L.w1), *WEIGHT.flatten(L.w2),
                               *SORT.flatten(sort), shape.activation, out1, "bf16", "stage2", None),
                accumulates=out1),
         OpCase("fused_moe", (L.x, *WEIGHT.flatten(L.w1), *WEIGHT.flatten(L.w2), L.topk_weights,
                              L.topk_ids, shape.activation, "pk_fp4", "bf16", "stage2",
-                             "round_up", "auto", None, True)),
+                             "round_up", "auto", None, True, "auto")),
     ]
     assert [c.name for c in cases] == list(OPS), "a registered op has no test case"
     return cases

@@ -25,6 +25,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=3)
     ap.add_argument("--layout", default="pairbits", choices=["plain", "pairbits"],
                     help="weight layout (the bench's default: pairbits)")
+    ap.add_argument("--stage2-reduce", default="auto", choices=["auto", "atomic", "slots"],
+                    help="fused_moe's stage2_reduce")
     args = ap.parse_args()
     shape = preset(args.model)
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -36,7 +38,7 @@ def main() -> None:
     a_dtype, s2 = bench.PIPELINES[args.pipeline]
     for _ in range(args.calls):
         ops.fused_moe(x, layer.w1, layer.w2, w, ids, activation=shape.activation, a_dtype=a_dtype,
-                      stage2_input=s2, validate=False)
+                      stage2_input=s2, validate=False, stage2_reduce=args.stage2_reduce)
     torch.cuda.synchronize()
 
 

@@ -486,8 +486,10 @@ MXF_DEV void slots_epilogue(const float* c, const MoeGemmArgs& a, const float* b
     if (m == 8) {
       dev::st16(dst, dev::Vec16{dev::pack_bf16x2(v[0], v[1]), dev::pack_bf16x2(v[2], v[3]),
                                 dev::pack_bf16x2(v[4], v[5]), dev::pack_bf16x2(v[6], v[7])});
-    } else {
-      for (int i = 0; i < m; ++i) dst[i] = f32_to_bf16(v[i]);
+    } else {  // (unrolled with a guard: a loop to m indexed v at run time, in local memory)
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+        if (i < m) dst[i] = f32_to_bf16(v[i]);
     }
   }
 }
@@ -805,7 +807,9 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSlotsSumThreads) moe_stage2_slots_sum_kernel(
 #pragma unroll
           for (int i = 0; i < 8; ++i) s[i] = bf16_to_f32(uint16_t(w[i / 2] >> (16 * (i % 2))));
         } else {
-          for (int i = 0; i < m; ++i) s[i] = bf16_to_f32(orow[n + i]);
+#pragma unroll
+          for (int i = 0; i < 8; ++i)
+            if (i < m) s[i] = bf16_to_f32(orow[n + i]);
         }
       }
       for (int j = 0; j < a.topk; ++j) {
@@ -817,14 +821,18 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSlotsSumThreads) moe_stage2_slots_sum_kernel(
 #pragma unroll
           for (int i = 0; i < 8; ++i) s[i] += bf16_to_f32(uint16_t(w[i / 2] >> (16 * (i % 2))));
         } else {
-          for (int i = 0; i < m; ++i) s[i] += bf16_to_f32(src[i]);
+#pragma unroll
+          for (int i = 0; i < 8; ++i)
+            if (i < m) s[i] += bf16_to_f32(src[i]);
         }
       }
       if (m == 8 && out16) {
         dev::st16(orow + n, dev::Vec16{dev::pack_bf16x2(s[0], s[1]), dev::pack_bf16x2(s[2], s[3]),
                                        dev::pack_bf16x2(s[4], s[5]), dev::pack_bf16x2(s[6], s[7])});
-      } else {
-        for (int i = 0; i < m; ++i) orow[n + i] = f32_to_bf16(s[i]);
+      } else {  // (the guarded, unrolled form keeps s in registers)
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+          if (i < m) orow[n + i] = f32_to_bf16(s[i]);
       }
     }
   }

@@ -838,6 +838,12 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSlotsSumThreads) moe_stage2_slots_sum_kernel(
   }
 }
 
+// The grids of stage 2's second kernels (split-K's finalize, the slot sums), grid-stride
+// loops: a fixed bound (~2 k CTAs fill a GPU of this size class: 132 SMs x 8 to 16), not
+// dev::sm_count(), which the AMD host runtime does not define (device_amd.h): a reference
+// to it from an AMD instance left the module with an undefined symbol.
+constexpr int64_t kSecondKernelMaxCtas = 2048;
+
 // Split-K stage 2 with a bf16 output, second kernel: out[t, n] = bf16(out[t, n] + ws[t, n])
 // over every token (a token without routes adds 0, which leaves its bf16 value as it was).
 constexpr int kFinalizeThreads = 256;
@@ -1083,7 +1089,7 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
   if constexpr (S::kStage2Slots) {
     if (a.slots != nullptr) {
       Status s = launch_gemm<GemmOp::kStage2, S>(grid, a);
-      const int64_t ctas = cmin<int64_t>(a.T, 16 * int64_t(dev::sm_count()));  // (16 CTAs of 4 warps per SM)
+      const int64_t ctas = cmin<int64_t>(a.T, kSecondKernelMaxCtas);
       if (s.code == 0)
         s = dev::launch(MXF_KERNEL_REF(moe_stage2_slots_sum_kernel, S), dim3(unsigned(ctas)), dim3(kSlotsSumThreads),
                         0, dev::stream_of(a.stream), "moe_stage2 slot sum launch", a);
@@ -1096,8 +1102,8 @@ Status launch_moe_stage2(const MoeGemmArgs& a) {
     const dev::Stream st = dev::stream_of(a.stream);
     Status s = dev::memset_async(a.workspace, 4 * a.T * a.N, st, "stage-2 split-K workspace memset");
     if (s.code == 0) s = launch_gemm<GemmOp::kStage2, S>(grid, a);
-    // (a grid-stride loop: at most 8 CTAs per SM)
-    const int64_t ctas = cmin<int64_t>(cdiv(a.T * a.N, kFinalizeThreads), 8 * int64_t(dev::sm_count()));
+    // (a grid-stride loop, kSecondKernelMaxCtas)
+    const int64_t ctas = cmin<int64_t>(cdiv(a.T * a.N, kFinalizeThreads), kSecondKernelMaxCtas);
     if (s.code == 0)
       s = dev::launch(MXF_KERNEL_REF(moe_stage2_splitk_finalize_kernel, S), dim3(unsigned(ctas)),
                       dim3(kFinalizeThreads), 0, st, "moe_stage2 split-K finalize launch", a);

@@ -193,7 +193,7 @@ def _stage2_operands(rng, T: int = 37, E: int | None = None):
 def test_stage2_slots_and_atomic_write_over_or_add(rng):
     """out=None and accumulate=False write out whole (the outputs are poisoned first: any
     element left unwritten is NaN); accumulate=True adds; both reductions agree with the
-    reference, the slots one rounding once."""
+    reference and with each other."""
     inst, L, inter = _stage2_operands(rng)
     sort = mxforge.moe_sort(L.topk_ids, L.topk_weights, L.E, inst.block_m)
     want = ref.moe_stage2(inter.float(), L.r2, L.topk_ids, L.topk_weights)
@@ -208,8 +208,9 @@ def test_stage2_slots_and_atomic_write_over_or_add(rng):
         added = mxforge.moe_stage2(inter, L.w2, sort, out=five.clone(), instance=inst.name, reduce=how)
         assert rel_l2(added, want + 5.0) <= ACCUM_TOL, how
         got[how] = y
-    # (slots round each route's row and then the sum; the cpu target's adds round k times)
-    assert rel_l2(got["slots"], want) <= rel_l2(got["atomic"], want)
+    # (the two differ only in rounding: slots round each route's row and the sum, the cpu
+    # target's adds round k times; which is closer to the reference varies with the data)
+    assert rel_l2(got["slots"], got["atomic"]) <= ACCUM_TOL
 
 
 def test_stage2_slots_drop_masked_and_out_of_range_routes(rng):

@@ -411,6 +411,21 @@ MXF_DEV void wgmma_m64k16_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t
 // Accumulator register i of a thread: row (of the warpgroup's 64) and column (of N).
 MXF_HD constexpr int wgmma_acc_row(int warp, int lane, int i) { return 16 * warp + (lane >> 2) + 8 * ((i >> 1) & 1); }
 MXF_HD constexpr int wgmma_acc_col(int lane, int i) { return 8 * (i >> 2) + 2 * (lane & 3) + (i & 1); }
+// Four 8 x 8 matrices of 16-bit pairs from the MMA fragment layout (lane l: row l / 4,
+// columns 2 (l % 4), + 1 of matrix i in v[i]) into shared memory: lanes 8 i .. 8 i + 7
+// give the addresses of matrix i's 8 rows (16 bytes each). kTrans stores each matrix
+// transposed (its fragment columns become the rows in memory). PTX ISA: stmatrix.
+template <bool kTrans>
+MXF_DEV void stmatrix_x4(void* p, const uint32_t (&v)[4]) {
+  if constexpr (kTrans)
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(smem_addr(p)),
+                 "r"(v[0]), "r"(v[1]), "r"(v[2]), "r"(v[3])
+                 : "memory");
+  else
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(smem_addr(p)), "r"(v[0]),
+                 "r"(v[1]), "r"(v[2]), "r"(v[3])
+                 : "memory");
+}
 
 }  // namespace dev
 

@@ -1336,6 +1336,30 @@ struct WarpgroupMma : WgmmaAcc<Tile::WGN> {
     for (int i = 0; i < N / 2; ++i)
       c[(r0 + dev::wgmma_acc_row(warp, lane, i)) * Tile::kLdC + c0 + dev::wgmma_acc_col(lane, i)] = acc[i];
   }
+  // The sums leaving as 16-bit rows without the fp32 staging tile (moe.cuh, rows16_epilogue):
+  // each warp's block of the CTA tile, kRows16 x kCols16 from (row16_0, col16_0), rounded
+  // after f(row, col, v) -> float (tile coordinates), into its own region of shared memory
+  // [kRows16][kPitch16 bytes] by stmatrix (the accumulators are in its fragment layout: one
+  // instruction per 16 values). The 16-byte skew of the pitch puts a matrix's 8 row
+  // addresses in distinct banks.
+  static constexpr int kRows16 = 16, kCols16 = N, kPitch16 = 2 * N + 16;
+  MXF_DEV static int row16_0() { return wg_m() * 64 + 16 * ((dev::thread_x() / 32) % 4); }
+  MXF_DEV static int col16_0() { return wg_n() * N; }
+  template <class F>
+  MXF_DEV void stage16(unsigned char* region, F&& f) const {
+    const int lane = dev::lane_id(), r = row16_0() + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < N / 16; ++j) {  // column groups 2 j, 2 j + 1 of 8
+      uint32_t q[4];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // matrices 2 h, 2 h + 1: rows 0-7, 8-15 of group 2 j + h
+        const int i = 4 * (2 * j + h), c = col16_0() + dev::wgmma_acc_col(lane, i);
+        q[2 * h] = dev::pack_bf16x2(f(r, c, acc[i]), f(r, c + 1, acc[i + 1]));
+        q[2 * h + 1] = dev::pack_bf16x2(f(r + 8, c, acc[i + 2]), f(r + 8, c + 1, acc[i + 3]));
+      }
+      dev::stmatrix_x4<false>(region + ((lane & 7) + 8 * ((lane >> 3) & 1)) * kPitch16 + 16 * (2 * j + (lane >> 4)), q);
+    }
+  }
 };
 
 // The main loop of a WgmmaTile over k-tiles [kt0, kt1): `smem` 1024-byte aligned, holding
@@ -1588,6 +1612,27 @@ struct WgmmaRegsMma : WgmmaAcc<Tile::BM> {  // (the MMA's N: the block's tokens)
 #pragma unroll
     for (int i = 0; i < N / 2; ++i)
       c[dev::wgmma_acc_col(lane, i) * Tile::kLdC + 64 * (warp / 4) + dev::wgmma_acc_row(warp % 4, lane, i)] = acc[i];
+  }
+  // As WarpgroupMma::stage16, transposed: a warp's block is every token (the MMA's N) of
+  // its 16 weight rows (output columns), and a fragment pair is two tokens of one column,
+  // so stmatrix stores each matrix transposed (rows = tokens, 16 bytes = 8 columns).
+  static constexpr int kRows16 = Tile::BM, kCols16 = 16, kPitch16 = 48;
+  MXF_DEV static int row16_0() { return 0; }
+  MXF_DEV static int col16_0() { return 64 * (dev::warp_id() / 4) + 16 * (dev::warp_id() % 4); }
+  template <class F>
+  MXF_DEV void stage16(unsigned char* region, F&& f) const {
+    const int lane = dev::lane_id(), c = col16_0() + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < N / 16; ++j) {  // token groups 2 j, 2 j + 1 of 8
+      uint32_t q[4];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // matrices 2 h, 2 h + 1: columns 0-7, 8-15 of group 2 j + h
+        const int i = 4 * (2 * j + h), t = dev::wgmma_acc_col(lane, i);
+        q[2 * h] = dev::pack_bf16x2(f(t, c, acc[i]), f(t + 1, c, acc[i + 1]));
+        q[2 * h + 1] = dev::pack_bf16x2(f(t, c + 8, acc[i + 2]), f(t + 1, c + 8, acc[i + 3]));
+      }
+      dev::stmatrix_x4<true>(region + (8 * (2 * j + (lane >> 4)) + (lane & 7)) * kPitch16 + 16 * ((lane >> 3) & 1), q);
+    }
   }
 };
 

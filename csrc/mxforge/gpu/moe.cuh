@@ -508,6 +508,56 @@ MXF_DEV void stage2_epilogue(const float* c, const MoeGemmArgs& a, const float* 
   accumulate_epilogue<S, S::kBias, S::kRw == Rw::kStage2, S::kStage2Ws>(c, a, bias_e, n0, a.N, rows);
 }
 
+// Stage 2 on the warpgroup-MMA tiles (kWgmma, kWgmmaRegs) with one K part and a bf16 output
+// where whole 16-byte groups of 8 columns fit (rows16_direct: N a multiple of 8, the output
+// rows or the slot rows 16-byte aligned): the sums leave without the fp32 staging tile.
+// Each warp rounds its block (bias, then routed weight, as accumulate_epilogue) to bf16
+// into its own shared-memory region by stmatrix (Mma::stage16), then reads it back 16
+// bytes at a time for the 16-byte adds (or the slot rows' stores). Same values and
+// roundings as the staged path; per thread about a quarter of its shared-memory
+// instructions and no CTA barrier. (MiniMax TP=8's stage 2, K = 192, spends more of its
+// time in this epilogue than in its MMAs: benchmarks/README.md, session 23.)
+template <class S>
+MXF_HD bool rows16_direct(const MoeGemmArgs& a) {
+  if constexpr (!((S::kWgmma || S::kWgmmaRegs) && S::kKParts == 1 && IsSame<typename S::OutT, Bf16>::value)) {
+    return false;
+  } else {
+    if (a.N % 8 != 0) return false;
+    if (S::kStage2Slots && a.slots != nullptr) return aligned16(a.slots) && a.slots_stride % 8 == 0;
+    return aligned16(a.out) && a.out_stride % 8 == 0;
+  }
+}
+template <class S>
+MXF_DEV void rows16_epilogue(const typename S::Mma& mma, const MoeGemmArgs& a, const float* bias_e, int64_t n0,
+                             const BlockRows& rows, unsigned char* smem) {
+  using Mma = typename S::Mma;
+  constexpr int P = Mma::kPitch16, OCTS = Mma::kCols16 / 8;
+  static_assert(S::NT / 32 * Mma::kRows16 * P <= S::Tile::kSmem - 1024, "the warps' regions fit the tile's shared memory");
+  unsigned char* const region = smem + dev::warp_id() * (Mma::kRows16 * P);
+  mma.stage16(region, [&](int r, int c, float v) {
+    if constexpr (S::kBias) v += n0 + c < a.N ? bias_e[n0 + c] : 0.0f;
+    if constexpr (S::kRw == Rw::kStage2) v *= rows.w[r];
+    return v;
+  });
+  dev::sync_warp();
+  const bool to_slots = S::kStage2Slots && a.slots != nullptr;
+  const int r0 = Mma::row16_0();
+  const int64_t c0 = n0 + Mma::col16_0();
+  for (int it = dev::lane_id(); it < Mma::kRows16 * OCTS; it += 32) {
+    const int rr = it / OCTS, r = r0 + rr;
+    const int64_t n = c0 + 8 * (it % OCTS);
+    const int dst = to_slots ? rows.arow[r] : rows.orow[r];
+    if (dst < 0 || n >= a.N) continue;
+    const dev::Vec16 v = dev::ld16(region + rr * P + 16 * (it % OCTS));
+    if (to_slots) {
+      dev::st16(static_cast<uint16_t*>(a.slots) + int64_t(dst) * a.slots_stride + n, v);
+    } else {
+      const uint32_t o[4] = {v.x, v.y, v.z, v.w};
+      dev::atomic_add_bf16x8(static_cast<uint16_t*>(a.out) + int64_t(dst) * a.out_stride + n, o);
+    }
+  }
+}
+
 // Stage 2 on the swapped tile (MoeSpec::kStage2Pairs): accumulate_epilogue's bias, routed
 // weight and atomic adds, from the accumulators of output columns [n0, n0 + BN) (weight
 // rows loaded through PairedRows) without a staging tile. Only where every pair is one
@@ -771,6 +821,17 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
       if (S::kSplitK > 1 && kt0 >= kt1) return;
     }
     moe_gemm<S>(mma, a, e, s_arow, s_brow, sa, sb, kt0, kt1);
+#if defined(MXF_HAS_WGMMA)
+    if constexpr (S::kWgmma || S::kWgmmaRegs) {
+      if (rows16_direct<S>(a)) {  // (uniform for the grid; the main loop ended with a barrier)
+        dev::launch_dependents();
+        if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
+        rows16_epilogue<S>(mma, a, S::kBias ? a.bias + int64_t(e) * a.N : nullptr, n0, rows,
+                           reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023)));
+        return;
+      }
+    }
+#endif
     stage_after_main_loop(mma, sc, a);
     if (!cluster_reduce<S>(sc)) return;
     const bool bias_here = S::kBias && (S::kSplitK == 1 || dev::block_z() == 0);

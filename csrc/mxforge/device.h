@@ -163,9 +163,9 @@ MXF_DEV void atomic_add_bf16(uint16_t* p, uint16_t v) {
 }
 // Eight bf16 adds in one 16-byte reduction (red.global.add.noftz.v4.bf16x2: one REDG.BF16x8,
 // a quarter of the L2 atomic operations of four bf16x2 adds); p 16-byte aligned.
-MXF_DEV void atomic_add_bf16x8(uint16_t* p, const uint32_t (&v)[4]) {
-  asm volatile("red.global.add.noftz.v4.bf16x2 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v[0]), "r"(v[1]), "r"(v[2]),
-               "r"(v[3])
+MXF_DEV void atomic_add_bf16x8(uint16_t* p, const Vec16& v) {
+  asm volatile("red.global.add.noftz.v4.bf16x2 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z),
+               "r"(v.w)
                : "memory");
 }
 

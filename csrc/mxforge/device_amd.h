@@ -200,8 +200,11 @@ MXF_DEV void atomic_add_bf16(uint16_t* p, uint16_t v) {
   atomic_add_bf16x2(base, (a & 2) ? uint32_t(v) << 16 : uint32_t(v));
 }
 // Eight bf16 adds (sm90 has one 16-byte reduction for them): four word adds.
-MXF_DEV void atomic_add_bf16x8(uint16_t* p, const uint32_t (&v)[4]) {
-  for (int i = 0; i < 4; ++i) atomic_add_bf16x2(p + 2 * i, v[i]);
+MXF_DEV void atomic_add_bf16x8(uint16_t* p, const Vec16& v) {
+  atomic_add_bf16x2(p, v.x);
+  atomic_add_bf16x2(p + 2, v.y);
+  atomic_add_bf16x2(p + 4, v.z);
+  atomic_add_bf16x2(p + 6, v.w);
 }
 
 // ---- conversions (the numerics.h roundings: round to nearest even) --------------------
@@ -362,7 +365,7 @@ void atomic_add(float* p, float v);
 void atomic_add(int* p, int v);
 void atomic_add_bf16x2(uint16_t* p, uint32_t packed_lo_hi);
 void atomic_add_bf16(uint16_t* p, uint16_t v);
-void atomic_add_bf16x8(uint16_t* p, const uint32_t (&v)[4]);
+void atomic_add_bf16x8(uint16_t* p, const Vec16& v);
 uint32_t pack_bf16x2(float lo, float hi);
 uint32_t pack_f16x2(float lo, float hi);
 template <class InT>

@@ -219,9 +219,12 @@ inline void atomic_add_bf16x2(uint16_t* p, uint32_t packed) {
   atomic_add_bf16(p, uint16_t(packed));
   atomic_add_bf16(p + 1, uint16_t(packed >> 16));
 }
-inline void atomic_add_bf16x8(uint16_t* p, const uint32_t (&v)[4]) {
+inline void atomic_add_bf16x8(uint16_t* p, const Vec16& v) {
   if (reinterpret_cast<uintptr_t>(p) & 15u) { fprintf(stderr, "emulate: misaligned bf16x8\n"); abort(); }
-  for (int i = 0; i < 4; ++i) atomic_add_bf16x2(p + 2 * i, v[i]);
+  atomic_add_bf16x2(p, v.x);
+  atomic_add_bf16x2(p + 2, v.y);
+  atomic_add_bf16x2(p + 4, v.z);
+  atomic_add_bf16x2(p + 6, v.w);
 }
 
 inline uint32_t pack_bf16x2(float lo, float hi) {

@@ -369,13 +369,23 @@ MXF_DEV void splitk_accumulate(const float* c, const MoeGemmArgs& a, const Block
   }
 }
 
-// out[orow, n] (and n + 1 where `two`) += ((v0, v1) + the bias where add_bias) x w where
-// kWeight: bf16 pairs by one bf16x2 atomic add where the output takes them (pairs_ok: even
-// row pitch, 4-byte aligned; kDirect: known to, every pair whole: direct_pairs), else
-// element by element; fp32 by atomic adds; with kToWs into the fp32 workspace [T, N].
-template <class S, bool kWeight, bool kToWs, bool kDirect = false>
-MXF_DEV void add_out_pair(const MoeGemmArgs& a, int orow, int64_t n, float v0, float v1, bool two,
-                          bool pairs_ok, bool add_bias, const float* bias_e, float w) {
+// Eight values as eight bf16 in 16 bytes (value i in half i % 2 of word i / 2), and back:
+// stage 2's 16-byte adds, slot rows and slot sums.
+MXF_DEV dev::Vec16 pack_bf16x8(const float (&v)[8]) {
+  return dev::Vec16{dev::pack_bf16x2(v[0], v[1]), dev::pack_bf16x2(v[2], v[3]), dev::pack_bf16x2(v[4], v[5]),
+                    dev::pack_bf16x2(v[6], v[7])};
+}
+MXF_DEV void unpack_bf16x8(const dev::Vec16& p, float (&v)[8]) {
+  const uint32_t w[4] = {p.x, p.y, p.z, p.w};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) v[i] = bf16_to_f32(uint16_t(w[i / 2] >> (16 * (i % 2))));
+}
+
+// Stage 2's value of output columns n, n + 1 (n + 1 where `two`): the sums + the bias where
+// add_bias, then x the routed weight w where kWeight.
+template <bool kWeight>
+MXF_DEV void bias_weight_pair(float& v0, float& v1, bool two, bool add_bias, const float* bias_e, int64_t n,
+                              float w) {
   if (add_bias) {
     v0 += bias_e[n];
     if (two) v1 += bias_e[n + 1];
@@ -384,6 +394,16 @@ MXF_DEV void add_out_pair(const MoeGemmArgs& a, int orow, int64_t n, float v0, f
     v0 *= w;
     v1 *= w;
   }
+}
+
+// out[orow, n] (and n + 1 where `two`) += ((v0, v1) + the bias where add_bias) x w where
+// kWeight: bf16 pairs by one bf16x2 atomic add where the output takes them (pairs_ok: even
+// row pitch, 4-byte aligned; kDirect: known to, every pair whole: direct_pairs), else
+// element by element; fp32 by atomic adds; with kToWs into the fp32 workspace [T, N].
+template <class S, bool kWeight, bool kToWs, bool kDirect = false>
+MXF_DEV void add_out_pair(const MoeGemmArgs& a, int orow, int64_t n, float v0, float v1, bool two,
+                          bool pairs_ok, bool add_bias, const float* bias_e, float w) {
+  bias_weight_pair<kWeight>(v0, v1, two, add_bias, bias_e, n, w);
   const int64_t off = int64_t(orow) * a.out_stride + n;
   if constexpr (kToWs) {
     float* ws = static_cast<float*>(a.workspace) + int64_t(orow) * a.N + n;
@@ -437,9 +457,8 @@ MXF_DEV void accumulate_epilogue(const float* c, const MoeGemmArgs& a, const flo
           if (add_bias) v[i] += bias_e[n + i];
           if constexpr (kWeight) v[i] *= rows.w[r];
         }
-        const uint32_t o[4] = {dev::pack_bf16x2(v[0], v[1]), dev::pack_bf16x2(v[2], v[3]),
-                               dev::pack_bf16x2(v[4], v[5]), dev::pack_bf16x2(v[6], v[7])};
-        dev::atomic_add_bf16x8(static_cast<uint16_t*>(a.out) + int64_t(rows.orow[r]) * a.out_stride + n, o);
+        dev::atomic_add_bf16x8(static_cast<uint16_t*>(a.out) + int64_t(rows.orow[r]) * a.out_stride + n,
+                               pack_bf16x8(v));
       } else {
         for (int p = 0; p < 8 && n + p < N; p += 2) {
           const bool two = n + p + 1 < N;
@@ -484,8 +503,7 @@ MXF_DEV void slots_epilogue(const float* c, const MoeGemmArgs& a, const float* b
     }
     uint16_t* dst = static_cast<uint16_t*>(a.slots) + int64_t(rows.arow[r]) * a.slots_stride + n;
     if (m == 8) {
-      dev::st16(dst, dev::Vec16{dev::pack_bf16x2(v[0], v[1]), dev::pack_bf16x2(v[2], v[3]),
-                                dev::pack_bf16x2(v[4], v[5]), dev::pack_bf16x2(v[6], v[7])});
+      dev::st16(dst, pack_bf16x8(v));
     } else {  // (unrolled with a guard: a loop to m indexed v at run time, in local memory)
 #pragma unroll
       for (int i = 0; i < 8; ++i)
@@ -549,12 +567,8 @@ MXF_DEV void rows16_epilogue(const typename S::Mma& mma, const MoeGemmArgs& a, c
     const int dst = to_slots ? rows.arow[r] : rows.orow[r];
     if (dst < 0 || n >= a.N) continue;
     const dev::Vec16 v = dev::ld16(region + rr * P + 16 * (it % OCTS));
-    if (to_slots) {
-      dev::st16(static_cast<uint16_t*>(a.slots) + int64_t(dst) * a.slots_stride + n, v);
-    } else {
-      const uint32_t o[4] = {v.x, v.y, v.z, v.w};
-      dev::atomic_add_bf16x8(static_cast<uint16_t*>(a.out) + int64_t(dst) * a.out_stride + n, o);
-    }
+    if (to_slots) dev::st16(static_cast<uint16_t*>(a.slots) + int64_t(dst) * a.slots_stride + n, v);
+    else dev::atomic_add_bf16x8(static_cast<uint16_t*>(a.out) + int64_t(dst) * a.out_stride + n, v);
   }
 }
 
@@ -594,14 +608,7 @@ MXF_DEV void pairs_epilogue(const typename S::Mma& mma, const MoeGemmArgs& a, co
     if constexpr (S::kStage2Slots) {
       if (a.slots != nullptr) {
         const bool two = n + 1 < a.N;
-        if constexpr (S::kBias) {
-          v0 += bias_e[n];
-          if (two) v1 += bias_e[n + 1];
-        }
-        if constexpr (S::kRw == Rw::kStage2) {
-          v0 *= rows.w[r];
-          v1 *= rows.w[r];
-        }
+        bias_weight_pair<S::kRw == Rw::kStage2>(v0, v1, two, S::kBias, bias_e, n, rows.w[r]);
         uint16_t* dst = static_cast<uint16_t*>(a.slots) + int64_t(rows.arow[r]) * a.slots_stride + n;
         if (two) *reinterpret_cast<uint32_t*>(dst) = dev::pack_bf16x2(v0, v1);
         else *dst = f32_to_bf16(v0);
@@ -863,10 +870,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSlotsSumThreads) moe_stage2_slots_sum_kernel(
       for (int i = 0; i < 8; ++i) s[i] = 0.0f;
       if (a.slots_accumulate) {
         if (m == 8 && out16) {
-          const dev::Vec16 o = dev::ld16(orow + n);
-          const uint32_t w[4] = {o.x, o.y, o.z, o.w};
-#pragma unroll
-          for (int i = 0; i < 8; ++i) s[i] = bf16_to_f32(uint16_t(w[i / 2] >> (16 * (i % 2))));
+          unpack_bf16x8(dev::ld16(orow + n), s);
         } else {
 #pragma unroll
           for (int i = 0; i < 8; ++i)
@@ -877,10 +881,10 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSlotsSumThreads) moe_stage2_slots_sum_kernel(
         if (!route_kept(a.topk_ids[t * a.topk + j], a.E, a.expert_mask)) continue;
         const uint16_t* src = slots + (t * a.topk + j) * a.slots_stride + n;
         if (m == 8) {
-          const dev::Vec16 v = dev::ld16(src);
-          const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+          float v[8];
+          unpack_bf16x8(dev::ld16(src), v);
 #pragma unroll
-          for (int i = 0; i < 8; ++i) s[i] += bf16_to_f32(uint16_t(w[i / 2] >> (16 * (i % 2))));
+          for (int i = 0; i < 8; ++i) s[i] += v[i];
         } else {
 #pragma unroll
           for (int i = 0; i < 8; ++i)
@@ -888,8 +892,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(kSlotsSumThreads) moe_stage2_slots_sum_kernel(
         }
       }
       if (m == 8 && out16) {
-        dev::st16(orow + n, dev::Vec16{dev::pack_bf16x2(s[0], s[1]), dev::pack_bf16x2(s[2], s[3]),
-                                       dev::pack_bf16x2(s[4], s[5]), dev::pack_bf16x2(s[6], s[7])});
+        dev::st16(orow + n, pack_bf16x8(s));
       } else {  // (the guarded, unrolled form keeps s in registers)
 #pragma unroll
         for (int i = 0; i < 8; ++i)

@@ -668,8 +668,11 @@ MXF_DEV void moe_gemm(typename S::Mma& mma, const MoeGemmArgs& a, int e, const i
   if constexpr (S::kWgmma) {
 #if defined(MXF_HAS_WGMMA)
     const typename S::BLoader bl(rows, s_brow, S::BRows::kend(a.K));
+    // (kSmem has the slack.) Aligned as an integer, so the ring's loads and stores through
+    // it are generic, not shared-space: with shared-space pointers (LDS/STS) the ring tiles
+    // took 1.2-1.5x as long, stalled on the shared-memory pipe (docs/sm90.md, session 24).
     unsigned char* const base = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023));  // (kSmem has the slack)
+        (reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023));
     gemm_mainloop_wgmma(mma, al, bl, base, kt0, kt1);
 #endif
   } else if constexpr (S::kWgmmaRegs) {

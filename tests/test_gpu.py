@@ -158,7 +158,9 @@ def test_gemm_instance_odd_dims(inst, grng):
 
 # A bf16 output whose rows are not 16-byte aligned (H = 2900: row pitch % 8 = 4) takes the
 # stage-2 epilogue's pair adds instead of its 8-wide reductions (moe.cuh,
-# accumulate_epilogue); the model shapes above take the reductions.
+# accumulate_epilogue), and on the wgmma tiles the staged epilogue instead of the bf16 rows
+# (rows16_epilogue, which the model shapes and H = 2912 take); the model shapes above take
+# the reductions.
 @pytest.mark.parametrize("inst", [i for i in GEMMS if i.op == "moe_stage2"], ids=lambda i: i.name)
 def test_stage2_unaligned_output_rows(inst, grng):
     for T in (37, 300):

@@ -1172,6 +1172,14 @@ template <int ROWS>
 MXF_HD constexpr int sw128_off(int r, int k) {
   return (k >> 6) * (ROWS * 64) + r * 64 + ((((k >> 3) & 7) ^ (r & 7)) << 3) + (k & 7);
 }
+// The first 1024-byte aligned address (the swizzle atom) in a tile's dynamic shared memory
+// (kSmem has the slack), rounded as an integer: the wgmma tiles' loads and stores through it
+// then compile to generic LD/ST, not LDS/STS. That matters: with shared-space pointers
+// (fewer instructions) the ring tiles took 1.2-1.5x as long, stalled on the shared-memory
+// pipe (Nsight Compute: mio throttle; docs/sm90.md, session 24).
+MXF_DEV unsigned char* swizzle_base(void* smem) {
+  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem) + 1023) & ~uintptr_t(1023));
+}
 template <int ROWS>
 struct Sw128Dst {
   uint16_t* tile;

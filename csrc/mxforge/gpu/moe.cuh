@@ -533,8 +533,8 @@ MXF_DEV void stage2_epilogue(const float* c, const MoeGemmArgs& a, const float* 
 // into its own shared-memory region by stmatrix (Mma::stage16), then reads it back 16
 // bytes at a time for the 16-byte adds (or the slot rows' stores). Same values and
 // roundings as the staged path; per thread about a quarter of its shared-memory
-// instructions and no CTA barrier. (MiniMax TP=8's stage 2, K = 192, spends more of its
-// time in this epilogue than in its MMAs: benchmarks/README.md, session 23.)
+// instructions and no CTA barrier (stage 2 0.95-1.00x at T = 2048-8192: benchmarks/README.md,
+// session 24).
 template <class S>
 MXF_HD bool rows16_direct(const MoeGemmArgs& a) {
   if constexpr (!((S::kWgmma || S::kWgmmaRegs) && S::kKParts == 1 && IsSame<typename S::OutT, Bf16>::value)) {
@@ -668,20 +668,13 @@ MXF_DEV void moe_gemm(typename S::Mma& mma, const MoeGemmArgs& a, int e, const i
   if constexpr (S::kWgmma) {
 #if defined(MXF_HAS_WGMMA)
     const typename S::BLoader bl(rows, s_brow, S::BRows::kend(a.K));
-    // (kSmem has the slack.) Aligned as an integer, so the ring's loads and stores through
-    // it are generic, not shared-space: with shared-space pointers (LDS/STS) the ring tiles
-    // took 1.2-1.5x as long, stalled on the shared-memory pipe (docs/sm90.md, session 24).
-    unsigned char* const base = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023));
-    gemm_mainloop_wgmma(mma, al, bl, base, kt0, kt1);
+    gemm_mainloop_wgmma(mma, al, bl, swizzle_base(sa), kt0, kt1);
 #endif
   } else if constexpr (S::kWgmmaRegs) {
 #if defined(MXF_HAS_WGMMA)
     const typename S::BLoader wl(rows, s_brow, S::BRows::kend(a.K), S::Mma::warp_row0());
-    unsigned char* const base = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023));  // (kSmem has the slack)
     gemm_mainloop_wgmma_regs<typename S::AT>(mma, ActRows<typename S::AT>::make(a), s_arow,
-                                             ActRows<typename S::AT>::kend(a.K), wl, base, kt0, kt1);
+                                             ActRows<typename S::AT>::kend(a.K), wl, swizzle_base(sa), kt0, kt1);
 #endif
   } else if constexpr (S::kSwap) {
     // token atoms that hold a route (a block's routes are at most T * topk: plan.rows)
@@ -836,8 +829,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
       if (rows16_direct<S>(a)) {  // (uniform for the grid; the main loop ended with a barrier)
         dev::launch_dependents();
         if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
-        rows16_epilogue<S>(mma, a, S::kBias ? a.bias + int64_t(e) * a.N : nullptr, n0, rows,
-                           reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(sa) + 1023) & ~uintptr_t(1023)));
+        rows16_epilogue<S>(mma, a, S::kBias ? a.bias + int64_t(e) * a.N : nullptr, n0, rows, swizzle_base(sa));
         return;
       }
     }

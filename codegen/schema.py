@@ -64,8 +64,10 @@ CLUSTER = _f("cluster_k", CLUSTER_K, 1,
 N_TILES_F = _f("n_tiles", N_TILES, 1,
                "output tiles (block_n columns each) of its sorted block that one CTA computes "
                "one after another, the activations loaded once and the next tile's weights "
-               "loading during this tile's epilogue (sm90 moe_stage2, b_path swap with one warp "
-               "group: block_n 256 with block_m 16, 128 with block_m 32; split_k and cluster_k "
+               "loading during this tile's epilogue (sm90 moe_stage2: b_path swap with one warp "
+               "group, block_n 256 with block_m 16, 128 with block_m 32; or b_path wgmma with a "
+               "bf16 out, where the whole K's activations fit its resident tiles (K <= 192 at "
+               "block_m 128, 448 at block_m 64), else one tile per CTA; split_k and cluster_k "
                "1; names carry `nt` only when > 1)")
 BIAS = _f("bias", (False, True), False, "add a per-expert fp32 bias to the GEMM output")
 LAYOUT = _f("layout", LAYOUTS, "plain", "weight layout the instance reads (docs/ops.md)")
@@ -187,12 +189,16 @@ def _n_tiles(c: dict[str, Any]) -> str | None:
     if nt == 1:
         return None
     one_group = {16: 256, 32: 128}.get(c["block_m"])
-    if (c["target"] != "sm90" or c.get("b_path") != "swap" or c["block_n"] != one_group
+    swap_ok = c.get("b_path") == "swap" and c["block_n"] == one_group
+    # the ring tile's N loop: its sums leave as bf16 rows (moe.cuh, stage2_wgmma_tiles)
+    wgmma_ok = c.get("b_path") == "wgmma" and c.get("out") == "bf16"
+    if (c["target"] != "sm90" or not (swap_ok or wgmma_ok)
             or c.get("split_k", 1) != 1 or c.get("cluster_k", 1) != 1):
         return (f"n_tiles {nt} exists on target sm90 with b_path swap, block_n 256 (block_m 16) "
-                f"or 128 (block_m 32), split_k 1 and cluster_k 1 only (asked target "
-                f"{c['target']}, b_path {c.get('b_path', 'smem')}, block_m {c['block_m']}, "
-                f"block_n {c['block_n']}, split_k {c.get('split_k', 1)}, cluster_k "
+                f"or 128 (block_m 32), or with b_path wgmma and out bf16; split_k 1 and "
+                f"cluster_k 1 only (asked target {c['target']}, b_path "
+                f"{c.get('b_path', 'smem')}, block_m {c['block_m']}, block_n {c['block_n']}, "
+                f"out {c.get('out')}, split_k {c.get('split_k', 1)}, cluster_k "
                 f"{c.get('cluster_k', 1)}; use n_tiles 1)")
     return None
 

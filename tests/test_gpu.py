@@ -13,7 +13,7 @@ import torch
 import mxforge
 from mxforge import _loader
 from mxforge import reference as ref
-from mxforge.dispatch import instances, slots_supported
+from mxforge.dispatch import instances, slots_supported, wgmma_n_loop_runs
 from mxforge.models import PRESETS
 
 from .helpers import ACCUM_TOL, make_layer, random_mx, rel_l2, routing
@@ -165,6 +165,20 @@ def test_gemm_instance_odd_dims(inst, grng):
 def test_stage2_unaligned_output_rows(inst, grng):
     for T in (37, 300):
         CHECKS[inst.op](inst, T, grng, GPU, dims=(2900, 224))
+
+
+# Stage 2's N loop on the ring tile (b_path wgmma with n_tiles > 1: gemm.cuh,
+# gemm_mainloop_wgmma_tiles) at K = 160 (a partial last k-tile of the resident activations)
+# and N = 2912 (a partial last N tile; CTAs with fewer tiles than n_tiles); the model
+# shapes above run it at K = 192 and, block_m 64, the odd dims at K = 224. The loop runs
+# there (dispatch.wgmma_n_loop_runs, moe.cuh's stage2_tiles_per_cta), so this is not the
+# one-tile path that K = 224 takes at block_m 128.
+@pytest.mark.parametrize("inst", [i for i in GEMMS if i.b_path == "wgmma" and i.n_tiles > 1], ids=lambda i: i.name)
+def test_stage2_wgmma_n_loop(inst, grng):
+    assert wgmma_n_loop_runs(inst, 160)
+    for T in (1, 37, 300, 2048):
+        CHECKS[inst.op](inst, T, grng, GPU, which=T, dims=(2912, 160))
+    CHECKS[inst.op](inst, 512, grng, GPU, which=0, skew="one_expert", dims=(2912, 160))
 
 
 # Weight scales above 2^1 take a second bf16 multiply (mx.cuh, E2m1PairScale) and, in the

@@ -231,13 +231,26 @@ def test_n_tiles_is_stage2_swap_with_one_warp_group(tmp_path: Path) -> None:
     alone = NT_GROUP.replace("block_m: [16, 32]", "block_m: 16").replace("block_n: [128, 256]", "block_n: 128")
     e = error_of(tmp_path, alone)
     assert ("n_tiles 6 exists on target sm90 with b_path swap, block_n 256 (block_m 16) or 128 (block_m 32), "
-            "split_k 1 and cluster_k 1 only (asked target sm90, b_path swap, block_m 16, block_n 128") in e.message
+            "or with b_path wgmma and out bf16; split_k 1 and cluster_k 1 only (asked target sm90, b_path swap, "
+            "block_m 16, block_n 128") in e.message
     e = error_of(tmp_path, alone.replace("block_n: 128", "block_n: 256").replace("    b_path: swap\n", ""))
     assert "b_path smem" in e.message and "use n_tiles 1" in e.message
     e = error_of(tmp_path, alone.replace("block_n: 128", "block_n: 256").replace("n_tiles: 6", "n_tiles: 6\n    split_k: 2"))
     assert "split_k 2" in e.message
     e = error_of(tmp_path, NT_GROUP.replace("n_tiles: 6", "n_tiles: 5"))
     assert "n_tiles" in e.message and "5" in e.message
+
+
+def test_n_tiles_on_the_wgmma_ring_tile_needs_a_bf16_out(tmp_path: Path) -> None:
+    # stage 2's N loop on the ring tile (gemm.cuh, gemm_mainloop_wgmma_tiles): its sums
+    # leave as bf16 rows, so an fp32 out is refused with what exists
+    ring = (NT_GROUP.replace("block_m: [16, 32]", "block_m: [64, 128]").replace("block_n: [128, 256]", "block_n: 128")
+            .replace("block_k: 128", "block_k: 64").replace("b_path: swap", "b_path: wgmma"))
+    names = [i.name for i in load_spec_file(write(tmp_path, ring), TARGET_NAMES)]
+    assert names == ["sm90_moe_stage2_bf16xpk_fp4_obf16_m64_n128_k64_nt6_rwstage2_nobias_plain_bwgmma",
+                     "sm90_moe_stage2_bf16xpk_fp4_obf16_m128_n128_k64_nt6_rwstage2_nobias_plain_bwgmma"]
+    e = error_of(tmp_path, ring.replace("block_m: [64, 128]", "block_m: 128").replace("b: pk_fp4", "b: pk_fp4\n    out: fp32"))
+    assert "or with b_path wgmma and out bf16" in e.message and "out fp32" in e.message
 
 
 def test_default_set_clusters_only_swapped_sm90_tiles() -> None:

@@ -186,10 +186,12 @@ def allowed_combination(c: dict[str, Any]) -> bool:
                      and not (c["targets"] == "sm90" and c.get("b_path", "smem") == "swap"
                               and c.get("split_k", 1) == 1))
             # n_tiles > 1: stage 2's swapped tile with one warp group (8 warps x 32 weight
-            # rows at block_m 16, x 16 at block_m 32) and one K part, on sm90
+            # rows at block_m 16, x 16 at block_m 32), or its ring tile with a bf16 out, and
+            # one K part, on sm90
             and not (c.get("n_tiles", 1) > 1
-                     and not (c["targets"] == "sm90" and c.get("b_path", "smem") == "swap"
-                              and (bm, bn) in ((16, 256), (32, 128))
+                     and not (c["targets"] == "sm90"
+                              and ((c.get("b_path", "smem") == "swap" and (bm, bn) in ((16, 256), (32, 128)))
+                                   or (c.get("b_path", "smem") == "wgmma" and c.get("out", "bf16") == "bf16"))
                               and c.get("split_k", 1) == 1 and c.get("cluster_k", 1) == 1))
             # wgmma: two warpgroups of m64 x (64 or 128) columns each, block_k 64
             and not (c.get("b_path", "smem") == "wgmma"

@@ -1109,7 +1109,7 @@ MXF_DEV void gemm_mainloop_swap_tiles(SwapMma<Tile>& mma, const GatherRows& act,
 // 5.82 ms; shipped: 4.62), and a warp-specialized version of it (a producer warpgroup
 // copying, two consumer warpgroups converting and issuing the MMAs, mbarriers between
 // them): 6.70 ms.
-template <class Arch, class AT, class BT, class InT, int BM, int BN, int BK>
+template <class Arch, class AT, class BT, class InT, int BM, int BN, int BK, bool N_LOOP = false>
 struct WgmmaTile;  // (defined where the device layer has wgmma: MXF_HAS_WGMMA)
 template <class Tile, class InT>
 struct WarpgroupMma;
@@ -1187,7 +1187,7 @@ struct Sw128Dst {
   MXF_DEV uint16_t* at(int k) const { return tile + sw128_off<ROWS>(r, k); }
 };
 
-template <class Arch, class AT, class BT, class InT, int BM_, int BN_, int BK_>
+template <class Arch, class AT, class BT, class InT, int BM_, int BN_, int BK_, bool N_LOOP>
 struct WgmmaTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_;
   // Two warpgroups: one per 64 rows at BM = 128, halves of N at BM = 64.
@@ -1208,8 +1208,20 @@ struct WgmmaTile {
   static constexpr int kSmemMain = kConvBytes + kStages * kStageBytes;
   static constexpr int kSmemC = BM * kLdC * 4;
   static constexpr int kSmemA = 0;  // (no separate A / B tiles: the main loop carves its own)
+  // Stage 2's N loop (N_LOOP, gemm_mainloop_wgmma_tiles): the activations of the whole K
+  // resident as converted tiles (kResKTiles k-tiles at most), then an area for the weights'
+  // conversion tiles that each tile's epilogue also uses for its warps' bf16 row regions
+  // (WarpgroupMma::stage16: 8 warps x 16 rows x (2 WGN + 16) bytes) and, MX activations,
+  // the prologue for their raw k-tiles, then a ring of weight-only stages (3 to 8).
+  static constexpr int kLoopConvBytes = cmax(BS::kConvBytes, 8 * 16 * (2 * WGN + 16));
+  static constexpr int kResKTiles = N_LOOP ? (kBudget - kLoopConvBytes - 3 * BS::kStageBytes) / AS::kTileBytes : 0;
+  static constexpr int kLoopStages =
+      N_LOOP ? cmin(8, (kBudget - kLoopConvBytes - kResKTiles * AS::kTileBytes) / BS::kStageBytes) : 0;
+  static constexpr int kSmemLoop = kResKTiles * AS::kTileBytes + kLoopConvBytes + kLoopStages * BS::kStageBytes;
+  static_assert(!N_LOOP || (kResKTiles >= 1 && kLoopStages >= 3 && (!AS::kMx || kResKTiles * AS::kStageBytes <= kLoopConvBytes)),
+                "wgmma N loop: resident activations, their raw k-tiles in the conversion area, a ring of 3+");
   // + 1024: the dynamic shared memory base is aligned up to the swizzle atom at run time.
-  static constexpr int kSmem = 1024 + (kSmemMain > kSmemC ? kSmemMain : kSmemC);
+  static constexpr int kSmem = 1024 + cmax(cmax(kSmemMain, kSmemC), kSmemLoop);
 };
 
 // One operand of a WgmmaTile. Thread t copies (and, MX, converts) chunks t, t + NT, ...
@@ -1238,7 +1250,11 @@ struct RingOperand : RingShape<T, ROWS, BK> {
   MXF_DEV static int row_in_tile(int i) { return (dev::thread_x() + i * NT) / kCPR; }
   MXF_DEV static int k_in_tile(int i) { return ((dev::thread_x() + i * NT) % kCPR) * Op::kChunkElems; }
 
-  MXF_DEV RingOperand(const Rows& r, const int* rows_, int64_t kend_)
+  // rows_[c]: the row handle of tile row c (a shared array, or PlainRows). (By value: an
+  // array decays to the pointer it always was; a reference to it changed the code of the
+  // one-tile kernels.)
+  template <class RowMap>
+  MXF_DEV RingOperand(const Rows& r, RowMap rows_, int64_t kend_)
       : src(r), kend(int(kend_)), vec(r.vec_ok()) {
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) {
@@ -1420,6 +1436,74 @@ MXF_DEV void gemm_mainloop_wgmma(WarpgroupMma<Tile, InT>& mma, const AOp& a, con
   }
   dev::wgmma_wait<0>();
   mma.fence_acc();
+  dev::cp_async_wait<0>();
+  dev::sync_threads();
+}
+
+// Stage 2's N loop on a WgmmaTile (N_LOOP): output tiles 0 .. ntiles - 1 of one block, one
+// after another, over the KT k-tiles of K each. `smem` (1024-byte aligned) holds
+// [A: KT resident tiles][conversion area][ring of weight stages]. A is copied once (16-bit:
+// straight into its resident tiles; MX: its raw k-tiles into the conversion area, then
+// converted by the threads that copied them); the weights run through the ring as one
+// sequence f = t * KT + kt whose copies run ahead across tiles, b_of(t) being tile t's
+// RingOperand. After tile t's last MMAs each warpgroup waits for its MMAs, a barrier, then
+// epi(t, conversion area): the area is free until the next "landed" barrier, so the
+// epilogue may use it as scratch (rows16_epilogue's warp regions). The hazards of the ring
+// and the conversion tiles are gemm_mainloop_wgmma's. Ends with the copies complete and a
+// barrier.
+template <class Tile, class InT, class AOp, class BOf, class Epi>
+MXF_DEV void gemm_mainloop_wgmma_tiles(WarpgroupMma<Tile, InT>& mma, const AOp& a, const BOf& b_of,
+                                       unsigned char* smem, int KT, int ntiles, Epi&& epi) {
+  using BOp = decltype(b_of(0));
+  constexpr int R = Tile::kLoopStages, BK = Tile::BK;
+  static_assert(R >= 3, "the ring keeps kLoopStages - 2 k-tiles of copies in flight");
+  uint16_t* const res_a = reinterpret_cast<uint16_t*>(smem);
+  unsigned char* const conv = smem + Tile::kResKTiles * AOp::kTileBytes;
+  uint16_t* const conv_b = reinterpret_cast<uint16_t*>(conv);
+  unsigned char* const ring = conv + Tile::kLoopConvBytes;
+  const int n = KT * ntiles;
+  if (n <= 0) return;
+  for (int kt = 0; kt < KT; ++kt)
+    a.issue(AOp::kMx ? conv + kt * AOp::kStageBytes : smem + kt * AOp::kTileBytes, kt * BK);
+  dev::cp_async_commit();  // (the oldest group)
+  // Weight k-tile g (tile gt, k-tile gk of it) into its stage; then g, gt, gk move on by one.
+  int g = 0, gt = 0, gk = 0;
+  auto issue_next = [&] {
+    if (g < n) b_of(gt).issue(ring + (g % R) * BOp::kStageBytes, gk * BK);
+    dev::cp_async_commit();  // (one group per k-tile, empty or not: the wait counts stay exact)
+    ++g;
+    if (++gk == KT) gk = 0, ++gt;
+  };
+#pragma unroll
+  for (int d = 0; d < R - 2; ++d) issue_next();
+  dev::cp_async_wait<R - 2>();  // this thread's copies of A are complete
+  if constexpr (AOp::kMx) {
+    for (int kt = 0; kt < KT; ++kt) a.convert(conv + kt * AOp::kStageBytes, res_a + kt * (AOp::kTileBytes / 2), kt * BK);
+  }
+  // (A is complete for the MMAs after the first "converted" barrier, each thread's writes
+  // fenced before it; its raw k-tiles are read before the first "landed" barrier)
+  mma.fence_acc();
+  for (int t = 0, f = 0; t < ntiles; ++t) {
+    const BOp b = b_of(t);  // (its conversions')
+    for (int kt = 0; kt < KT; ++kt, ++f) {
+      const unsigned char* st = ring + (f % R) * BOp::kStageBytes;
+      dev::cp_async_wait<R - 3>();  // this thread's copies of weight k-tile f are complete
+      dev::sync_threads();          // "landed"
+      uint16_t* const tb = conv_b + (f % 2) * (BOp::kTileBytes / 2);
+      b.convert(st, tb, kt * BK);
+      dev::fence_proxy_async();
+      dev::sync_threads();  // "converted"
+      issue_next();         // (k-tile f + R - 2)
+      mma.run(res_a + kt * (AOp::kTileBytes / 2), tb);
+      dev::wgmma_wait<1>();
+    }
+    dev::wgmma_wait<0>();
+    mma.fence_acc();
+    dev::sync_threads();  // every warpgroup's MMAs of tile t are complete: the area is free
+    epi(t, conv);
+    mma.zero();
+    mma.fence_acc();
+  }
   dev::cp_async_wait<0>();
   dev::sync_threads();
 }

@@ -153,7 +153,7 @@ struct MoeSpec {
   // (weight stages in flight per lane: 10 registers each)
   static constexpr int kWgmmaRegsStages = BM_ == 64 ? 1 : 2;
   using Tile = typename Cond<
-      kWgmma, WgmmaTile<Arch, AT, BT, InT, BM, BN, BK>,
+      kWgmma, WgmmaTile<Arch, AT, BT, InT, BM, BN, BK, (N_TILES_ > 1)>,
       typename Cond<kWgmmaRegs, WgmmaRegsTile<Arch, AT, BM, BN, BK, kWgmmaRegsStages>,
                     typename Cond<kSwap, SwapTile<Arch, BM, BN, BK>,
                                   GemmTile<Arch, BM, BN, BK, kWarpsK, kRegB>>::type>::type>::type;
@@ -172,9 +172,12 @@ struct MoeSpec {
   static constexpr int kNTiles = N_TILES_;
   // (one warp group: block_n = the swapped tile's 8 warps x swap_warp_rows)
   static constexpr bool kStage2Pairs = kSwap && BN == 8 * swap_warp_rows(BM) && kKParts == 1;
-  static_assert(kNTiles == 1 || kStage2Pairs,
-                "n_tiles > 1: b_path swap with block_n = 8 warps x their rows, split_k 1, cluster_k 1 "
-                "(codegen says the same)");
+  // Stage 2 on the warpgroup-MMA ring tile may walk N tiles too (stage2_wgmma_tiles): the
+  // activations resident for the whole K, the sums leaving as bf16 rows (rows16_epilogue).
+  static constexpr bool kWgmmaNLoop = kWgmma && kNTiles > 1;
+  static_assert(kNTiles == 1 || kStage2Pairs || (kWgmmaNLoop && kKParts == 1 && IsSame<Out_, Bf16>::value),
+                "n_tiles > 1: b_path swap with block_n = 8 warps x their rows, or b_path wgmma with a "
+                "bf16 out; split_k 1, cluster_k 1 (codegen says the same)");
   static constexpr int NT = Tile::kThreads;
   using BRows = WeightRows<BT, Layout>;
   using ALoader = typename Cond<
@@ -545,12 +548,16 @@ MXF_HD bool rows16_direct(const MoeGemmArgs& a) {
     return aligned16(a.out) && a.out_stride % 8 == 0;
   }
 }
+// `smem`: room for every warp's region (the tile's shared memory, or the conversion area of
+// the ring tile's N loop).
 template <class S>
 MXF_DEV void rows16_epilogue(const typename S::Mma& mma, const MoeGemmArgs& a, const float* bias_e, int64_t n0,
                              const BlockRows& rows, unsigned char* smem) {
   using Mma = typename S::Mma;
   constexpr int P = Mma::kPitch16, OCTS = Mma::kCols16 / 8;
   static_assert(S::NT / 32 * Mma::kRows16 * P <= S::Tile::kSmem - 1024, "the warps' regions fit the tile's shared memory");
+  if constexpr (S::kWgmmaNLoop)
+    static_assert(S::NT / 32 * Mma::kRows16 * P <= S::Tile::kLoopConvBytes, "... and the N loop's conversion area");
   unsigned char* const region = smem + dev::warp_id() * (Mma::kRows16 * P);
   mma.stage16(region, [&](int r, int c, float v) {
     if constexpr (S::kBias) v += n0 + c < a.N ? bias_e[n0 + c] : 0.0f;
@@ -587,9 +594,13 @@ MXF_HD bool direct_pairs(const MoeGemmArgs& a) {
 // elsewhere (block_m 32 beyond K = 1536, an odd N or pitch) each CTA runs one N tile with
 // the staged epilogue, whatever the instance's n_tiles. The host sizes the grid by the same
 // test. (One tile, not a loop of them: in that loop values hoisted out of it spilled.)
+// The ring tile's N loop (kWgmmaNLoop) runs where the activations of the whole K fit its
+// resident tiles and the sums leave as bf16 rows (rows16_direct); elsewhere one tile per CTA.
 template <class S>
 MXF_HD int stage2_tiles_per_cta(const MoeGemmArgs& a) {
-  if constexpr (!S::kStage2Pairs) {
+  if constexpr (S::kWgmmaNLoop) {
+    return cdiv(a.K, S::BK) <= S::Tile::kResKTiles && rows16_direct<S>(a) ? S::kNTiles : 0;
+  } else if constexpr (!S::kStage2Pairs) {
     return 1;
   } else {
     const int KT = int(cdiv(a.K, S::BK));
@@ -797,6 +808,32 @@ MXF_DEV void stage2_swap_tiles(const MoeGemmArgs& a, int e, const BlockRows& row
   }
 }
 
+#if defined(MXF_HAS_WGMMA)
+// Stage 2's N loop on the warpgroup-MMA ring tile (kWgmmaNLoop, stage2_tiles_per_cta > 0):
+// output tiles [nt0, nt1) of block `rows` (expert e) one after another, the activations
+// copied (and converted) once for all of them, the next tile's weights loading during
+// this tile's epilogue (gemm_mainloop_wgmma_tiles), each tile's sums leaving as bf16 rows.
+template <class S>
+MXF_DEV void stage2_wgmma_tiles(const MoeGemmArgs& a, int e, const BlockRows& rows, unsigned char* smem, int nt0,
+                                int nt1) {
+  const typename S::ALoader al(ActRows<typename S::AT>::make(a), rows.arow, ActRows<typename S::AT>::kend(a.K));
+  const auto wrows = S::BRows::make(a.b, a.b_scales, e, a.N, a.K);
+  const int64_t bkend = S::BRows::kend(a.K);
+  const auto b_of = [&](int t) {
+    return typename S::BLoader(wrows, PlainRows{int64_t(nt0 + t) * S::BN, a.N}, bkend);
+  };
+  typename S::Mma mma;
+  mma.zero();
+  gemm_mainloop_wgmma_tiles(mma, al, b_of, smem, int(cdiv(a.K, S::BK)), nt1 - nt0, [&](int t, unsigned char* area) {
+    if (t == 0) {  // (after the first tile's main loop: device.h; the test hook's sleep)
+      dev::launch_dependents();
+      if (a.test_delay_ns) dev::sleep_ns(unsigned(a.test_delay_ns));
+    }
+    rows16_epilogue<S>(mma, a, S::kBias ? a.bias + int64_t(e) * a.N : nullptr, int64_t(nt0 + t) * S::BN, rows, area);
+  });
+}
+#endif
+
 template <class S>
 MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_kernel(MoeGemmArgs a) {
   MXF_MOE_SHARED(S);
@@ -811,6 +848,16 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
     const int nt0 = at.ntile * cmax(per_cta, 1);
     stage2_swap_tiles<S>(a, e, rows, sa, sc, per_cta > 0, nt0, cmin(int(cdiv(a.N, S::BN)), nt0 + per_cta));
   } else {
+#if defined(MXF_HAS_WGMMA)
+    if constexpr (S::kWgmmaNLoop) {
+      if (per_cta > 0) {  // (uniform for the grid)
+        dev::sync_threads();
+        const int nt0 = at.ntile * per_cta;
+        stage2_wgmma_tiles<S>(a, e, rows, swizzle_base(sa), nt0, cmin(int(cdiv(a.N, S::BN)), nt0 + per_cta));
+        return;
+      }
+    }
+#endif
     const int64_t n0 = int64_t(at.ntile) * S::BN;
     plain_rows<S::BN, S::NT>(s_brow, n0, a.N);
     dev::sync_threads();

@@ -318,6 +318,10 @@ SWAP_CTAS_PER_SM = 2     # sm90: the swapped tile's CTAs per SM (SwapTile::kCtas
 N_TILES_MIN_WAVES = 1.5  # stage 2's N loop: the most N tiles per CTA that keep 1.5 waves of CTAs ...
 N_TILES_MIN_WAVES_SHORT_K = 1  # ... 1 where K is at most 2 k-tiles (per-tile work is small)
 SWAP_SMEM_A = 100 * 1024  # sm90: the swapped tile's activation bytes per CTA (SwapTile::kSmemBudgetA)
+# sm90: the k-tiles (block_k 64) of activations that the ring tile's N loop keeps resident,
+# per block_m (gemm.cuh, WgmmaTile::kResKTiles): K <= 192 at block_m 128, 448 at 64
+WGMMA_RES_K_TILES = {64: 7, 128: 3}
+WGMMA_CTAS_PER_SM = 2    # sm90: the ring tile's CTAs per SM (WgmmaTile::kCtasPerSm)
 
 
 def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
@@ -443,18 +447,33 @@ def wanted_n_tiles(inst: Instance, shape: Shape) -> int:
     and 3 or 6 at T = 8 ... 32 (this rule: 1 at T = 8, where 3 took 0.79x the time);
     gpt-oss-120b (K = 2880) took 2-6 (3 at T = 256 and 512, 6 at 1024: this rule's choices,
     each within 1 % of the best), and 12 was up to 1.2x slower than one tile (too few CTAs)."""
-    if inst.op != "moe_stage2" or inst.b_path != "swap" or not shape.N or not inst.block_n:
+    if inst.op != "moe_stage2" or inst.b_path not in ("swap", "wgmma") or not shape.N or not inst.block_n:
         return 1
     routes = shape.T * shape.topk
-    rows = min(inst.block_m, -(-max(routes, 1) // 8) * 8)
-    if -(-shape.K // inst.block_k) > (SWAP_SMEM_A // (2 * rows) - 16) // inst.block_k:
-        return 1
+    if inst.b_path == "wgmma":
+        if not wgmma_n_loop_runs(inst, shape.K):
+            return 1
+        ctas_per_sm = WGMMA_CTAS_PER_SM
+    else:
+        rows = min(inst.block_m, -(-max(routes, 1) // 8) * 8)
+        if -(-shape.K // inst.block_k) > (SWAP_SMEM_A // (2 * rows) - 16) // inst.block_k:
+            return 1
+        ctas_per_sm = SWAP_CTAS_PER_SM
     active = max(1, min(shape.E or 1, routes))
     blocks = active * math.ceil(rows_per_expert(shape) / inst.block_m)
     tiles = blocks * -(-shape.N // inst.block_n)
     short_k = inst.block_k and shape.K <= 2 * inst.block_k
     waves = N_TILES_MIN_WAVES_SHORT_K if short_k else N_TILES_MIN_WAVES
-    return max(1, int(tiles // (waves * GPU_PARALLELISM[inst.target] * SWAP_CTAS_PER_SM)))
+    return max(1, int(tiles // (waves * GPU_PARALLELISM[inst.target] * ctas_per_sm)))
+
+
+def wgmma_n_loop_runs(inst: Instance, K: int) -> bool:
+    """Whether a moe_stage2 ring-tile instance with n_tiles > 1 runs its N loop at K: the
+    activations of the whole K fit its resident tiles (WGMMA_RES_K_TILES; moe.cuh,
+    stage2_tiles_per_cta, which also needs the bf16 rows' 16-byte output rows); elsewhere
+    each CTA computes one N tile."""
+    return (inst.op == "moe_stage2" and inst.b_path == "wgmma" and inst.n_tiles > 1
+            and -(-K // inst.block_k) <= WGMMA_RES_K_TILES.get(inst.block_m, 0))
 
 
 STAGE2_REDUCES = ("auto", "atomic", "slots")

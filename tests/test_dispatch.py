@@ -411,6 +411,31 @@ def test_heuristic_sizes_stage2_n_tiles_to_the_grid():
     assert "n_tiles 6 (wanted up to 11)" in dispatch.heuristic_rank(inst, shape)[1]
 
 
+def test_heuristic_sizes_the_ring_tiles_n_loop():
+    """The ring tile's stage-2 N loop (b_path wgmma with n_tiles; moe.cuh, stage2_wgmma_tiles)
+    runs where the activations of the whole K fit its resident tiles: K <= 192 at block_m
+    128, <= 448 at 64 (gemm.cuh, WgmmaTile::kResKTiles with block_k 64). There the same
+    1.5-wave rule at two CTAs per SM gives MiniMax TP=8 (K = 192) 8 at T = 2048 (the tuned
+    rows' n_tiles, H200, session 25); past that K one tile per CTA."""
+    base = dict(target="sm90", op="moe_stage2", args_type="MoeGemmArgs", a="pk_fp4", b="pk_fp4",
+                out="bf16", block_n=128, block_k=64, split_k=1, activation="", gate_up="",
+                routed_weight="stage2", bias=False, layout="plain", b_path="wgmma")
+
+    def inst(bm: int, nt: int) -> dispatch.Instance:
+        return dispatch.Instance(index=0, name=f"sm90_m{bm}_nt{nt}", block_m=bm, n_tiles=nt, **base)
+
+    assert dispatch.wgmma_n_loop_runs(inst(128, 8), 192) and not dispatch.wgmma_n_loop_runs(inst(128, 8), 193)
+    assert dispatch.wgmma_n_loop_runs(inst(64, 4), 448) and not dispatch.wgmma_n_loop_runs(inst(64, 4), 449)
+    assert not dispatch.wgmma_n_loop_runs(inst(128, 1), 192)  # (no loop: one tile)
+    shape = Shape(T=2048, N=3072, K=192, E=256, topk=8)
+    cands = [inst(128, nt) for nt in (1, 4, 8)]
+    assert min(cands, key=lambda i: dispatch.heuristic_rank(i, shape)[0]).n_tiles == 8
+    long_k = Shape(T=2048, N=3072, K=384, E=256, topk=8)
+    assert dispatch.wanted_n_tiles(inst(128, 8), long_k) == 1
+    assert min(cands, key=lambda i: dispatch.heuristic_rank(i, long_k)[0]).n_tiles == 1
+    assert dispatch.wanted_n_tiles(inst(64, 8), long_k) > 1
+
+
 def minimax_stage1_candidates(tiles: list[tuple[int, int, str]]) -> list[dispatch.Instance]:
     """sm90 MiniMax-shaped stage-1 instances (bf16 x pk_fp4, silu), one per (block_m,
     block_k, b_path), block_n 128."""

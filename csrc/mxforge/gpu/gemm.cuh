@@ -1208,12 +1208,16 @@ struct WgmmaTile {
   static constexpr int kSmemMain = kConvBytes + kStages * kStageBytes;
   static constexpr int kSmemC = BM * kLdC * 4;
   static constexpr int kSmemA = 0;  // (no separate A / B tiles: the main loop carves its own)
+  // A warp's region for its bf16 rows (WarpgroupMma::stage16): 16 rows of WGN columns, the
+  // pitch skewed by 16 bytes; every warp's regions together.
+  static constexpr int kRows16 = 16, kPitch16 = 2 * WGN + 16;
+  static constexpr int kRegions16Bytes = kThreads / 32 * kRows16 * kPitch16;
   // Stage 2's N loop (N_LOOP, gemm_mainloop_wgmma_tiles): the activations of the whole K
   // resident as converted tiles (kResKTiles k-tiles at most), then an area for the weights'
-  // conversion tiles that each tile's epilogue also uses for its warps' bf16 row regions
-  // (WarpgroupMma::stage16: 8 warps x 16 rows x (2 WGN + 16) bytes) and, MX activations,
-  // the prologue for their raw k-tiles, then a ring of weight-only stages (3 to 8).
-  static constexpr int kLoopConvBytes = cmax(BS::kConvBytes, 8 * 16 * (2 * WGN + 16));
+  // conversion tiles that each tile's epilogue also uses for the warps' bf16 row regions
+  // and, MX activations, the prologue for their raw k-tiles, then a ring of weight-only
+  // stages (3 to 8).
+  static constexpr int kLoopConvBytes = cmax(BS::kConvBytes, kRegions16Bytes);
   static constexpr int kResKTiles = N_LOOP ? (kBudget - kLoopConvBytes - 3 * BS::kStageBytes) / AS::kTileBytes : 0;
   static constexpr int kLoopStages =
       N_LOOP ? cmin(8, (kBudget - kLoopConvBytes - kResKTiles * AS::kTileBytes) / BS::kStageBytes) : 0;
@@ -1366,7 +1370,7 @@ struct WarpgroupMma : WgmmaAcc<Tile::WGN> {
   // [kRows16][kPitch16 bytes] by stmatrix (the accumulators are in its fragment layout: one
   // instruction per 16 values). The 16-byte skew of the pitch puts a matrix's 8 row
   // addresses in distinct banks.
-  static constexpr int kRows16 = 16, kCols16 = N, kPitch16 = 2 * N + 16;
+  static constexpr int kRows16 = Tile::kRows16, kCols16 = N, kPitch16 = Tile::kPitch16;
   MXF_DEV static int row16_0() { return wg_m() * 64 + 16 * ((dev::thread_x() / 32) % 4); }
   MXF_DEV static int col16_0() { return wg_n() * N; }
   template <class F>

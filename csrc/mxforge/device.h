@@ -194,6 +194,13 @@ MXF_DEV uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
   asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
   return r;
 }
+// Byte i of the result = byte (s >> 4 i) & 7 of the pair {b, a} (a's bytes 0-3): one PRMT.
+// (Written as masks and shifts, two 16-bit halves took two instructions.)
+MXF_DEV uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t s) { return __byte_perm(a, b, s); }
+// p of any active lane of the warp: the same value in every one of them, so a branch on it
+// is taken or not by the whole warp (a short block under a per-lane condition is compiled
+// predicated: issued whether or not any lane needs it).
+MXF_DEV bool any_active(bool p) { return __any_sync(__activemask(), p) != 0; }
 
 // ---- MMA atoms -----------------------------------------------------------------------
 // An MMA atom is the smallest warp-wide matrix multiply-accumulate of an architecture:
@@ -325,6 +332,21 @@ MXF_DEV void cp_async4(void* smem, const void* gmem, int src_bytes) {
                "r"(src_bytes)
                : "memory");
 }
+// p + S a as one multiply-add (mad.wide.u32), worked out where it is used: written in C++
+// the compiler hoisted the loop-invariant 64-bit S a (or p + S a) out of the ring's loop,
+// two registers each, and spilled. opaque(x): x, held as it is (not rebuilt from the
+// 64-bit value it was cut from).
+template <int S>
+MXF_DEV const uint8_t* add_wide(const uint8_t* p, uint32_t a) {
+  const uint8_t* r;
+  asm("mad.wide.u32 %0, %1, %2, %3;" : "=l"(r) : "r"(a), "n"(S), "l"(p));
+  return r;
+}
+MXF_DEV uint32_t opaque(uint32_t x) {
+  uint32_t r;
+  asm("mov.b32 %0, %1;" : "=r"(r) : "r"(x));
+  return r;
+}
 MXF_DEV void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 // Wait until at most N of this thread's committed copy groups are in flight.
 template <int N>
@@ -352,6 +374,13 @@ MXF_DEV uint64_t wgmma_desc_sw128(const void* p) {
   const uint64_t addr = smem_addr(p);
   return ((addr & 0x3FFFFu) >> 4) | (uint64_t(16 >> 4) << 16) | (uint64_t(1024 >> 4) << 32) |
          (uint64_t(1) << 62);
+}
+
+// The descriptor of the tile `units` x 16 bytes further on: added to the address field
+// alone (the sum is a shared-memory address, below 2^18, so it stays in bits 0-13), the
+// high word kept as it is (a 32-bit add; the 64-bit one carried into the high word).
+MXF_DEV uint64_t desc_add(uint64_t d, uint32_t units) {
+  return (d & 0xffffffff00000000ull) | uint32_t(uint32_t(d) + units);
 }
 
 #define MXF_F4(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])

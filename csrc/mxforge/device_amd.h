@@ -157,6 +157,8 @@ constexpr bool kHasBf16x2Mul = false;
 // the 8-lane quantizer at every size here.
 constexpr bool kBlockQuantIn1024Threads = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);  // (declared for the shared code; not defined)
+uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t s);  // (with mul_bf16x2's code only)
+bool any_active(bool p);
 // 32-bit shared-memory addresses: sm90's swapped decode tile (gemm.cuh, SwapMma) reads its
 // token fragments through them; no AMD instance has that tile (declared; not defined).
 uint32_t smem_addr(const void* p);
@@ -353,6 +355,8 @@ Vec16 ld16_ro(const void* p);
 constexpr bool kHasBf16x2Mul = false;
 constexpr bool kBlockQuantIn1024Threads = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);
+uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t s);
+bool any_active(bool p);
 uint32_t smem_addr(const void* p);
 Vec16 lds16(uint32_t a);
 void prefetch_l2(const void* p);

@@ -17,6 +17,8 @@ template <class A, class B>
 struct IsSame { static constexpr bool value = false; };
 template <class A>
 struct IsSame<A, A> { static constexpr bool value = true; };
+template <int V>
+struct IntConst { static constexpr int value = V; };  // (a compile-time value as an argument)
 template <bool C, class A, class B>
 struct Cond { using type = A; };
 template <class A, class B>

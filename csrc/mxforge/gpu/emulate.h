@@ -242,6 +242,14 @@ inline uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
   const float hi = bf16_to_f32(uint16_t(a >> 16)) * bf16_to_f32(uint16_t(b >> 16));
   return pack_bf16x2(lo, hi);
 }
+inline uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t s) {
+  const uint64_t x = (uint64_t(b) << 32) | a;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= uint32_t(x >> (8 * ((s >> (4 * i)) & 7u)) & 0xffu) << (8 * i);
+  return r;
+}
+// (the lane's own p: a lane that needs the branch takes it, which is all correctness needs)
+inline bool any_active(bool p) { return p; }
 template <class InT>
 inline uint32_t pack2(float lo, float hi);
 template <>

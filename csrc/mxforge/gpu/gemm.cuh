@@ -174,24 +174,39 @@ struct RowDst {
 
 // Dequantize one 16-byte MX chunk (32 e2m1 or 16 e4m3 elements, one scale) into InT
 // pairs from column k on, in K order `Order`, at the units `dst` places. Bits: how its
-// e2m1 words store their codes (layout.h; e4m3 chunks are always natural).
-template <class Elem, class InT, class Order, class Bits = NaturalBits, class Dst>
+// e2m1 words store their codes (layout.h; e4m3 chunks are always natural). kHiBranch:
+// scales above 2^1 (E2m1PairScale's second multiply) are rare in checkpoints; with it a
+// warp's chunks that need none run a copy of the words' loop without it (a vote and a
+// branch) rather than 16 multiplies issued, predicated, for every chunk. It costs
+// registers: the wgmma ring tile takes it (gemm_mainloop_wgmma), the tiles that convert
+// MX activations into registers' worth of fragments (swapped, mma.sync) spilled with it.
+template <class Elem, class InT, class Order, class Bits = NaturalBits, bool kHiBranch = false, class Dst>
 MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, const Dst& dst, int k) {
   uint32_t w[4] = {v.x, v.y, v.z, v.w};
   constexpr bool kBf16Pairs = IsSame<Elem, E2m1>::value && IsSame<InT, Bf16>::value && dev::kHasBf16x2Mul;
   if constexpr (kBf16Pairs && (!Order::kNatural || Bits::kPairbits)) {
     const E2m1PairScale ks = e2m1_pair_scale(s);
+    enum { kHiNone, kHiAll, kHiPerLane };
+    auto words = [&](auto hi) {  // hi: which words take the second multiply
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      uint32_t o[4];
-      e2m1_word_pairs_bf16x2<Bits>(w[q], ks, o);
-      // pairs (i, i + 4) -> natural pairs (0,1) (2,3) (4,5) (6,7): one byte permute each
-      if constexpr (Order::kNatural)
-        dev::st16(dst.at(k + 8 * q), dev::Vec16{(o[0] & 0xffffu) | (o[1] << 16), (o[2] & 0xffffu) | (o[3] << 16),
-                                                (o[0] >> 16) | (o[1] & 0xffff0000u), (o[2] >> 16) | (o[3] & 0xffff0000u)});
-      else
-        dev::st16(dst.at(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
-    }
+      for (int q = 0; q < 4; ++q) {
+        uint32_t o[4];
+        e2m1_word_pairs_lo<Bits>(w[q], ks, o);
+        if (decltype(hi)::value == kHiAll || (decltype(hi)::value == kHiPerLane && ks.hi_needed)) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) o[i] = dev::mul_bf16x2(o[i], ks.hi);  // (exact; 1 where none is needed)
+        }
+        // pairs (i, i + 4) -> natural pairs (0,1) (2,3) (4,5) (6,7): one byte permute each
+        if constexpr (Order::kNatural)
+          dev::st16(dst.at(k + 8 * q), dev::Vec16{dev::byte_perm(o[0], o[1], 0x5410), dev::byte_perm(o[2], o[3], 0x5410),
+                                                  dev::byte_perm(o[0], o[1], 0x7632), dev::byte_perm(o[2], o[3], 0x7632)});
+        else
+          dev::st16(dst.at(k + 8 * q), dev::Vec16{o[0], o[1], o[2], o[3]});
+      }
+    };
+    if constexpr (!kHiBranch) words(IntConst<kHiPerLane>{});
+    else if (dev::any_active(ks.hi_needed)) words(IntConst<kHiAll>{});
+    else words(IntConst<kHiNone>{});
   } else if constexpr (kBf16Pairs) {
     // Two e2m1 codes -> a bf16 pair by bit moves, then two exact bf16x2 multiplies
     // (e2m1_pair_bf16x2): about half the instructions of decoding each element in fp32,
@@ -1229,10 +1244,15 @@ struct WgmmaTile {
 };
 
 // One operand of a WgmmaTile. Thread t copies (and, MX, converts) chunks t, t + NT, ...
-// of the tile (row-major over 16-byte chunks): the same chunks in every k-tile, so their
-// rows, their places in a stage and (rows linear in K, Rows::kLinearK) their first data
-// and scale bytes are worked out once per CTA, and a k-tile's copies cost a few 32-bit
-// instructions each.
+// of the tile (row-major over 16-byte chunks): the same chunks in every k-tile, so where
+// they come from and go to is worked out once per CTA. Rows linear in K (Rows::kLinearK:
+// every layout but the shuffled one) keep 32-bit offsets from row 0, the chunk's column
+// folded in: chunk i of k-tile k0 at data(0, kbyte(k0)) + 16 off16[i], its scale at
+// scale_ptr(0, k0 / 32) + soff[i] (one multiply-add each; the launch checks that the
+// offsets fit: moe.cuh, gemm_args_bad), which chunks have a row as one mask. (Holding
+// 64-bit row addresses instead, the compiler, short of registers at two CTAs per SM,
+// recomputed each from its row: ~40 instructions per 16-byte copy in the sm90 stage-1
+// ring, cuobjdump, session 26.) The shuffled layout keeps each chunk's row handle.
 template <class T, class InT, int ROWS, int BK, int NT, class Rows, class Order>
 struct RingOperand : RingShape<T, ROWS, BK> {
   using Sh = RingShape<T, ROWS, BK>;
@@ -1241,80 +1261,116 @@ struct RingOperand : RingShape<T, ROWS, BK> {
   static constexpr int kSlots = (kChunks + NT - 1) / NT;
   static_assert(Op::kMx || IsSame<T, InT>::value, "16-bit operands are used as they are");
   static_assert(Op::kMx || Order::kNatural, "16-bit operands are copied as they are (natural K order)");
+  static_assert(kSlots <= 32, "one bit per slot");
+  // dequant_chunk's voted branch for the second multiply (H200, session 26: 0.97-1.00x the
+  // stages' time against the predicated multiplies)
+  static constexpr bool kHiBranch = true;
+  static constexpr bool kOff = Rows::kLinearK;
+  // Chunk i's byte offset in a stage (16-bit: its swizzled unit; MX: 16 bytes per chunk):
+  // slot 0's plus i times a constant where NT is a multiple of 8 rows of chunks (a slot on
+  // is NT / kCPR rows down, the same place in the swizzle's 8-row atom), one register.
+  static constexpr bool kPlaceLinear = Op::kMx || (NT % kCPR == 0 && (NT / kCPR) % 8 == 0);
+  static constexpr int kPlaceStep = Op::kMx ? 16 * NT : 2 * (NT / kCPR) * 64;
 
   Rows src;
   int kend;  // elements at or past kend are zero (K for 16-bit, Kp for MX; < 2^31)
-  bool vec;
-  int row[kSlots];    // the chunks' row handles (-1: no row, zeros)
-  int place[kSlots];  // byte offset in a stage: 16-bit swizzled unit, or MX chunk
-  const uint8_t* rowp[kSlots];
-  const uint8_t* srowp[kSlots];
+  bool vec;  // 16-byte copies (aligned rows)
+  uint32_t has;  // bit i: chunk i has a row (else zeros)
+  int place_[kPlaceLinear ? 1 : kSlots];
+  uint32_t off16[kOff ? kSlots : 1];          // data bytes from row 0's first / 16 (row 0's where none)
+  uint32_t soff[kOff && Op::kMx ? kSlots : 1];  // (MX) scale bytes from row 0's first
+  int row[kOff ? 1 : kSlots];                 // (not linear in K) the row handles
 
   MXF_DEV static bool in_tile(int i) { return kChunks % NT == 0 || dev::thread_x() + i * NT < kChunks; }
   MXF_DEV static int row_in_tile(int i) { return (dev::thread_x() + i * NT) / kCPR; }
   MXF_DEV static int k_in_tile(int i) { return ((dev::thread_x() + i * NT) % kCPR) * Op::kChunkElems; }
+  MXF_DEV int place(int i) const { return kPlaceLinear ? place_[0] + i * kPlaceStep : place_[i]; }
+  MXF_DEV bool has_row(int i) const { return (has >> i) & 1u; }
+  // Chunk i's bytes and scale byte in k-tile k0 (a row of it: has_row(i)).
+  MXF_DEV const uint8_t* data(int i, int k0) const {
+    if constexpr (kOff) return dev::add_wide<16>(src.data(0, Op::kbyte(k0)), off16[i]);
+    else return src.data(row[i], Op::kbyte(k0 + k_in_tile(i)));
+  }
+  MXF_DEV const uint8_t* scale(int i, int k0) const {
+    if constexpr (kOff) return dev::add_wide<1>(src.scale_ptr(0, k0 / 32), soff[i]);
+    else return src.scale_ptr(row[i], (k0 + k_in_tile(i)) / 32);
+  }
 
   // rows_[c]: the row handle of tile row c (a shared array, or PlainRows). (By value: an
   // array decays to the pointer it always was; a reference to it changed the code of the
   // one-tile kernels.)
   template <class RowMap>
-  MXF_DEV RingOperand(const Rows& r, RowMap rows_, int64_t kend_)
-      : src(r), kend(int(kend_)), vec(r.vec_ok()) {
+  MXF_DEV RingOperand(const Rows& r, RowMap rows_, int64_t kend_) : src(r), kend(int(kend_)), vec(r.vec_ok()), has(0u) {
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) {
-      row[i] = in_tile(i) ? rows_[row_in_tile(i)] : -1;
-      place[i] = Op::kMx ? 16 * (dev::thread_x() + i * NT) : 2 * sw128_off<ROWS>(row_in_tile(i), k_in_tile(i));
-      rowp[i] = src.data(row[i] < 0 ? 0 : row[i], 0);
-      if constexpr (Op::kMx) srowp[i] = src.scale_ptr(row[i] < 0 ? 0 : row[i], 0);
+      const int rw = in_tile(i) ? rows_[row_in_tile(i)] : -1, rr = rw < 0 ? 0 : rw, kk = k_in_tile(i);
+      has |= uint32_t(rw >= 0) << i;
+      if (!kPlaceLinear || i == 0)
+        place_[kPlaceLinear ? 0 : i] = Op::kMx ? 16 * (dev::thread_x() + i * NT) : 2 * sw128_off<ROWS>(row_in_tile(i), k_in_tile(i));
+      if constexpr (kOff) {
+        // (a multiple of 16 bytes where vec; opaque: held as 32 bits, not rebuilt from 64)
+        off16[i] = dev::opaque(uint32_t((src.data(rr, Op::kbyte(kk)) - src.data(0, 0)) >> 4));
+        if constexpr (Op::kMx) soff[i] = dev::opaque(uint32_t(src.scale_ptr(rr, kk / 32) - src.scale_ptr(0, 0)));
+      } else {
+        row[i] = rw;
+      }
     }
-  }
-
-  MXF_DEV const uint8_t* data(int i, int k) const {
-    return Rows::kLinearK ? rowp[i] + Op::kbyte(k) : src.data(row[i], Op::kbyte(k));
-  }
-  MXF_DEV const uint8_t* scale(int i, int k) const {
-    return Rows::kLinearK ? srowp[i] + k / 32 : src.scale_ptr(row[i], k / 32);
   }
 
   // Start the copies of k-tile k0 into `stage`.
   MXF_DEV void issue(unsigned char* stage, int k0) const {
+    const bool full = k0 + BK <= kend;  // every chunk inside K: 16 bytes, or none (no row)
+    if (vec && full) {
+#pragma unroll
+      for (int i = 0; i < kSlots; ++i) {
+        if (!in_tile(i)) continue;
+        const bool h = has_row(i);
+        dev::cp_async16(stage + place(i), data(i, k0), h ? 16 : 0);
+        if constexpr (Op::kMx) copy_scale(stage, i, scale(i, k0), h);
+      }
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) {
       if (!in_tile(i)) continue;
       const int k = k0 + k_in_tile(i);
       // bytes that exist: MX chunks never straddle kend (Kp is a multiple of 32)
-      const int n = row[i] < 0 ? 0 : Op::kMx ? (k < kend ? 16 : 0) : 2 * cmax(0, cmin(8, kend - k));
-      const uint8_t* p = n > 0 ? data(i, k) : rowp[i];
-      unsigned char* d = stage + place[i];
+      const int n = !has_row(i) ? 0 : Op::kMx ? (k < kend ? 16 : 0) : 2 * cmax(0, cmin(8, kend - k));
+      const uint8_t* p = n > 0 ? data(i, k0) : src.data(0, 0);
+      unsigned char* d = stage + place(i);
       if (vec) dev::cp_async16(d, p, n);
       else dev::st16(d, n > 0 ? load_bytes(p, n) : dev::zero16());
-      if constexpr (Op::kMx) {
-        // The aligned word that holds the chunk's scale byte, copied up to that byte only
-        // (the rest zero-filled): bytes past it may lie past the tensor's end, unwritten
-        // (compute-sanitizer initcheck reported them while all 4 bytes were copied).
-        const uintptr_t sp = reinterpret_cast<uintptr_t>(n > 0 ? scale(i, k) : srowp[i]);
-        dev::cp_async4(stage + Sh::kRawBytes + place[i] / 4,
-                       reinterpret_cast<const void*>(sp & ~uintptr_t(3)), n > 0 ? int(sp & 3) + 1 : 0);
-      }
+      if constexpr (Op::kMx) copy_scale(stage, i, n > 0 ? scale(i, k0) : src.scale_ptr(0, 0), n > 0);
     }
+  }
+  // The aligned word that holds chunk i's scale byte sp, copied up to that byte only (the
+  // rest zero-filled): bytes past it may lie past the tensor's end, unwritten (compute-
+  // sanitizer initcheck reported them while all 4 bytes were copied).
+  MXF_DEV void copy_scale(unsigned char* stage, int i, const uint8_t* sp, bool h) const {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(sp);
+    dev::cp_async4(stage + Sh::kRawBytes + place(i) / 4, reinterpret_cast<const void*>(a & ~uintptr_t(3)),
+                   h ? int(a & 3) + 1 : 0);
   }
 
   // MX operands: this thread's chunks of `stage` (copies complete) -> the 16-bit tile.
   MXF_DEV void convert(const unsigned char* stage, uint16_t* tile, int k0) const {
+    const bool full = k0 + BK <= kend;
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) {
       if (!in_tile(i)) continue;
       const int kk = k_in_tile(i), k = k0 + kk;
       const Sw128Dst<ROWS> dst{tile, row_in_tile(i)};
-      if (row[i] < 0 || k >= kend) {  // no data: zeros, no conversion
+      if (!has_row(i) || (!full && k >= kend)) {  // no data: zeros, no conversion
 #pragma unroll
         for (int j = 0; j < Op::kChunkElems / 8; ++j) dev::st16(dst.at(kk + 8 * j), dev::zero16());
         continue;
       }
-      const dev::Vec16 v = dev::ld16(stage + place[i]);
-      const uint32_t word = *reinterpret_cast<const uint32_t*>(stage + Sh::kRawBytes + place[i] / 4);
-      const int byte = int(reinterpret_cast<uintptr_t>(scale(i, k)) & 3);
-      dequant_chunk<typename Op::Elem, InT, Order, typename Rows::Bits>(v, uint8_t(word >> (8 * byte)), dst, kk);
+      const dev::Vec16 v = dev::ld16(stage + place(i));
+      const uint32_t word = *reinterpret_cast<const uint32_t*>(stage + Sh::kRawBytes + place(i) / 4);
+      // (the scale byte's place in the word copied: that of its address)
+      const int byte = kOff ? int((uint32_t(reinterpret_cast<uintptr_t>(src.scale_ptr(0, k0 / 32))) + soff[i]) & 3u)
+                            : int(reinterpret_cast<uintptr_t>(scale(i, k0)) & 3);
+      dequant_chunk<typename Op::Elem, InT, Order, typename Rows::Bits, kHiBranch>(v, uint8_t(word >> (8 * byte)), dst, kk);
     }
   }
 };
@@ -1345,13 +1401,17 @@ struct WarpgroupMma : WgmmaAcc<Tile::WGN> {
   MXF_DEV static int wg_m() { return wg() / Tile::kWgN; }
   MXF_DEV static int wg_n() { return wg() % Tile::kWgN; }
   // Issue (asynchronously) this warpgroup's MMAs of one k-tile: A and B swizzled tiles.
+  // (One descriptor per operand and k-tile: step ks's start address is that of the k-tile
+  // plus a constant, dev::desc_add.)
   MXF_DEV void run(const uint16_t* a, const uint16_t* b) {
     dev::wgmma_fence();
+    const uint64_t da0 = dev::wgmma_desc_sw128(a + wg_m() * (64 * 64));
+    const uint64_t db0 = dev::wgmma_desc_sw128(b + wg_n() * (N * 64));
 #pragma unroll
     for (int ks = 0; ks < Tile::BK / 16; ++ks) {
-      const int k = 16 * ks;
-      const uint64_t da = dev::wgmma_desc_sw128(a + (k >> 6) * (Tile::BM * 64) + wg_m() * (64 * 64) + (k & 63));
-      const uint64_t db = dev::wgmma_desc_sw128(b + (k >> 6) * (Tile::BN * 64) + wg_n() * (N * 64) + (k & 63));
+      const int k = 16 * ks;  // elements: (k >> 6) column blocks of [rows][64], then k & 63
+      const uint64_t da = dev::desc_add(da0, 2 * ((k >> 6) * (Tile::BM * 64) + (k & 63)) / 16);
+      const uint64_t db = dev::desc_add(db0, 2 * ((k >> 6) * (Tile::BN * 64) + (k & 63)) / 16);
       dev::wgmma_m64k16<N, IsSame<InT, Bf16>::value>(acc, da, db);
     }
     dev::wgmma_commit();

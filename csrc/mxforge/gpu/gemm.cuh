@@ -178,8 +178,8 @@ struct RowDst {
 // scales above 2^1 (E2m1PairScale's second multiply) are rare in checkpoints; with it a
 // warp's chunks that need none run a copy of the words' loop without it (a vote and a
 // branch) rather than 16 multiplies issued, predicated, for every chunk. It costs
-// registers: the wgmma ring tile takes it (gemm_mainloop_wgmma), the tiles that convert
-// MX activations into registers' worth of fragments (swapped, mma.sync) spilled with it.
+// registers: the wgmma ring tile takes it (RingOperand); the swapped tiles, which convert
+// MX activations next to their fragments, spilled with it (ptxas, session 26).
 template <class Elem, class InT, class Order, class Bits = NaturalBits, bool kHiBranch = false, class Dst>
 MXF_DEV void dequant_chunk(const dev::Vec16& v, uint8_t s, const Dst& dst, int k) {
   uint32_t w[4] = {v.x, v.y, v.z, v.w};

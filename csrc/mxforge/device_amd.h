@@ -158,7 +158,7 @@ constexpr bool kHasBf16x2Mul = false;
 constexpr bool kBlockQuantIn1024Threads = false;
 uint32_t mul_bf16x2(uint32_t a, uint32_t b);  // (declared for the shared code; not defined)
 uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t s);  // (with mul_bf16x2's code only)
-bool any_active(bool p);
+bool any_active(bool p);                                 // (the wgmma ring tile's only)
 // 32-bit shared-memory addresses: sm90's swapped decode tile (gemm.cuh, SwapMma) reads its
 // token fragments through them; no AMD instance has that tile (declared; not defined).
 uint32_t smem_addr(const void* p);

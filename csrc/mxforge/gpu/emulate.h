@@ -248,8 +248,7 @@ inline uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t s) {
   for (int i = 0; i < 4; ++i) r |= uint32_t(x >> (8 * ((s >> (4 * i)) & 7u)) & 0xffu) << (8 * i);
   return r;
 }
-// (the lane's own p: a lane that needs the branch takes it, which is all correctness needs)
-inline bool any_active(bool p) { return p; }
+bool any_active(bool p);  // (only the wgmma ring tile votes: declared for the shared code, not defined)
 template <class InT>
 inline uint32_t pack2(float lo, float hi);
 template <>

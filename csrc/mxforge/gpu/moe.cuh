@@ -1047,19 +1047,21 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a)
 #if MXF_HOST_LAUNCH
 enum class GemmOp { kStage1, kStage2, kOneStage };
 
-// The wgmma ring tile addresses its operands' chunks by 32-bit offsets from row 0 (gemm.cuh,
-// RingOperand): data in 16-byte units, scales in bytes. Rows of the activations: at most
-// T * topk (stage 2's route rows); of the weights: one expert's N.
+// The wgmma ring tile (S::kWgmma) addresses its operands' chunks by 32-bit offsets from row
+// 0 (gemm.cuh, RingOperand): data in 16-byte units, scales in bytes. Rows of the
+// activations: at most T * topk (stage 2's route rows); its weights are pk_fp4, one
+// expert's [N, K] in S::Layout. Other tiles have no such limit.
 template <class S>
 bool ring_offsets_fit(const MoeGemmArgs& a) {
-  using AOp = Operand<typename S::AT>;
-  using BOp = Operand<typename S::BT>;
-  const int64_t rows = a.T * a.topk, kp = round_up(int64_t(a.K), 32);
-  const int64_t a_bytes = rows * (AOp::kMx ? a.a_stride : 2 * a.a_stride), a_sbytes = AOp::kMx ? rows * a.a_scale_stride : 0;
-  const int64_t b_bytes = IsSame<typename S::BT, Fp4Mx>::value ? S::Layout::w_bytes(a.N, a.K) : a.N * kp * (BOp::kMx ? 1 : 2);
-  const int64_t b_sbytes = IsSame<typename S::BT, Fp4Mx>::value ? S::Layout::s_bytes(a.N, a.K) : BOp::kMx ? a.N * (kp / 32) : 0;
-  return a_bytes < (int64_t(1) << 36) && b_bytes < (int64_t(1) << 36) && a_sbytes < (int64_t(1) << 32) &&
-         b_sbytes < (int64_t(1) << 32);
+  if constexpr (!S::kWgmma) {
+    return true;
+  } else {
+    constexpr bool a_mx = Operand<typename S::AT>::kMx;
+    const int64_t rows = a.T * a.topk;
+    return rows * (a_mx ? a.a_stride : 2 * a.a_stride) < (int64_t(1) << 36) &&
+           (!a_mx || rows * a.a_scale_stride < (int64_t(1) << 32)) &&
+           S::Layout::w_bytes(a.N, a.K) < (int64_t(1) << 36) && S::Layout::s_bytes(a.N, a.K) < (int64_t(1) << 32);
+  }
 }
 
 template <class S>
@@ -1077,8 +1079,8 @@ bool gemm_args_bad(const MoeGemmArgs& a, GemmOp op, Check& c) {
              "too many (block, N tile) pairs for the grid (T * topk x N / block_n >= 2^31)") ||
       c.fail(a.rounding < 0 || a.rounding > 3, "rounding must be 0..3") ||
       c.fail(!ring_offsets_fit<S>(a),
-             "operands too large for 32-bit chunk offsets (the activations' rows, or one expert's weights, "
-             "must span below 64 GiB, their scales below 4 GiB)"))
+             "operands too large for the wgmma ring tile's 32-bit chunk offsets (the activations' rows, "
+             "or one expert's weights, must span below 64 GiB, their scales below 4 GiB)"))
     return true;
   if (c.null(a.a, "a is null") || c.null(a.b, "b (weights) is null") ||
       (a_mx && c.null(a.a_scales, "a_scales is null")) ||

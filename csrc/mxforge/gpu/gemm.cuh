@@ -1098,7 +1098,7 @@ MXF_DEV void gemm_mainloop_swap_tiles(SwapMma<Tile>& mma, const GatherRows& act,
 // loop above keeps one k-tile of loads in flight in registers and converts between two
 // barriers, which left the H100 at 11-23 % of its bf16 rate (benchmarks/). Here:
 //   * a ring of kStages stages in shared memory receives each k-tile's raw operand bytes
-//     by cp.async, kStages - 2 k-tiles ahead of the MMAs (no registers held);
+//     by cp.async, kStages - 1 k-tiles ahead of the MMAs (no registers held);
 //   * 16-bit operands (bf16 / fp16 activations) land directly in the 128-byte swizzled
 //     K-major layout that wgmma reads (Sw128); MX operands (pk_fp4, fp8) land raw (16-byte
 //     chunks, and the 4-byte word holding each chunk's scale) and the thread that copied
@@ -1113,17 +1113,20 @@ MXF_DEV void gemm_mainloop_swap_tiles(SwapMma<Tile>& mma, const GatherRows& act,
 // When both operands are MX (a4w4, a8w4), their K order within each unit of 8 is PairK,
 // the order e2m1_word_pairs_bf16x2 makes (about half the instructions of natural pairs);
 // a GEMM may sum K in any order as long as A and B agree.
-// Hazards, per k-tile i: barrier "landed" follows every thread's copy wait of i and every
-// warpgroup's wait for the MMAs of i - 2 (issued at the end of i - 1), so converting i
-// into buffer i % 2 (last read by the MMAs of i - 2) is safe after it; barrier "converted"
-// follows the conversions of i, so the MMAs of i may start, and the copies of k-tile
-// i + kStages - 2 may overwrite ring stage (i - 2) % kStages (last read by the conversion
-// and the MMAs of i - 2).
+// Hazards, per k-tile i, with one barrier ("converted") per k-tile: a thread converts only
+// the chunks it copied, so its own copy wait of i is all the conversion of i needs; buffer
+// i % 2 was last read by the MMAs of i - 2, which every warpgroup waited for before the
+// barrier of i - 1. Barrier "converted" of i follows every thread's copy wait and
+// conversions of i and every warpgroup's wait for its MMAs of i - 1, so the MMAs of i may
+// start and the copies of k-tile i + kStages - 1 may overwrite ring stage (i - 1) %
+// kStages (last read by the conversion and the MMAs of i - 1).
 // Measured and dropped (2026-11-29, H200, benchmarks/README.md): one CTA per SM with
 // three converted buffers and up to 8 stages (gpt-oss-120b stage 1, T = 8192, a16w4:
 // 5.82 ms; shipped: 4.62), and a warp-specialized version of it (a producer warpgroup
 // copying, two consumer warpgroups converting and issuing the MMAs, mbarriers between
-// them): 6.70 ms.
+// them): 6.70 ms. Session 27: a wide tile (block_m 128 x block_n 256, four warpgroups, one
+// CTA of 16 warps per SM, so pk_fp4 activations are converted once per 256 columns and
+// by all 16 warps): 1.00-1.05x the time of this tile's a4w4 stages (gpt-oss-120b).
 template <class Arch, class AT, class BT, class InT, int BM, int BN, int BK, bool N_LOOP = false>
 struct WgmmaTile;  // (defined where the device layer has wgmma: MXF_HAS_WGMMA)
 template <class Tile, class InT>
@@ -1457,7 +1460,7 @@ template <class Tile, class InT, class AOp, class BOp>
 MXF_DEV void gemm_mainloop_wgmma(WarpgroupMma<Tile, InT>& mma, const AOp& a, const BOp& b,
                                  unsigned char* smem, int kt0, int kt1) {
   constexpr int R = Tile::kStages, BK = Tile::BK;
-  static_assert(R >= 3, "the ring keeps kStages - 2 k-tiles of copies in flight");
+  static_assert(R >= 3, "the ring keeps kStages - 1 k-tiles of copies in flight");
   uint16_t* const conv_a = reinterpret_cast<uint16_t*>(smem);
   uint16_t* const conv_b = reinterpret_cast<uint16_t*>(smem + AOp::kConvBytes);
   unsigned char* const ring = smem + Tile::kConvBytes;
@@ -1469,7 +1472,7 @@ MXF_DEV void gemm_mainloop_wgmma(WarpgroupMma<Tile, InT>& mma, const AOp& a, con
     b.issue(st + AOp::kStageBytes, (kt0 + i) * BK);
   };
 #pragma unroll
-  for (int d = 0; d < R - 2; ++d) {
+  for (int d = 0; d < R - 1; ++d) {
     if (d < n) issue(d);
     dev::cp_async_commit();  // (one group per k-tile, empty or not: the wait counts stay exact)
   }
@@ -1477,10 +1480,9 @@ MXF_DEV void gemm_mainloop_wgmma(WarpgroupMma<Tile, InT>& mma, const AOp& a, con
   for (int i = 0; i < n; ++i) {
     const unsigned char* st = ring + (i % R) * Tile::kStageBytes;
     const int k0 = (kt0 + i) * BK;
-    dev::cp_async_wait<R - 3>();  // this thread's copies of k-tile i are complete
+    dev::cp_async_wait<R - 2>();  // this thread's copies of k-tile i are complete
     const uint16_t* ta = reinterpret_cast<const uint16_t*>(st);
     const uint16_t* tb = reinterpret_cast<const uint16_t*>(st + AOp::kStageBytes);
-    if constexpr (AOp::kMx || BOp::kMx) dev::sync_threads();  // "landed"
     if constexpr (AOp::kMx) {
       uint16_t* t = conv_a + (i % 2) * (AOp::kTileBytes / 2);
       a.convert(st, t, k0);
@@ -1492,11 +1494,11 @@ MXF_DEV void gemm_mainloop_wgmma(WarpgroupMma<Tile, InT>& mma, const AOp& a, con
       tb = t;
     }
     dev::fence_proxy_async();
-    dev::sync_threads();  // "converted"
-    if (i + R - 2 < n) issue(i + R - 2);
+    dev::wgmma_wait<0>();  // this warpgroup's MMAs of i - 1 are complete
+    dev::sync_threads();   // "converted"
+    if (i + R - 1 < n) issue(i + R - 1);
     dev::cp_async_commit();
     mma.run(ta, tb);
-    dev::wgmma_wait<1>();
   }
   dev::wgmma_wait<0>();
   mma.fence_acc();
@@ -1511,10 +1513,11 @@ MXF_DEV void gemm_mainloop_wgmma(WarpgroupMma<Tile, InT>& mma, const AOp& a, con
 // converted by the threads that copied them); the weights run through the ring as one
 // sequence f = t * KT + kt whose copies run ahead across tiles, b_of(t) being tile t's
 // RingOperand. After tile t's last MMAs each warpgroup waits for its MMAs, a barrier, then
-// epi(t, conversion area): the area is free until the next "landed" barrier, so the
+// epi(t, conversion area), then a barrier: the area is free between the two, so the
 // epilogue may use it as scratch (rows16_epilogue's warp regions). The hazards of the ring
-// and the conversion tiles are gemm_mainloop_wgmma's. Ends with the copies complete and a
-// barrier.
+// and the conversion tiles are gemm_mainloop_wgmma's (one barrier per k-tile), its copies
+// kStages - 2 k-tiles ahead (kStages - 1, as there, spilled 4 bytes in the block_m 128
+// bf16-activation instances). Ends with the copies complete and a barrier.
 template <class Tile, class InT, class AOp, class BOf, class Epi>
 MXF_DEV void gemm_mainloop_wgmma_tiles(WarpgroupMma<Tile, InT>& mma, const AOp& a, const BOf& b_of,
                                        unsigned char* smem, int KT, int ntiles, Epi&& epi) {
@@ -1543,28 +1546,29 @@ MXF_DEV void gemm_mainloop_wgmma_tiles(WarpgroupMma<Tile, InT>& mma, const AOp& 
   dev::cp_async_wait<R - 2>();  // this thread's copies of A are complete
   if constexpr (AOp::kMx) {
     for (int kt = 0; kt < KT; ++kt) a.convert(conv + kt * AOp::kStageBytes, res_a + kt * (AOp::kTileBytes / 2), kt * BK);
+    dev::sync_threads();  // every raw k-tile of A read: the weights' conversions may overwrite the area
   }
   // (A is complete for the MMAs after the first "converted" barrier, each thread's writes
-  // fenced before it; its raw k-tiles are read before the first "landed" barrier)
+  // fenced before it)
   mma.fence_acc();
   for (int t = 0, f = 0; t < ntiles; ++t) {
     const BOp b = b_of(t);  // (its conversions')
     for (int kt = 0; kt < KT; ++kt, ++f) {
       const unsigned char* st = ring + (f % R) * BOp::kStageBytes;
       dev::cp_async_wait<R - 3>();  // this thread's copies of weight k-tile f are complete
-      dev::sync_threads();          // "landed"
       uint16_t* const tb = conv_b + (f % 2) * (BOp::kTileBytes / 2);
       b.convert(st, tb, kt * BK);
       dev::fence_proxy_async();
-      dev::sync_threads();  // "converted"
-      issue_next();         // (k-tile f + R - 2)
+      dev::wgmma_wait<0>();  // this warpgroup's MMAs of k-tile f - 1 are complete
+      dev::sync_threads();   // "converted"
+      issue_next();          // (k-tile f + R - 2)
       mma.run(res_a + kt * (AOp::kTileBytes / 2), tb);
-      dev::wgmma_wait<1>();
     }
     dev::wgmma_wait<0>();
     mma.fence_acc();
     dev::sync_threads();  // every warpgroup's MMAs of tile t are complete: the area is free
     epi(t, conv);
+    dev::sync_threads();  // ... until every warp's epilogue is done with it
     mma.zero();
     mma.fence_acc();
   }

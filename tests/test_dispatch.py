@@ -474,11 +474,11 @@ def test_heuristic_takes_wgmma_tiles_for_prefill_only():
     assert "wgmma tile (prefill" in dispatch.heuristic_rank(best(2048), Shape(T=2048, N=384, K=3072, E=256, topk=8))[1]
 
 
-def test_heuristic_takes_wgmma_regs_tiles_from_64_to_128_rows():
-    """sm90 from WGMMA_MIN_ROWS to below WGMMA_REGS_MAX_ROWS rows per active expert the
-    wgmma_regs tile, block_m 64, before the wgmma ring (the tuned choice for every stage 1 at
-    T = 2048 on both tuned models, session 21); from 128 rows the ring first again, and
-    below WGMMA_MIN_ROWS (bf16 activations from 32 rows) the ring or mma.sync as before."""
+def test_heuristic_takes_the_ring_before_wgmma_regs_tiles():
+    """sm90 from WGMMA_MIN_ROWS rows per active expert (bf16 activations from 32) the wgmma
+    ring with block_m up to 128 first, the wgmma_regs tiles after it (block_m up to
+    WGMMA_REGS_BLOCK_M): the re-tune of session 27 kept them only for gpt-oss' a4w4 at
+    T = 2048; below that the ring or mma.sync as before."""
     cands = minimax_stage1_candidates([(64, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma"),
                                        (64, 128, "wgmma_regs"), (128, 128, "wgmma_regs")])
 
@@ -486,14 +486,16 @@ def test_heuristic_takes_wgmma_regs_tiles_from_64_to_128_rows():
         return heuristic_best(cands, T, a)
 
     for a in ("bf16", "pk_fp4"):  # 64 rows per expert at T = 2048, 128 at 4096
-        assert (best(2048, a).b_path, best(2048, a).block_m) == ("wgmma_regs", 64), a
-        assert (best(4096, a).b_path, best(4096, a).block_m) == ("wgmma", 128), a
-        assert (best(8192, a).b_path, best(8192, a).block_m) == ("wgmma", 128), a
+        for T in (2048, 4096, 8192):
+            assert (best(T, a).b_path, best(T, a).block_m) == ("wgmma", 128), (a, T)
     assert (best(1024).b_path, best(1024).block_m) == ("wgmma", 64)  # 32 rows/expert, bf16 A
     assert (best(1024, "pk_fp4").b_path, best(1024, "pk_fp4").block_m) == ("smem", 64)
     assert best(512).b_path == "smem"
-    why = dispatch.heuristic_rank(best(2048), Shape(T=2048, N=384, K=3072, E=256, topk=8))[1]
-    assert "wgmma_regs tile (prefill: 64 rows/expert, before the ring)" in why
+    regs_only = minimax_stage1_candidates([(64, 128, "smem"), (64, 128, "wgmma_regs"), (128, 128, "wgmma_regs")])
+    pick = heuristic_best(regs_only, 2048, "bf16")
+    assert (pick.b_path, pick.block_m) == ("wgmma_regs", 64)  # (no ring compiled: block_m up to 64)
+    why = dispatch.heuristic_rank(pick, Shape(T=2048, N=384, K=3072, E=256, topk=8))[1]
+    assert "wgmma_regs tile (prefill: 64 rows/expert, after the ring)" in why
 
 
 def test_merge_tuned_as_layout(tmp_path):

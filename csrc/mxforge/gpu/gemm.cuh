@@ -1126,7 +1126,7 @@ MXF_DEV void gemm_mainloop_swap_tiles(SwapMma<Tile>& mma, const GatherRows& act,
 // copying, two consumer warpgroups converting and issuing the MMAs, mbarriers between
 // them): 6.70 ms. Session 27: a wide tile (block_m 128 x block_n 256, four warpgroups, one
 // CTA of 16 warps per SM, so pk_fp4 activations are converted once per 256 columns and
-// by all 16 warps): 1.00-1.05x the time of this tile's a4w4 stages (gpt-oss-120b).
+// by all 16 warps): 1.00-1.07x the time of this tile's a4w4 stages (gpt-oss-120b).
 template <class Arch, class AT, class BT, class InT, int BM, int BN, int BK, bool N_LOOP = false>
 struct WgmmaTile;  // (defined where the device layer has wgmma: MXF_HAS_WGMMA)
 template <class Tile, class InT>

@@ -90,7 +90,7 @@ B_PATH = _f("b_path", ("smem", "regs", "wgmma", "swap", "wgmma_regs"), "smem",
             "SwapTile); wgmma_regs = prefill with the swapped roles on warpgroup MMAs: each "
             "warp's 16 weight rows loaded and converted in registers as the MMA's A operand, "
             "the block's tokens its N from a swizzled shared tile (sm90, pk_fp4 weights with "
-            "pk_fp4 or bf16 activations, block_m 64 or 128, block_n 128, block_k 128; "
+            "pk_fp4 or bf16 activations, block_m 16, 32, 64 or 128, block_n 128, block_k 128; "
             "gemm.cuh, WgmmaRegsTile)")
 
 
@@ -241,8 +241,8 @@ def _b_path(c: dict[str, Any]) -> str | None:
         if c["b"] != "pk_fp4" or c["a"] not in ("pk_fp4", "bf16"):
             return (f"b_path wgmma_regs needs pk_fp4 weights and pk_fp4 or bf16 activations; "
                     f"asked a={c['a']}, b={c['b']}")
-        if c["block_m"] not in (64, 128) or c["block_n"] != 128 or c["block_k"] != 128:
-            return (f"b_path wgmma_regs needs block_m 64 or 128, block_n 128 (two warpgroups of 64 "
+        if c["block_m"] not in (16, 32, 64, 128) or c["block_n"] != 128 or c["block_k"] != 128:
+            return (f"b_path wgmma_regs needs block_m 16, 32, 64 or 128, block_n 128 (two warpgroups of 64 "
                     f"weight rows) and block_k 128; asked block_m {c['block_m']}, block_n "
                     f"{c['block_n']}, block_k {c['block_k']}")
         return None

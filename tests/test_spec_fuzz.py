@@ -200,7 +200,7 @@ def allowed_combination(c: dict[str, Any]) -> bool:
             # wgmma_regs: two warpgroups of 64 weight rows, the block's tokens as the MMAs' N
             and not (c.get("b_path", "smem") == "wgmma_regs"
                      and not (c["targets"] == "sm90" and c["b"] == "pk_fp4" and c["a"] in ("pk_fp4", "bf16")
-                              and bm in (64, 128) and bn == 128 and bk == 128)))
+                              and bm in (16, 32, 64, 128) and bn == 128 and bk == 128)))
 
 
 def expands(g: dict[str, Any]) -> bool:

@@ -431,10 +431,25 @@ MXF_DEV void wgmma_m64k16(float (&d)[N / 2], uint64_t da, uint64_t db) {
                ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"                                  \
                : MXF_F32(d, 0), MXF_F32(d, 32)                                                  \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1))
+// (N 16 and 32: the wgmma_regs tiles of block_m 16 / 32, whose N is the block's tokens)
+#define MXF_WGMMA_RS_N16(d, a, db)                                                              \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"                                    \
+               "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}" \
+               ", {%8, %9, %10, %11}, %12, p, 1, 1, 0;\n}\n"                                    \
+               : MXF_F4(d, 0), MXF_F4(d, 4)                                                     \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1))
+#define MXF_WGMMA_RS_N32(d, a, db)                                                              \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"                                    \
+               "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, " \
+               "%8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"      \
+               : MXF_F16(d, 0)                                                                  \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1))
 template <int N>
 MXF_DEV void wgmma_m64k16_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db) {
-  static_assert(N == 64 || N == 128, "wgmma N: 64 or 128");
-  if constexpr (N == 64) MXF_WGMMA_RS_N64(d, a, db);
+  static_assert(N == 16 || N == 32 || N == 64 || N == 128, "wgmma N (register A): 16, 32, 64 or 128");
+  if constexpr (N == 16) MXF_WGMMA_RS_N16(d, a, db);
+  else if constexpr (N == 32) MXF_WGMMA_RS_N32(d, a, db);
+  else if constexpr (N == 64) MXF_WGMMA_RS_N64(d, a, db);
   else MXF_WGMMA_RS_N128(d, a, db);
 }
 // Accumulator register i of a thread: row (of the warpgroup's 64) and column (of N).

@@ -1579,17 +1579,19 @@ MXF_DEV void gemm_mainloop_wgmma_tiles(WarpgroupMma<Tile, InT>& mma, const AOp& 
 template <class Arch, class AT, int BM_, int BN_, int BK_, int WSTAGES>
 struct WgmmaRegsTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_;
-  static_assert((BM == 64 || BM == 128) && BN == 128 && BK == 128,
-                "wgmma_regs tile: block_m 64 or 128 (the MMA's N), block_n 128 (two warpgroups of 64 "
-                "weight rows), block_k 128 (one k group of the RegK order)");
+  static_assert((BM == 16 || BM == 32 || BM == 64 || BM == 128) && BN == 128 && BK == 128,
+                "wgmma_regs tile: block_m 16, 32, 64 or 128 (the MMA's N), block_n 128 (two warpgroups "
+                "of 64 weight rows), block_k 128 (one k group of the RegK order)");
   static constexpr int kThreads = 2 * dev::kWarpgroupThreads;
   static constexpr int kWarpRows = 16;  // weight rows per warp: its slice of the warpgroup's 64
   static constexpr int kWStages = WSTAGES;
   // Registers: BM / 2 accumulators, 32 fragment registers per copy of the k-tile loop, 10
   // per weight stage, the activation items' loads. block_m 64: two CTAs per SM (<= 128
   // registers, with one weight stage: MoeSpec); block_m 128: one (~250 registers; with two
-  // stages at 128 registers the block_m 64 tile spilled ~1 KB).
-  static constexpr int kCtasPerSm = BM == 64 ? 2 : 1;
+  // stages at 128 registers the block_m 64 tile spilled ~1 KB); block_m 16 / 32 (the
+  // middle T, 8 to 32 rows per expert, where the MMA's N is the block's few tokens): two,
+  // with two weight stages (8 / 16 accumulators).
+  static constexpr int kCtasPerSm = BM <= 64 ? 2 : 1;
   static constexpr int kActBufs = 3;
   static constexpr int kActBytes = BM * BK * 2;  // one k-tile of activations, swizzled bf16
   static constexpr int kLdC = BN + 8;            // fp32 staging pitch (the epilogues')
@@ -1612,8 +1614,11 @@ template <class AT, int BM, int NT>
 struct WgmmaRegsAct {
   using Op = Operand<AT>;
   static_assert(IsSame<AT, Bf16>::value || IsSame<AT, Fp4Mx>::value, "wgmma_regs: bf16 or pk_fp4 activations");
-  static constexpr int kItems = BM * 4 / NT;
-  static_assert(BM * 4 % NT == 0, "whole items per thread");
+  // BM * 4 items: whole items per thread, or (block_m 16 / 32) one for the first BM * 4
+  // threads and none for the others
+  static constexpr int kItems = (BM * 4 + NT - 1) / NT;
+  static_assert(BM * 4 % NT == 0 || BM * 4 < NT, "whole items per thread, or at most one");
+  MXF_DEV static bool has_item(int u) { return BM * 4 % NT == 0 || dev::thread_x() + u * NT < BM * 4; }
   // Only what the loads need (a 16-bit item's two k-tiles of row pointers and bounds;
   // with the GatherRows itself live too, the block_m 64 stage-1 tiles spilled).
   int kend;  // elements at or past it are zero (K or Kp, < 2^31)
@@ -1628,7 +1633,7 @@ struct WgmmaRegsAct {
   MXF_DEV WgmmaRegsAct(const GatherRows& src, const int* arow, int64_t kend_) : kend(int(kend_)), vec(src.vec_ok()) {
 #pragma unroll
     for (int u = 0; u < kItems; ++u) {
-      row[u] = arow[item_row(u)];
+      row[u] = has_item(u) ? arow[item_row(u)] : -1;
       rowp[u] = src.data(row[u] < 0 ? 0 : row[u], Op::kbyte(8 * item_v(u)));
       srowp[u] = Op::kMx ? src.scale_ptr(row[u] < 0 ? 0 : row[u], 0) : nullptr;
     }
@@ -1691,6 +1696,7 @@ struct WgmmaRegsAct {
     static_assert((J0 == 0 && NJ == 4) || ((J0 == 0 || J0 == 2) && NJ == 2), "all four blocks, or two");
 #pragma unroll
     for (int u = 0; u < kItems; ++u) {
+      if (!has_item(u)) continue;
       uint32_t p[4][4];  // p[j][i]: pair i of block j
 #pragma unroll
       for (int j = J0; j < J0 + NJ; ++j) {

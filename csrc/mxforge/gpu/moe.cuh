@@ -143,15 +143,16 @@ struct MoeSpec {
                 "b_path wgmma: sm90, pk_fp4 weights, a in pk_fp4/bf16/fp8, block_m 64 or 128, "
                 "block_k a multiple of 64");
   // The swapped warpgroup-MMA main loop: sm90, pk_fp4 weights with pk_fp4 or bf16
-  // activations, block_m 64 / 128, block_n 128, block_k 128 (codegen says the same).
+  // activations, block_m 16 / 32 / 64 / 128, block_n 128, block_k 128 (codegen says the same).
   static constexpr bool kWgmmaRegs = B_PATH_ == BPath::kWgmmaRegs;
   static_assert(!kWgmmaRegs || (Arch::kWgmma && IsSame<BT, Fp4Mx>::value &&
                                 (IsSame<AT, Fp4Mx>::value || IsSame<AT, Bf16>::value) &&
-                                (BM == 64 || BM == 128) && BN == 128 && BK == 128),
-                "b_path wgmma_regs: sm90, pk_fp4 weights, a in pk_fp4/bf16, block_m 64 or 128, block_n 128, "
-                "block_k 128");
-  // (weight stages in flight per lane: 10 registers each)
-  static constexpr int kWgmmaRegsStages = BM_ == 64 ? 1 : 2;
+                                (BM == 16 || BM == 32 || BM == 64 || BM == 128) && BN == 128 && BK == 128),
+                "b_path wgmma_regs: sm90, pk_fp4 weights, a in pk_fp4/bf16, block_m 16, 32, 64 or 128, "
+                "block_n 128, block_k 128");
+  // (weight stages in flight per lane: 10 registers each; block_m 64 has room for one at
+  // two CTAs per SM, block_m 16 / 32 with fewer accumulators for two)
+  static constexpr int kWgmmaRegsStages = BM_ <= 64 ? 1 : 2;
   using Tile = typename Cond<
       kWgmma, WgmmaTile<Arch, AT, BT, InT, BM, BN, BK, (N_TILES_ > 1)>,
       typename Cond<kWgmmaRegs, WgmmaRegsTile<Arch, AT, BM, BN, BK, kWgmmaRegsStages>,

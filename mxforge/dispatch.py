@@ -310,7 +310,8 @@ SMALL_BLOCK_M_N = 64     # block_m 16 tiles prefer block_n 64 (twice the CTAs of
 WGMMA_MIN_ROWS = 64      # sm90: from 64 rows per active expert (prefill) the wgmma tiles ...
 WGMMA_MIN_ROWS_A16 = 32  # ... from 32 where the activations are 16-bit (nothing to convert)
 WGMMA_BLOCK_M = 128      # ... with block_m up to 128 (the tuned choice at T >= 2048, H200)
-WGMMA_REGS_BLOCK_M = 64  # sm90: the wgmma_regs tiles (after the ring) with block_m up to 64 (two CTAs per SM)
+WGMMA_REGS_BLOCK_M = 64  # sm90: the wgmma_regs tiles with block_m up to 64 (two CTAs per SM) ...
+WGMMA_REGS_MIN_ROWS = 16  # ... first from 16 to below WGMMA_MIN_ROWS rows per active expert, then after the ring
 SWAP_MAX_ROWS = 32       # sm90: up to 32 rows per active expert the swapped tiles first ...
 SWAP_ROWS_FACTOR = 1     # ... with block_m >= 1 x the rows (16 up to 16 rows, then 32), not 2x
 SWAP_CTAS_PER_SM = 2     # sm90: the swapped tile's CTAs per SM (SwapTile::kCtasPerSm)
@@ -349,14 +350,19 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       for the stages with bf16 activations (0.94x of the whole layer for a16w4 on both
       models) and kept mma.sync where the activations are MX, whose conversion the wgmma
       ring adds (H200, 2026-11-29, benchmarks/README.md); below that, wgmma last. The
-      wgmma_regs tiles (weights as the MMAs' register operand) come after the ring, with
-      block_m up to WGMMA_REGS_BLOCK_M. (Sessions 21-26 put them first from 64 to below
-      128 rows per expert, the tuner's choice for every stage 1 at T = 2048 then; once the
-      ring's copies took 32-bit offsets (session 26) and its loop one barrier per k-tile
-      (session 27), the re-tune at T = 2048 ... 8192 kept them only for gpt-oss' a4w4 at
-      T = 2048, and without that rule the heuristic agrees with the table on the stage-1
-      block_m in 82 of 85 rows, the tile in 88 of 141 and the b_path in 131 of 141; with
-      it: 78, 82, 125; H200, 2026-12-02.) Up to
+      wgmma_regs tiles (weights as the MMAs' register operand) come first from
+      WGMMA_REGS_MIN_ROWS to below WGMMA_MIN_ROWS rows per active expert, after the ring
+      from there, with block_m up to WGMMA_REGS_BLOCK_M. (Sessions 21-26 put them first
+      from 64 to below 128 rows per expert, the tuner's choice for every stage 1 at T = 2048
+      then; once the ring's copies took 32-bit offsets (session 26) and its loop one
+      barrier per k-tile (session 27), the re-tune at T = 2048 ... 8192 kept them only for
+      gpt-oss' a4w4 at T = 2048. The first re-tune of T = 256 ... 1024 over them (session
+      28) gave them every stage 1 at 32 rows per expert (T = 1024, block_m 64: the layer
+      0.70-0.87x the time of the table before, same run) and, with block_m 32 compiled,
+      every stage 1 at 16 (T = 512), while the swapped tiles kept 8 (T = 256); with this
+      band the heuristic agrees with the table on the stage-1 block_m in 84 of 85 rows, the
+      tile in 84 of 141 and the b_path in 129 of 141 (after the ring at every T: 74, 84,
+      116); H200, 2026-12-02.) Up to
       SWAP_MAX_ROWS rows per active expert the swapped tiles (b_path swap) first, with block_m
       SWAP_ROWS_FACTOR x the rows (16 up to 16 rows, then 32; not 2x) and their largest
       block_n: the tuner took them for 40 of
@@ -387,8 +393,11 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     min_rows = WGMMA_MIN_ROWS_A16 if inst.a in ("bf16", "fp16") else WGMMA_MIN_ROWS
     prefill = inst.target == "sm90" and rpe >= min_rows
     few_rows = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS  # (decode and up to T = 1024 here)
+    regs_band = inst.target == "sm90" and WGMMA_REGS_MIN_ROWS <= rpe < WGMMA_MIN_ROWS
     want_m = (SWAP_ROWS_FACTOR if swap and few_rows else BLOCK_M_ROWS_FACTOR) * rpe
-    if prefill:
+    if regs_band and regs:
+        lead = -1
+    elif prefill:
         order = ("wgmma", "wgmma_regs")
         lead = order.index(inst.b_path) if inst.b_path in order else 2 + swap
     elif few_rows:
@@ -426,7 +435,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
         why += f"; n_tiles {inst.n_tiles} (wanted up to {want_nt})"
     if wgmma or regs:
         why += (f"; {inst.b_path} tile ({'prefill' if prefill else 'not prefill'}: {rpe:.0f} rows/expert"
-                f"{', after the ring' if regs else ''})")
+                f"{', first from ' + str(WGMMA_REGS_MIN_ROWS) + ' to below ' + str(WGMMA_MIN_ROWS) if regs and regs_band else ''}"
+                f"{', after the ring' if regs and not regs_band else ''})")
     if swap:
         why += (f"; swapped tile ({'few rows' if few_rows else 'too many rows'}: {rpe:.1f} rows/expert, "
                 f"up to {SWAP_MAX_ROWS})")

@@ -474,12 +474,15 @@ def test_heuristic_takes_wgmma_tiles_for_prefill_only():
     assert "wgmma tile (prefill" in dispatch.heuristic_rank(best(2048), Shape(T=2048, N=384, K=3072, E=256, topk=8))[1]
 
 
-def test_heuristic_takes_the_ring_before_wgmma_regs_tiles():
-    """sm90 from WGMMA_MIN_ROWS rows per active expert (bf16 activations from 32) the wgmma
-    ring with block_m up to 128 first, the wgmma_regs tiles after it (block_m up to
-    WGMMA_REGS_BLOCK_M): the re-tune of session 27 kept them only for gpt-oss' a4w4 at
-    T = 2048; below that the ring or mma.sync as before."""
+def test_heuristic_takes_wgmma_regs_tiles_in_their_band():
+    """sm90 from WGMMA_REGS_MIN_ROWS to below WGMMA_MIN_ROWS rows per active expert the
+    wgmma_regs tiles first, block_m 2 x the rows up to WGMMA_REGS_BLOCK_M (session 28's
+    re-tune: block_m 32 at 16 rows, 64 at 32, for every stage 1 of both tuned models); from
+    WGMMA_MIN_ROWS the wgmma ring with block_m up to 128 first and the wgmma_regs tiles after
+    it (the re-tune of session 27 kept them only for gpt-oss' a4w4 at T = 2048); below the
+    band the swapped tiles."""
     cands = minimax_stage1_candidates([(64, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma"),
+                                       (16, 128, "swap"), (32, 128, "swap"), (32, 128, "wgmma_regs"),
                                        (64, 128, "wgmma_regs"), (128, 128, "wgmma_regs")])
 
     def best(T: int, a: str = "bf16") -> dispatch.Instance:
@@ -488,9 +491,11 @@ def test_heuristic_takes_the_ring_before_wgmma_regs_tiles():
     for a in ("bf16", "pk_fp4"):  # 64 rows per expert at T = 2048, 128 at 4096
         for T in (2048, 4096, 8192):
             assert (best(T, a).b_path, best(T, a).block_m) == ("wgmma", 128), (a, T)
-    assert (best(1024).b_path, best(1024).block_m) == ("wgmma", 64)  # 32 rows/expert, bf16 A
-    assert (best(1024, "pk_fp4").b_path, best(1024, "pk_fp4").block_m) == ("smem", 64)
-    assert best(512).b_path == "smem"
+        assert (best(1024, a).b_path, best(1024, a).block_m) == ("wgmma_regs", 64), a  # 32 rows/expert
+        assert (best(512, a).b_path, best(512, a).block_m) == ("wgmma_regs", 32), a    # 16
+        assert (best(256, a).b_path, best(256, a).block_m) == ("swap", 16), a          # 8
+    why = dispatch.heuristic_rank(best(512), Shape(T=512, N=384, K=3072, E=256, topk=8))[1]
+    assert "wgmma_regs tile (not prefill: 16 rows/expert, first from 16 to below 64)" in why
     regs_only = minimax_stage1_candidates([(64, 128, "smem"), (64, 128, "wgmma_regs"), (128, 128, "wgmma_regs")])
     pick = heuristic_best(regs_only, 2048, "bf16")
     assert (pick.b_path, pick.block_m) == ("wgmma_regs", 64)  # (no ring compiled: block_m up to 64)

@@ -1590,7 +1590,7 @@ struct WgmmaRegsTile {
   // registers, with one weight stage: MoeSpec); block_m 128: one (~250 registers; with two
   // stages at 128 registers the block_m 64 tile spilled ~1 KB); block_m 16 / 32 (the
   // middle T, 8 to 32 rows per expert, where the MMA's N is the block's few tokens): two,
-  // with two weight stages (8 / 16 accumulators).
+  // with one weight stage too (8 / 16 accumulators, but two stages spilled 216-408 bytes).
   static constexpr int kCtasPerSm = BM <= 64 ? 2 : 1;
   static constexpr int kActBufs = 3;
   static constexpr int kActBytes = BM * BK * 2;  // one k-tile of activations, swizzled bf16

@@ -150,8 +150,8 @@ struct MoeSpec {
                                 (BM == 16 || BM == 32 || BM == 64 || BM == 128) && BN == 128 && BK == 128),
                 "b_path wgmma_regs: sm90, pk_fp4 weights, a in pk_fp4/bf16, block_m 16, 32, 64 or 128, "
                 "block_n 128, block_k 128");
-  // (weight stages in flight per lane: 10 registers each; block_m 64 has room for one at
-  // two CTAs per SM, block_m 16 / 32 with fewer accumulators for two)
+  // (weight stages in flight per lane: 10 registers each; block_m 16 ... 64 have room for
+  // one at two CTAs per SM: two spilled, ~1 KB at block_m 64, 216-408 bytes at 16 / 32)
   static constexpr int kWgmmaRegsStages = BM_ <= 64 ? 1 : 2;
   using Tile = typename Cond<
       kWgmma, WgmmaTile<Arch, AT, BT, InT, BM, BN, BK, (N_TILES_ > 1)>,

@@ -395,7 +395,7 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     few_rows = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS  # (decode and up to T = 1024 here)
     regs_band = inst.target == "sm90" and WGMMA_REGS_MIN_ROWS <= rpe < WGMMA_MIN_ROWS
     want_m = (SWAP_ROWS_FACTOR if swap and few_rows else BLOCK_M_ROWS_FACTOR) * rpe
-    if regs_band and regs:
+    if regs_band and regs:  # (ahead of every other tile)
         lead = -1
     elif prefill:
         order = ("wgmma", "wgmma_regs")
@@ -434,9 +434,11 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     if inst.n_tiles > 1 or want_nt > 1:
         why += f"; n_tiles {inst.n_tiles} (wanted up to {want_nt})"
     if wgmma or regs:
-        why += (f"; {inst.b_path} tile ({'prefill' if prefill else 'not prefill'}: {rpe:.0f} rows/expert"
-                f"{', first from ' + str(WGMMA_REGS_MIN_ROWS) + ' to below ' + str(WGMMA_MIN_ROWS) if regs and regs_band else ''}"
-                f"{', after the ring' if regs and not regs_band else ''})")
+        place = ""
+        if regs:
+            place = (f", first from {WGMMA_REGS_MIN_ROWS} to below {WGMMA_MIN_ROWS}" if regs_band
+                     else ", after the ring")
+        why += f"; {inst.b_path} tile ({'prefill' if prefill else 'not prefill'}: {rpe:.0f} rows/expert{place})"
     if swap:
         why += (f"; swapped tile ({'few rows' if few_rows else 'too many rows'}: {rpe:.1f} rows/expert, "
                 f"up to {SWAP_MAX_ROWS})")

@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 
 from . import ops
+from .dispatch import candidates
 from .library import mx_weight
 from . import reference as ref
 from .models import MoeShape, preset
@@ -66,6 +67,7 @@ class Row:
     device: str = ""
     layout: str = "plain"  # the weights' layout (pairbits: the sm90 kernels' fastest)
     reduce: str = "atomic"  # how stage 2 summed each token's routes (atomic or slots)
+    path: str = "two_stage"  # the layer's kernels: two_stage or one_stage (fused_moe's path, resolved)
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -193,10 +195,13 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
           pipelines: tuple[str, ...] = tuple(PIPELINES), stages: bool = False,
           seed: int = 0, log: Callable[[str], None] = print,
           layouts: tuple[str, ...] = ("pairbits",),
-          stage2_reduce: tuple[str, ...] = ("auto",)) -> tuple[Ceilings, list[Row]]:
+          stage2_reduce: tuple[str, ...] = ("auto",),
+          paths: tuple[str, ...] = ("auto",)) -> tuple[Ceilings, list[Row]]:
     """stage2_reduce: a row per mode, "auto", "atomic" or "slots" (fused_moe's), each row
     naming the reduction that ran; a mode that comes out as one already timed at that T is
-    not timed again. ("atomic" and "slots" in one run: the two side by side.)"""
+    not timed again. ("atomic" and "slots" in one run: the two side by side.) paths: the same
+    for fused_moe's path ("auto", "two_stage", "one_stage"); one_stage only where the
+    pipeline keeps a bf16 intermediate (the others are skipped)."""
     if not torch.cuda.is_available():
         raise ops.InputError("mxforge bench needs a CUDA GPU (the sm90 target)")
     shape = preset(model) if isinstance(model, str) else model
@@ -227,26 +232,36 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
         torch_us = _time_graph(lambda i: torch_moe(L0, xs[i], *routes[i]), rot)
         base = torch_moe(L0, xs[0], *routes[0]).double()
         timed = set()
-        for p, lay, mode in [(p, lay, m) for p in pipelines for lay in layouts for m in stage2_reduce]:
+        for p, lay, mode, want_path in [(p, lay, m, w) for p in pipelines for lay in layouts
+                                        for m in stage2_reduce for w in paths]:
             L = packed[lay]
             a_dtype, s2 = PIPELINES[p]
             reduce = _reduce_for(mode)
-            if (p, lay, reduce) in timed:
+            if want_path == "one_stage" and (s2 != "bf16" or reduce == "slots"):
+                continue  # (the one-stage kernel adds a bf16 intermediate's rows into out)
+            if want_path == "one_stage" and not candidates(
+                    ops._layer_key("moe_1stage", a_dtype, L.w1, "bf16", shape.activation, "stage2")):
+                log(f"# {shape.name} {p} {lay}: no one-stage instance compiled for this layer; not timed")
                 continue
-            timed.add((p, lay, reduce))
+            path = ops.layer_path(L.w1, L.w2, T, k, a_dtype, s2, shape.activation, "stage2", want_path,
+                                  reduce)
+            if (p, lay, reduce, path) in timed:
+                continue
+            timed.add((p, lay, reduce, path))
 
             def call(i: int) -> torch.Tensor:
                 return ops.fused_moe(xs[i], L.w1, L.w2, routes[i][1], routes[i][0],
                                      activation=shape.activation, a_dtype=a_dtype,
-                                     stage2_input=s2, validate=False, stage2_reduce=reduce)
+                                     stage2_input=s2, validate=False, stage2_reduce=reduce,
+                                     path=path)
             us = _time_graph(call, rot)
             y = call(0).double()
             err = float((y - base).norm() / base.norm().clamp_min(1e-30))
             floor = max(hbm_us, comp_us)
             row = Row(shape.name, p, T, us, hbm_us, comp_us, floor, us / floor,
                       flops / us / 1e6, hbm_bytes(shape, T, [r[0] for r in routes]) / us / 1e3,
-                      torch_us, torch_us / us, err, dev, lay, reduce)
-            if stages:
+                      torch_us, torch_us / us, err, dev, lay, reduce, path)
+            if stages and path == "two_stage":
                 row.stages = stage_times(L, xs, routes, a_dtype, s2, rot, reduce)
             rows.append(row)
             log(format_row(row))
@@ -287,12 +302,12 @@ def stage_times(L: Layer, xs: list[torch.Tensor], routes: list, a_dtype: str, s2
     return out
 
 
-HEADER = (f"{'model':18s} {'pipeline':15s} {'layout':8s} {'reduce':6s} {'T':>5s} {'us':>9s} {'floor':>8s} {'x floor':>7s} "
+HEADER = (f"{'model':18s} {'pipeline':15s} {'layout':8s} {'reduce':6s} {'path':9s} {'T':>5s} {'us':>9s} {'floor':>8s} {'x floor':>7s} "
           f"{'TFLOP/s':>8s} {'GB/s':>7s} {'torch us':>9s} {'speedup':>7s} {'err':>7s}")
 
 
 def format_row(r: Row) -> str:
-    s = (f"{r.model:18s} {r.pipeline:15s} {r.layout:8s} {r.reduce:6s} {r.T:5d} {r.us:9.1f} {r.floor_us:8.1f} {r.x_floor:7.2f} "
+    s = (f"{r.model:18s} {r.pipeline:15s} {r.layout:8s} {r.reduce:6s} {r.path:9s} {r.T:5d} {r.us:9.1f} {r.floor_us:8.1f} {r.x_floor:7.2f} "
          f"{r.tflops:8.1f} {r.gbps:7.0f} {r.torch_us:9.1f} {r.speedup:7.2f} {r.rel_err_vs_torch:7.4f}")
     if r.stages:
         s += "  [" + ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items()) + "]"
@@ -323,9 +338,13 @@ def plot(path: Path, rows: list[Row]) -> None:
         ax_t, ax_f = axes[0][j], axes[1][j]
         several = len({r.layout for r in mr}) > 1
         reduces = len({r.reduce for r in mr}) > 1
-        for p, lay, red in sorted({(r.pipeline, r.layout, r.reduce) for r in mr}):
-            pr = [r for r in mr if (r.pipeline, r.layout, r.reduce) == (p, lay, red)]
-            name = (f"{p} ({lay})" if several else p) + (f" {red}" if reduces else "")
+        # (a series per path only where both paths were timed at one T: an "auto" run's
+        # line stays one line where its path changes with T)
+        both = len({(r.pipeline, r.layout, r.reduce, r.T) for r in mr}) < len(mr)
+        series = {(r.pipeline, r.layout, r.reduce, r.path if both else "") for r in mr}
+        for p, lay, red, kernels in sorted(series):
+            pr = [r for r in mr if (r.pipeline, r.layout, r.reduce) == (p, lay, red) and kernels in ("", r.path)]
+            name = (f"{p} ({lay})" if several else p) + (f" {red}" if reduces else "") + (f" {kernels}" if kernels else "")
             ax_t.plot([r.T for r in pr], [r.us for r in pr], marker="o", label=f"mxforge {name}")
             ax_f.plot([r.T for r in pr], [1 / r.x_floor for r in pr], marker="o", label=name)
         base = [r for r in mr if (r.pipeline, r.layout) == (mr[0].pipeline, mr[0].layout)]

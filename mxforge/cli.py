@@ -146,9 +146,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(HEADER)
     for m in shapes:
         ceil, r = bench(m, tuple(args.T), tuple(args.pipelines or PIPELINES), args.stages,
-                        layouts=tuple(args.layout), stage2_reduce=tuple(args.stage2_reduce))
+                        layouts=tuple(args.layout), stage2_reduce=tuple(args.stage2_reduce),
+                        paths=tuple(args.path))
         rows += r
     csv_path, png_path = Path(args.out + ".csv"), Path(args.out + ".png")
+    if not rows:
+        raise MxforgeError("nothing was timed (no row for these pipelines and paths)")
     write_csv(csv_path, ceil, rows)
     plot(png_path, rows)
     print(f"wrote {csv_path} and {png_path}")
@@ -168,8 +171,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_table(out, choices, {m: preset(m) for m in args.model}, "sm90")
     faster = [c for c in choices if c.stage1_us + c.stage2_us < c.heuristic_us]
-    print(f"wrote {out}: {2 * len(choices)} rows; tuned beats the heuristic in "
-          f"{len(faster)}/{len(choices)} cases")
+    one = [c for c in choices if c.one_stage]
+    print(f"wrote {out}: {2 * len(choices) + len(one)} rows; tuned beats the heuristic in "
+          f"{len(faster)}/{len(choices)} cases; the one-stage kernel's layer wins in "
+          f"{sum(c.one_stage_wins for c in one)}/{len(one)}")
     return 0
 
 
@@ -220,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="how stage 2 sums each token's routes (fused_moe's stage2_reduce), a row "
                         "each: 'atomic slots' times both in one run (slots where the chosen "
                         "stage-2 instance has them)")
+    p.add_argument("--path", nargs="+", default=["auto"], choices=["auto", "two_stage", "one_stage"],
+                   help="fused_moe's path, a row each: 'two_stage one_stage' times both in one run "
+                        "(one_stage where the pipeline's intermediate is bf16)")
     p.add_argument("--out", default="benchmarks/bench", help="CSV and PNG path (no suffix)")
     p.set_defaults(fn=_cmd_bench)
     p = sub.add_parser("tune", help="time every instance per shape and T, write the tuned table (GPU)")

@@ -26,6 +26,9 @@ from .errors import InputError, NoInstanceError
 KEY_FIELDS = ("target", "op", "a", "b", "out", "activation", "gate_up", "routed_weight",
               "bias", "layout")
 TUNED_COLUMNS = KEY_FIELDS + ("N", "K", "E", "topk", "T_max", "instance")
+# The instance of a moe_1stage row where the tuner found the two stages faster for that
+# layer (fused_moe's path auto then runs them: one_stage_choice).
+TWO_STAGE = "two_stage"
 TUNED_DIR = Path(__file__).resolve().parent / "tuned"
 # Multiprocessors per GPU target (H100: 132 SMs; MI300X: 304 CUs; MI355X: 256 CUs); the CPU
 # target never splits K (threads already cover N tiles).
@@ -254,27 +257,49 @@ def tuned_rows() -> list[TunedRow]:
     return out
 
 
-def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[Instance | None, str]:
-    """The tuned row for (key, shape) with the smallest T_max >= T among rows whose instance
-    is a candidate here. A table may hold rows for several block_m (stage 2 of two
-    pipelines shares one key): rows for a block_m the caller excluded are skipped; a row
-    naming an instance that is not compiled, or one compiled for another key (a stale
-    table), is skipped with a warning naming the row."""
+def _tuned_rows_for(key: Key, shape: Shape) -> list[TunedRow]:
+    """The tuned rows for (key, shape) with T_max >= T."""
     def rows_for(k: Key) -> list[TunedRow]:
         return [r for r in tuned_rows() if r.key == k and (r.N, r.K, r.E, r.topk) ==
                 (shape.N, shape.K, shape.E, shape.topk) and r.T_max >= shape.T]
     rows = rows_for(key)
-    compiled = {i.name: i for i in table()}
     if not rows and key.layout == "pairbits":
         # pairbits kernels differ from plain ones only in how they convert each weight
         # word (csrc/mxforge/layout.h): until tuned in their own rows, they take the tile
         # tuned for the plain layout (the same instance name with the layout swapped),
         # where that twin is compiled (instances/sets/default.yaml leaves out one that
         # spills registers); otherwise the heuristic decides.
+        compiled = {i.name for i in table()}
         rows = [replace(r, key=key, instance=r.instance.replace("_plain", "_pairbits"),
                         origin=f"{r.origin}, the plain layout's row")
                 for r in rows_for(replace(key, layout="plain"))]
-        rows = [r for r in rows if r.instance in compiled]
+        rows = [r for r in rows if r.instance in compiled or r.instance == TWO_STAGE]
+    return rows
+
+
+def one_stage_choice(key: Key, shape: Shape) -> bool:
+    """Whether fused_moe's path auto runs the one-stage kernel for the moe_1stage `key` at
+    `shape`: where the tuned row with the smallest T_max >= T names a compiled instance of
+    that key (the tuner found its layer faster than the two stages', quant+sort included,
+    same run: tune.py); with no row, or a TWO_STAGE row, two stages. (Not a heuristic:
+    the shared-memory one-stage kernel measured 3x slower than two stages on the H100 at
+    T = 1..8, so untuned shapes keep two stages.)"""
+    rows = _tuned_rows_for(key, shape)
+    if not rows:
+        return False
+    row = min(rows, key=lambda r: r.T_max)
+    return row.instance != TWO_STAGE and any(c.name == row.instance for c in candidates(key))
+
+
+def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[Instance | None, str]:
+    """The tuned row for (key, shape) with the smallest T_max >= T among rows whose instance
+    is a candidate here. A table may hold rows for several block_m (stage 2 of two
+    pipelines shares one key): rows for a block_m the caller excluded are skipped; a row
+    naming an instance that is not compiled, or one compiled for another key (a stale
+    table), is skipped with a warning naming the row. (A moe_1stage row saying TWO_STAGE
+    names no instance: one_stage_choice reads it.)"""
+    rows = [r for r in _tuned_rows_for(key, shape) if r.instance != TWO_STAGE]
+    compiled = {i.name: i for i in table()}
     if not rows:
         return None, "no tuned row for this key and shape"
     by = {c.name: c for c in candidates}

@@ -18,7 +18,7 @@ import torch
 
 from . import _loader
 from .dispatch import (STAGE2_REDUCES, Decision, Instance, Key, Shape, candidates, no_instance,
-                       select, slots_supported, stage2_reduce)
+                       one_stage_choice, select, slots_supported, stage2_reduce)
 from .errors import InputError, NoInstanceError, TargetUnavailableError
 
 ROUNDING_MODES = ("round_up", "floor", "ceil", "even")
@@ -721,6 +721,55 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
 
 # ---- the whole layer --------------------------------------------------------------------
 
+def _quant_sort(x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int,
+                block_m: int, a_name: str, rounding: str, expert_mask: torch.Tensor | None,
+                zero_buf: torch.Tensor | None) -> tuple[Activation, SortResult]:
+    """A layer's first step: the fused quant+sort (MX activations) or the sort alone."""
+    if a_name in MX_DTYPES:
+        return fused_quant_sort(x, topk_ids, topk_weights, E, block_m, a_name, rounding,
+                                expert_mask, zero_buf=zero_buf, validate=False)
+    return x, moe_sort(topk_ids, topk_weights, E, block_m, expert_mask, zero_buf=zero_buf,
+                       validate=False)
+
+
+def one_stage_layer(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch.Tensor,
+                    topk_ids: torch.Tensor, activation: str, a_name: str, routed_weight: str,
+                    rounding: str = "round_up", expert_mask: torch.Tensor | None = None,
+                    instance: str | None = None) -> torch.Tensor:
+    """fused_moe's one-stage path on checked operands: quant+sort (zeroing out), then
+    moe_1stage. `instance` pins the kernel (mxforge tune)."""
+    T, H = x.shape
+    E, k = w1.E, topk_ids.shape[1]
+    shape = Shape(T=T, N=w1.N, K=w1.K, E=E, topk=k)
+    key = _layer_key("moe_1stage", a_name, w1, "bf16", activation, routed_weight)
+    if instance is None:
+        block_m = _common_block_m([key], shape)
+        one = select(key, shape, block_m=block_m).instance
+    else:
+        one = select(key, shape, instance).instance
+        block_m = one.block_m
+    out = _empty(T, H, dtype=torch.bfloat16, device=x.device)
+    a, sort = _quant_sort(x, topk_ids, topk_weights, E, block_m, a_name, rounding, expert_mask, out)
+    return moe_1stage(a, w1, w2, sort, activation, out=out, routed_weight=routed_weight, instance=one.name)
+
+
+def layer_path(w1: MoeWeight, w2: MoeWeight, T: int, topk: int, a_dtype: str, stage2_input: str,
+               activation: str, routed_weight: str, path: str, stage2_reduce: str = "auto") -> str:
+    """The kernels fused_moe runs for `path`: "one_stage" or "two_stage". auto = one stage
+    where the tuned table says its layer was the faster at this shape and T
+    (dispatch.one_stage_choice; a bf16 intermediate and stage 2's atomic adds only), else
+    two stages."""
+    if path not in ("auto", "two_stage", "one_stage"):
+        raise InputError(f"path {path!r} (allowed: auto, two_stage, one_stage)")
+    if path != "auto":
+        return path
+    if stage2_input != "bf16" or stage2_reduce == "slots":
+        return "two_stage"
+    key = _layer_key("moe_1stage", a_dtype, w1, "bf16", activation, routed_weight)
+    shape = Shape(T=T, N=w1.N, K=w1.K, E=w1.E, topk=topk)
+    return "one_stage" if one_stage_choice(key, shape) else "two_stage"
+
+
 def _common_block_m(keys: list[Key], shape: Shape, wheres: list[Any] | None = None) -> int:
     """The block_m every stage of a pipeline has, chosen by the first stage's ranking;
     `wheres` (one per key, or None) keeps only the instances a stage accepts (select's
@@ -830,37 +879,25 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     if bias != (w2.bias is not None):
         raise InputError("w1 and w2 must both have biases or neither")
     s1_shape = Shape(T=T, N=w1.N, K=w1.K, E=E, topk=k)
-    # auto = two stages: on the H100 the one-stage kernel (one CTA per sorted block doing
-    # both GEMMs) measured 3x slower than quant+sort, stage 1, stage 2 at T = 1..8
-    # (benchmarks/README.md); it runs when asked for by name.
-    use_one = path == "one_stage"
+    use_one = layer_path(w1, w2, T, k, a_name, stage2_input, activation, routed_weight, path,
+                         stage2_reduce) == "one_stage"
     if use_one and stage2_input != "bf16":
         raise InputError("path one_stage keeps the intermediate in bf16: stage2_input must be bf16")
     if use_one and stage2_reduce == "slots":
         raise InputError("stage2_reduce 'slots' is a two-stage path's (the one-stage kernel adds)")
+    if use_one:
+        return one_stage_layer(x, w1, w2, topk_weights, topk_ids, activation, a_name, routed_weight,
+                               rounding, expert_mask)
     out = _empty(T, H, dtype=torch.bfloat16, device=x.device)
     rw2 = "stage2" if routed_weight == "stage2" else "none"
-    reduce = "atomic"
-    if use_one:
-        block_m = _common_block_m([_layer_key("moe_1stage", a_name, w1, "bf16", activation,
-                                              routed_weight)], s1_shape)
-    else:
-        block_m = two_stage_block_m(w1, w2, T, k, a_name, stage2_input, activation,
-                                    routed_weight, stage2_reduce)
-        # (decided before the sort: with slots, stage 2 writes out whole, so the sort need
-        # not zero it)
-        probe = SortResult(*([None] * 4), T, k, E, block_m, topk_ids, expert_mask)
-        reduce = stage2_plan(w2, probe, "bf16", rw2, stage2_input, None, stage2_reduce)[1]
+    block_m = two_stage_block_m(w1, w2, T, k, a_name, stage2_input, activation,
+                                routed_weight, stage2_reduce)
+    # (decided before the sort: with slots, stage 2 writes out whole, so the sort need
+    # not zero it)
+    probe = SortResult(*([None] * 4), T, k, E, block_m, topk_ids, expert_mask)
+    reduce = stage2_plan(w2, probe, "bf16", rw2, stage2_input, None, stage2_reduce)[1]
     zero_buf = out if reduce == "atomic" else None
-    if a_dtype in MX_DTYPES:
-        a, sort = fused_quant_sort(x, topk_ids, topk_weights, E, block_m, a_dtype, rounding,
-                                   expert_mask, zero_buf=zero_buf, validate=False)
-    else:
-        a = x
-        sort = moe_sort(topk_ids, topk_weights, E, block_m, expert_mask, zero_buf=zero_buf,
-                        validate=False)
-    if use_one:
-        return moe_1stage(a, w1, w2, sort, activation, out=out, routed_weight=routed_weight)
+    a, sort = _quant_sort(x, topk_ids, topk_weights, E, block_m, a_name, rounding, expert_mask, zero_buf)
     # (slots: a stage 1 without atomic splits, so that the whole layer is deterministic)
     s1 = select(_stage1_key(w1, a_name, stage2_input, activation, routed_weight), s1_shape,
                 block_m=block_m, where=no_atomic_splits).instance.name if reduce == "slots" else None

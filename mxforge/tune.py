@@ -23,7 +23,7 @@ import torch
 from . import ops
 from . import reference as ref
 from .bench import PIPELINES, _routings, _time_graph, make_layer
-from .dispatch import KEY_FIELDS, TUNED_COLUMNS, Key, candidates
+from .dispatch import KEY_FIELDS, TUNED_COLUMNS, TWO_STAGE, Key, candidates
 from .errors import MxforgeError
 from .models import MoeShape, preset
 
@@ -46,6 +46,15 @@ class Choice:
     heuristic_us: float  # stage1 + stage2 of the heuristic's choice, same run
     err: float
     layout: str = "plain"  # the weights' layout the instances read
+    # Pipelines with a bf16 intermediate: the whole layer both ways, same run (quant+sort
+    # included): the chosen stages (two_stage_us) and the fastest one-stage instance.
+    two_stage_us: float = float("nan")
+    one_stage: str = ""
+    one_stage_us: float = float("nan")
+
+    @property
+    def one_stage_wins(self) -> bool:
+        return bool(self.one_stage) and self.one_stage_us < self.two_stage_us
 
 
 def _keys(target: str, shape: MoeShape, a: str, s2: str, layout: str = "plain") -> tuple[Key, Key]:
@@ -56,6 +65,11 @@ def _keys(target: str, shape: MoeShape, a: str, s2: str, layout: str = "plain") 
     return k1, k2
 
 
+def _one_stage_key(target: str, shape: MoeShape, a: str, layout: str = "plain") -> Key:
+    return Key(target, "moe_1stage", a=a, b="pk_fp4", out="bf16", activation=shape.activation,
+               gate_up=shape.gate_up, routed_weight="stage2", bias=shape.bias, layout=layout)
+
+
 def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
          pipelines: tuple[str, ...] = tuple(PIPELINES), seed: int = 0,
          log: Callable[[str], None] = print, verbose: bool = False,
@@ -63,7 +77,9 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
     """verbose: log every timed instance (per stage and block_m), not only the choice.
     only: time just the instances whose names match one of these globs (experiments; the
     heuristic's choice is still timed for comparison). layout: the weights' layout (its
-    rows are keyed by it; pairbits without rows of its own takes plain's, dispatch.py)."""
+    rows are keyed by it; pairbits without rows of its own takes plain's, dispatch.py).
+    Pipelines with a bf16 intermediate also time the one-stage kernels (moe_1stage) against
+    the chosen two stages, each as the whole layer (quant+sort included)."""
     if not torch.cuda.is_available():
         raise MxforgeError("mxforge tune needs a CUDA GPU (the sm90 target)")
     shape = preset(model) if isinstance(model, str) else model
@@ -84,6 +100,9 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
         if only:
             c1 = [i for i in c1 if any(fnmatch.fnmatchcase(i.name, g) for g in only)]
             c2 = [i for i in c2 if any(fnmatch.fnmatchcase(i.name, g) for g in only)]
+        c_one = candidates(_one_stage_key(target, shape, a_dtype, layout)) if s2 == "bf16" else []
+        if only:
+            c_one = [i for i in c_one if any(fnmatch.fnmatchcase(i.name, g) for g in only)]
         block_ms = sorted({i.block_m for i in c1} & {i.block_m for i in c2})
         if not block_ms:
             raise MxforgeError(f"{p}: no block_m has both a stage-1 and a stage-2 instance"
@@ -127,11 +146,49 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
                     best = c
             assert best is not None
             best.heuristic_us = _heuristic_us(L, xs, routes, k1, k2, a_dtype, s2, rot)
+            if c_one:
+                _tune_one_stage(best, c_one, L, xs, routes, want, shape, a_dtype, rot, verbose, log)
             out.append(best)
+            one = (f"; one stage {best.one_stage_us:8.1f} us {best.one_stage} vs two {best.two_stage_us:8.1f}"
+                   f" -> {'one' if best.one_stage_wins else 'two'}" if best.one_stage else "")
             log(f"{shape.name:18s} {p:15s} T={T:5d} block_m={best.block_m:3d} "
                 f"{best.stage1_us + best.stage2_us:8.1f} us (heuristic {best.heuristic_us:8.1f}) "
-                f"err {best.err:.4f}  {best.stage1} + {best.stage2}")
+                f"err {best.err:.4f}  {best.stage1} + {best.stage2}{one}")
     return out
+
+
+def _tune_one_stage(best: Choice, c_one: list, L, xs, routes, want: torch.Tensor, shape: MoeShape,
+                    a_dtype: str, rot: int, verbose: bool, log: Callable[[str], None]) -> None:
+    """The whole layer through each one-stage instance (ops.one_stage_layer, verified against
+    the reference) and through the chosen two stages, same run, into best."""
+    T = xs[0].shape[0]
+    E = shape.E
+
+    def two(j: int) -> torch.Tensor:
+        out = torch.empty(T, shape.H, dtype=torch.bfloat16, device="cuda")
+        a, sort = ops._quant_sort(xs[j], routes[j][0], routes[j][1], E, best.block_m, a_dtype, "round_up",
+                                  None, out)
+        inter = ops.moe_stage1(a, L.w1, sort, shape.activation, "bf16", instance=best.stage1)
+        return ops.moe_stage2(inter, L.w2, sort, out=out, instance=best.stage2)
+
+    def one(j: int, n: str) -> torch.Tensor:
+        return ops.one_stage_layer(xs[j], L.w1, L.w2, routes[j][1], routes[j][0], shape.activation,
+                                   a_dtype, "stage2", instance=n)
+
+    best.two_stage_us = _time_graph(two, rot)
+    times = {i.name: _time_graph(lambda j, n=i.name: one(j, n), rot) for i in c_one}
+    for n in times:  # every timed instance against the reference
+        err = float((one(0, n).double() - want).norm() / want.norm().clamp_min(1e-30)) if T else 0.0
+        if not err <= TOLERANCE["bf16"]:
+            raise MxforgeError(f"tune {shape.name} T={T}: one-stage {n} is off the reference by rel. L2 "
+                               f"{err:.4g} (> {TOLERANCE['bf16']}); not tuned in")
+        best.err = max(best.err, err)
+    if verbose:
+        log(f"  {shape.name} T={T} two-stage layer {best.two_stage_us:9.1f} us  {best.stage1} + {best.stage2}")
+        for n, us in sorted(times.items(), key=lambda kv: kv[1]):
+            log(f"  {shape.name} T={T} one-stage layer {us:9.1f} us  {n}")
+    best.one_stage = min(times, key=times.get)
+    best.one_stage_us = times[best.one_stage]
 
 
 def _prepare(x: torch.Tensor, route: tuple[torch.Tensor, torch.Tensor], E: int, bm: int,
@@ -168,16 +225,23 @@ def _heuristic_us(L, xs, routes, k1: Key, k2: Key, a_dtype: str, s2: str, rot: i
 
 
 def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape], target: str) -> None:
-    """The tuned CSV (dispatch.TUNED_COLUMNS): one stage-1 and one stage-2 row per choice.
-    Stage 2 of two pipelines can ask the same question (key, shape, T, block_m): it gets one
-    row, the faster instance (dispatch warns about and skips a second answer)."""
+    """The tuned CSV (dispatch.TUNED_COLUMNS): one stage-1 and one stage-2 row per choice,
+    and for a pipeline with a bf16 intermediate a moe_1stage row naming the one-stage
+    instance where its layer was the faster, else dispatch.TWO_STAGE (fused_moe's path
+    auto reads it: dispatch.one_stage_choice). Stage 2 of two pipelines can ask the same
+    question (key, shape, T, block_m): it gets one row, the faster instance (dispatch warns
+    about and skips a second answer)."""
     best: dict[tuple, tuple[float, tuple]] = {}  # question -> (us, row), in first-seen order
     for c in choices:
         sh = shapes[c.model]
         a_dtype, s2 = PIPELINES[c.pipeline]
         k1, k2 = _keys(target, sh, a_dtype, s2, c.layout)
-        for key, N, K, inst, us in ((k1, 2 * sh.I, sh.H, c.stage1, c.stage1_us),
-                                    (k2, sh.H, sh.I, c.stage2, c.stage2_us)):
+        rows = [(k1, 2 * sh.I, sh.H, c.stage1, c.stage1_us), (k2, sh.H, sh.I, c.stage2, c.stage2_us)]
+        if c.one_stage:
+            won = c.one_stage_wins
+            rows.append((_one_stage_key(target, sh, a_dtype, c.layout), 2 * sh.I, sh.H,
+                         c.one_stage if won else TWO_STAGE, c.one_stage_us if won else c.two_stage_us))
+        for key, N, K, inst, us in rows:
             vals = {f: getattr(key, f) for f in KEY_FIELDS}
             vals["bias"] = "1" if key.bias else "0"
             row = tuple([vals[f] for f in KEY_FIELDS] + [N, K, sh.E, sh.topk, c.T, inst])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codegen.schema import LAYOUTS  # noqa: E402
-from mxforge.dispatch import TUNED_COLUMNS  # noqa: E402
+from mxforge.dispatch import TUNED_COLUMNS, TWO_STAGE  # noqa: E402
 
 
 def read(path: Path) -> list[dict[str, str]]:
@@ -38,6 +38,8 @@ def as_layout(row: dict[str, str], layout: str) -> dict[str, str]:
     (instance names end in _<layout> or _<layout>_b<path>: codegen/instance.py)."""
     old = row["layout"]
     name = row["instance"]
+    if name == TWO_STAGE:  # (a moe_1stage row naming no instance: dispatch.TWO_STAGE)
+        return {**row, "layout": layout}
     tag = f"_{old}"
     at = name.rfind(tag)
     if at < 0 or not (at + len(tag) == len(name) or name[at + len(tag)] == "_"):

@@ -27,6 +27,8 @@ def main() -> None:
                     help="weight layout (the bench's default: pairbits)")
     ap.add_argument("--stage2-reduce", default="auto", choices=["auto", "atomic", "slots"],
                     help="fused_moe's stage2_reduce")
+    ap.add_argument("--path", default="auto", choices=["auto", "two_stage", "one_stage"],
+                    help="fused_moe's path")
     args = ap.parse_args()
     shape = preset(args.model)
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -38,7 +40,8 @@ def main() -> None:
     a_dtype, s2 = bench.PIPELINES[args.pipeline]
     for _ in range(args.calls):
         ops.fused_moe(x, layer.w1, layer.w2, w, ids, activation=shape.activation, a_dtype=a_dtype,
-                      stage2_input=s2, validate=False, stage2_reduce=args.stage2_reduce)
+                      stage2_input=s2, validate=False, stage2_reduce=args.stage2_reduce,
+                      path=args.path)
     torch.cuda.synchronize()
 
 

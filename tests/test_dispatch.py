@@ -271,6 +271,71 @@ def test_tune_table_is_what_dispatch_reads(tuned_file, layout):
         == "heuristic"  # past T_max = 4
 
 
+def test_one_stage_rows_steer_fused_moe_auto(tuned_file, monkeypatch, rng):
+    """mxforge tune times the one-stage kernel's layer against the two stages' and writes a
+    moe_1stage row: the instance where it won, dispatch.TWO_STAGE where it lost. fused_moe's
+    path auto follows the row for T up to its T_max (ops.layer_path), and with no row (or a
+    TWO_STAGE one, or an explicit path) runs two stages; a TWO_STAGE row is no instance for
+    select()."""
+    from mxforge import ops
+    from mxforge.models import preset
+    from mxforge.tune import Choice, _keys, _one_stage_key, write_table
+
+    from .helpers import make_layer
+    shape = dataclasses.replace(preset("minimax-m2.1-tp8"), E=16)
+    k1, k2 = _keys("cpu", shape, "pk_fp4", "bf16")
+    k_one = _one_stage_key("cpu", shape, "pk_fp4")
+    one = next(i for i in dispatch.candidates(k_one) if i.block_m == 16)
+    i1 = next(i for i in dispatch.candidates(k1) if i.block_m == 16)
+    i2 = next(i for i in dispatch.candidates(k2) if i.block_m == 16)
+
+    def choice(T: int, one_us: float) -> Choice:
+        return Choice(shape.name, "a4w4-bf16inter", T, 16, i1.name, i2.name, 1.0, 1.0, 2.0, 0.0,
+                      two_stage_us=3.0, one_stage=one.name, one_stage_us=one_us)
+    write_table(tuned_file, [choice(2, 2.5), choice(8, 3.5)], {shape.name: shape}, "cpu")
+    rows = list(csv.DictReader(tuned_file.open()))
+    assert [(r["op"], r["T_max"], r["instance"]) for r in rows if r["op"] == "moe_1stage"] == \
+        [("moe_1stage", "2", one.name), ("moe_1stage", "8", dispatch.TWO_STAGE)]
+    s1 = Shape(T=1, N=2 * shape.I, K=shape.H, E=shape.E, topk=shape.topk)
+    assert dispatch.one_stage_choice(k_one, s1)
+    assert not dispatch.one_stage_choice(k_one, dataclasses.replace(s1, T=5))  # the TWO_STAGE row
+    assert not dispatch.one_stage_choice(k_one, dataclasses.replace(s1, T=9))  # past every row
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a TWO_STAGE row is not a missing instance)
+        assert select(k_one, dataclasses.replace(s1, T=5)).source == "heuristic"
+    assert select(k_one, s1).instance.name == one.name
+
+    L = make_layer(shape, 2, rng, torch.device("cpu"))
+    ran = []
+    real = ops.one_stage_layer
+    monkeypatch.setattr(ops, "one_stage_layer", lambda *a, **k: ran.append(1) or real(*a, **k))
+    want = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, path="two_stage")
+    got = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids)  # auto, T = 2
+    assert ran == [1] and float((got.double() - want.double()).norm() / want.double().norm()) < 1e-2
+    mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, path="two_stage")
+    mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, stage2_input="pk_fp4")
+    assert ran == [1]
+
+
+def test_bench_rows_name_their_path_in_the_table_csv_and_plot(tmp_path):
+    """mxforge bench's outputs with rows of both paths (--path two_stage one_stage): the
+    path column in the printed row and the CSV, and the plot written where asked, a line per
+    path (the plot's loop once reused the output path's name and saved to a file called
+    one_stage)."""
+    from mxforge.bench import Ceilings, Row, format_row, plot, write_csv
+    rows = [Row("m", "a16w4", T, 10.0 * T, 1.0, 0.1, 1.0, 10.0, 1.0, 1.0, 50.0, 5.0, 0.01, "dev",
+                "pairbits", "atomic", path) for T in (1, 8) for path in ("two_stage", "one_stage")]
+    assert "one_stage" in format_row(rows[1]).split()
+    write_csv(tmp_path / "b.csv", Ceilings(1000.0, 500.0), rows)
+    got = list(csv.DictReader((tmp_path / "b.csv").open()))
+    assert [(r["T"], r["path"]) for r in got] == [("1", "two_stage"), ("1", "one_stage"),
+                                                 ("8", "two_stage"), ("8", "one_stage")]
+    pytest.importorskip("matplotlib")
+    plot(tmp_path / "b.png", rows)
+    assert (tmp_path / "b.png").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv", "b.png"]
+
+
 def test_bench_and_tune_need_a_gpu():
     import torch
     if torch.cuda.is_available():
@@ -534,6 +599,14 @@ def test_merge_tuned_as_layout(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0 and "does not name its layout 'pairbits'" in r.stderr
     assert table.read_bytes() == before
+    # a moe_1stage row saying two_stage (no instance) takes the layout column only
+    one = {**base, "op": "moe_1stage", "routed_weight": "stage2", "layout": "pairbits",
+           "instance": dispatch.TWO_STAGE}
+    r = subprocess.run([sys.executable, script, str(table), str(write(tmp_path / "one.csv", [one])),
+                        "--as-layout", "plain"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = list(csv.DictReader(open(table, newline="")))
+    assert (got[-1]["op"], got[-1]["layout"], got[-1]["instance"]) == ("moe_1stage", "plain", dispatch.TWO_STAGE)
 
 
 def test_stage2_reduce_rule():

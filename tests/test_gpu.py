@@ -236,6 +236,17 @@ def test_fused_moe(model, a_dtype, stage2_input, layout, grng):
         check_fused_moe(model, T, a_dtype, stage2_input, "auto", grng, GPU, layout=layout)
 
 
+# The one-stage path (path="one_stage", ops.one_stage_layer: the sort zeroes out, then
+# moe_1stage) on the shapes that have one-stage instances (MiniMax: instances/models.yaml,
+# decode_1stage), both layouts.
+@pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "minimax-m2.1-tp4"])
+@pytest.mark.parametrize("layout", ["plain", "pairbits"])
+@pytest.mark.parametrize("a_dtype", ["pk_fp4", "bf16"])
+def test_fused_moe_one_stage(model, layout, a_dtype, grng):
+    for T in TOKENS:
+        check_fused_moe(model, T, a_dtype, "bf16", "one_stage", grng, GPU, layout=layout)
+
+
 def test_fused_moe_cuda_graph(grng):
     from .helpers import make_layer
     from mxforge.models import PRESETS
@@ -259,7 +270,8 @@ def test_fused_moe_cuda_graph(grng):
                                       ("minimax-m2.1-tp8", 64)])
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "pk_fp4"), ("bf16", "bf16")])
 @pytest.mark.parametrize("delay_ns", [0, 20_000])
-def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, delay_ns, grng):
+@pytest.mark.parametrize("path", ["auto", "one_stage"])
+def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, delay_ns, path, grng):
     """Programmatic dependent launch (device.h, wait_prior_grids; opt-in, MXFORGE_PDL=1,
     which scripts/gpu-check runs these tests with too): a kernel may start before the one
     before it has finished and must wait before it reads what that one (or any earlier one)
@@ -271,9 +283,12 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
     kernel launch and writing their results, which widens that window. On an H200
     (scripts/gpu-mutation, benchmarks/2026-11-30-h200-pdl/checks/v2-*) removing the wait of
     stage 1, of stage 2 or of the sort kernel each failed 4 to 16 of these cases; a first
-    version whose stage 2 read its routes before waiting failed at gpt-oss-120b T = 1."""
+    version whose stage 2 read its routes before waiting failed at gpt-oss-120b T = 1.
+    path one_stage: the sort and the one-stage kernel (MiniMax, a bf16 intermediate)."""
     from .helpers import ACCUM_TOL, make_layer, rel_l2
     from mxforge.models import PRESETS
+    if path == "one_stage" and (stage2_input != "bf16" or not model.startswith("minimax")):
+        pytest.skip("the one-stage path: a bf16 intermediate, MiniMax's instances")
     mxforge.ops.poison_outputs(False)
     shape = PRESETS[model]
     L = make_layer(shape, T, grng, GPU)
@@ -282,7 +297,7 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
         ys = []
         for _ in range(3):
             x = mxforge.fused_moe(x, L.w1, L.w2, L.topk_weights, L.topk_ids, activation=shape.activation,
-                                  a_dtype=a_dtype, stage2_input=stage2_input)
+                                  a_dtype=a_dtype, stage2_input=stage2_input, path=path)
             ys.append(x)
         return ys
 

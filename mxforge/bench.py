@@ -243,7 +243,7 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
                     ops._layer_key("moe_1stage", a_dtype, L.w1, "bf16", shape.activation, "stage2")):
                 log(f"# {shape.name} {p} {lay}: no one-stage instance compiled for this layer; not timed")
                 continue
-            path = ops.layer_path(L.w1, L.w2, T, k, a_dtype, s2, shape.activation, "stage2", want_path,
+            path = ops.layer_path(L.w1, T, k, a_dtype, s2, shape.activation, "stage2", want_path,
                                   reduce)
             if (p, lay, reduce, path) in timed:
                 continue

@@ -753,7 +753,7 @@ def one_stage_layer(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights:
     return moe_1stage(a, w1, w2, sort, activation, out=out, routed_weight=routed_weight, instance=one.name)
 
 
-def layer_path(w1: MoeWeight, w2: MoeWeight, T: int, topk: int, a_dtype: str, stage2_input: str,
+def layer_path(w1: MoeWeight, T: int, topk: int, a_dtype: str, stage2_input: str,
                activation: str, routed_weight: str, path: str, stage2_reduce: str = "auto") -> str:
     """The kernels fused_moe runs for `path`: "one_stage" or "two_stage". auto = one stage
     where the tuned table says its layer was the faster at this shape and T
@@ -879,7 +879,7 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     if bias != (w2.bias is not None):
         raise InputError("w1 and w2 must both have biases or neither")
     s1_shape = Shape(T=T, N=w1.N, K=w1.K, E=E, topk=k)
-    use_one = layer_path(w1, w2, T, k, a_name, stage2_input, activation, routed_weight, path,
+    use_one = layer_path(w1, T, k, a_name, stage2_input, activation, routed_weight, path,
                          stage2_reduce) == "one_stage"
     if use_one and stage2_input != "bf16":
         raise InputError("path one_stage keeps the intermediate in bf16: stage2_input must be bf16")

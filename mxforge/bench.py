@@ -237,12 +237,14 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
             L = packed[lay]
             a_dtype, s2 = PIPELINES[p]
             reduce = _reduce_for(mode)
-            if want_path == "one_stage" and (s2 != "bf16" or reduce == "slots"):
-                continue  # (the one-stage kernel adds a bf16 intermediate's rows into out)
-            if want_path == "one_stage" and not candidates(
-                    ops._layer_key("moe_1stage", a_dtype, L.w1, "bf16", shape.activation, "stage2")):
-                log(f"# {shape.name} {p} {lay}: no one-stage instance compiled for this layer; not timed")
-                continue
+            if want_path == "one_stage":  # (the one-stage kernel adds a bf16 intermediate's rows)
+                why = ("its intermediate is pk_fp4" if s2 != "bf16" else
+                       "stage 2 sums by slots" if reduce == "slots" else
+                       "no one-stage instance is compiled for it" if not candidates(ops._layer_key(
+                           "moe_1stage", a_dtype, L.w1, "bf16", shape.activation, "stage2")) else "")
+                if why:
+                    log(f"# {shape.name} {p} {lay} {reduce} T={T}: one stage not timed ({why})")
+                    continue
             path = ops.layer_path(L.w1, T, k, a_dtype, s2, shape.activation, "stage2", want_path,
                                   reduce)
             if (p, lay, reduce, path) in timed:

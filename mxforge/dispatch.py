@@ -279,16 +279,15 @@ def _tuned_rows_for(key: Key, shape: Shape) -> list[TunedRow]:
 
 def one_stage_choice(key: Key, shape: Shape) -> bool:
     """Whether fused_moe's path auto runs the one-stage kernel for the moe_1stage `key` at
-    `shape`: where the tuned row with the smallest T_max >= T names a compiled instance of
-    that key (the tuner found its layer faster than the two stages', quant+sort included,
-    same run: tune.py); with no row, or a TWO_STAGE row, two stages. (Not a heuristic:
-    the shared-memory one-stage kernel measured 3x slower than two stages on the H100 at
-    T = 1..8, so untuned shapes keep two stages.)"""
+    `shape`: where the tuned row with the smallest T_max >= T names an instance and
+    tuned_choice finds a usable one (the tuner found its layer faster than the two stages',
+    quant+sort included, same run: tune.py; a stale row is warned about there); with no
+    row, or a TWO_STAGE row, two stages. (Not a heuristic: the one-stage kernels measured
+    slower than two stages at every T tried, H100 and H200, so untuned shapes keep two.)"""
     rows = _tuned_rows_for(key, shape)
-    if not rows:
+    if not rows or min(rows, key=lambda r: r.T_max).instance == TWO_STAGE:
         return False
-    row = min(rows, key=lambda r: r.T_max)
-    return row.instance != TWO_STAGE and any(c.name == row.instance for c in candidates(key))
+    return tuned_choice(key, shape, candidates(key))[0] is not None
 
 
 def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[Instance | None, str]:

@@ -317,23 +317,32 @@ def test_one_stage_rows_steer_fused_moe_auto(tuned_file, monkeypatch, rng):
     assert ran == [1]
 
 
-def test_bench_rows_name_their_path_in_the_table_csv_and_plot(tmp_path):
-    """mxforge bench's outputs with rows of both paths (--path two_stage one_stage): the
-    path column in the printed row and the CSV, and the plot written where asked, a line per
-    path (the plot's loop once reused the output path's name and saved to a file called
-    one_stage)."""
-    from mxforge.bench import Ceilings, Row, format_row, plot, write_csv
-    rows = [Row("m", "a16w4", T, 10.0 * T, 1.0, 0.1, 1.0, 10.0, 1.0, 1.0, 50.0, 5.0, 0.01, "dev",
+def _bench_rows_both_paths() -> list:
+    from mxforge.bench import Row
+    return [Row("m", "a16w4", T, 10.0 * T, 1.0, 0.1, 1.0, 10.0, 1.0, 1.0, 50.0, 5.0, 0.01, "dev",
                 "pairbits", "atomic", path) for T in (1, 8) for path in ("two_stage", "one_stage")]
+
+
+def test_bench_rows_name_their_path_in_the_table_and_csv(tmp_path):
+    """mxforge bench's rows of both paths (--path two_stage one_stage): the path column in
+    the printed row and the CSV."""
+    from mxforge.bench import Ceilings, format_row, write_csv
+    rows = _bench_rows_both_paths()
     assert "one_stage" in format_row(rows[1]).split()
     write_csv(tmp_path / "b.csv", Ceilings(1000.0, 500.0), rows)
     got = list(csv.DictReader((tmp_path / "b.csv").open()))
     assert [(r["T"], r["path"]) for r in got] == [("1", "two_stage"), ("1", "one_stage"),
                                                  ("8", "two_stage"), ("8", "one_stage")]
+
+
+def test_bench_plot_lands_where_asked(tmp_path):
+    """The plot of rows of both paths is written at the path asked for and nowhere else (its
+    loop once reused the output path's name and saved to a file called one_stage).
+    matplotlib: requirements-dev.txt, the `bench` extra."""
     pytest.importorskip("matplotlib")
-    plot(tmp_path / "b.png", rows)
-    assert (tmp_path / "b.png").stat().st_size > 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv", "b.png"]
+    from mxforge.bench import plot
+    plot(tmp_path / "b.png", _bench_rows_both_paths())
+    assert [p.name for p in tmp_path.iterdir()] == ["b.png"] and (tmp_path / "b.png").stat().st_size > 0
 
 
 def test_bench_and_tune_need_a_gpu():

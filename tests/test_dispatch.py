@@ -304,6 +304,14 @@ def test_one_stage_rows_steer_fused_moe_auto(tuned_file, monkeypatch, rng):
         warnings.simplefilter("error")  # (a TWO_STAGE row is not a missing instance)
         assert select(k_one, dataclasses.replace(s1, T=5)).source == "heuristic"
     assert select(k_one, s1).instance.name == one.name
+    # a row naming an instance this module does not have: warned about, two stages
+    next(r for r in rows if r["op"] == "moe_1stage")["instance"] = "cpu_moe_1stage_not_compiled"
+    write_tuned(tuned_file, rows)
+    dispatch.clear_caches()
+    with pytest.warns(RuntimeWarning, match="cpu_moe_1stage_not_compiled"):
+        assert not dispatch.one_stage_choice(k_one, s1)
+    write_table(tuned_file, [choice(2, 2.5), choice(8, 3.5)], {shape.name: shape}, "cpu")
+    dispatch.clear_caches()
 
     L = make_layer(shape, 2, rng, torch.device("cpu"))
     ran = []

@@ -29,6 +29,10 @@ TUNED_COLUMNS = KEY_FIELDS + ("N", "K", "E", "topk", "T_max", "instance")
 # The instance of a moe_1stage row where the tuner found the two stages faster for that
 # layer (fused_moe's path auto then runs them: one_stage_choice).
 TWO_STAGE = "two_stage"
+# The instance of a fused_quant_sort row where the tuner found the split pair (quantize, then
+# moe_sort) faster than the fused launch (fused_moe then runs the pair: quant_sort_split).
+SPLIT = "split"
+DECISIONS = (TWO_STAGE, SPLIT)  # rows that name a path, not an instance
 TUNED_DIR = Path(__file__).resolve().parent / "tuned"
 # Multiprocessors per GPU target (H100: 132 SMs; MI300X: 304 CUs; MI355X: 256 CUs); the CPU
 # target never splits K (threads already cover N tiles).
@@ -273,7 +277,7 @@ def _tuned_rows_for(key: Key, shape: Shape) -> list[TunedRow]:
         rows = [replace(r, key=key, instance=r.instance.replace("_plain", "_pairbits"),
                         origin=f"{r.origin}, the plain layout's row")
                 for r in rows_for(replace(key, layout="plain"))]
-        rows = [r for r in rows if r.instance in compiled or r.instance == TWO_STAGE]
+        rows = [r for r in rows if r.instance in compiled or r.instance in DECISIONS]
     return rows
 
 
@@ -290,14 +294,25 @@ def one_stage_choice(key: Key, shape: Shape) -> bool:
     return tuned_choice(key, shape, candidates(key))[0] is not None
 
 
+def quant_sort_split(key: Key, shape: Shape) -> bool:
+    """Whether fused_moe quantizes and sorts in two launches (quantize, moe_sort) instead of
+    the fused one for the fused_quant_sort `key` at `shape` (K = the activations' width):
+    where the tuned row with the smallest T_max >= T says SPLIT (the tuner timed both, same
+    run, and checked that they give the same bytes: tune.py). With no row, fused (measured
+    faster at every T tried, H100 and H200: benchmarks/README.md)."""
+    rows = _tuned_rows_for(key, shape)
+    return bool(rows) and min(rows, key=lambda r: r.T_max).instance == SPLIT
+
+
 def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[Instance | None, str]:
     """The tuned row for (key, shape) with the smallest T_max >= T among rows whose instance
     is a candidate here. A table may hold rows for several block_m (stage 2 of two
     pipelines shares one key): rows for a block_m the caller excluded are skipped; a row
     naming an instance that is not compiled, or one compiled for another key (a stale
-    table), is skipped with a warning naming the row. (A moe_1stage row saying TWO_STAGE
-    names no instance: one_stage_choice reads it.)"""
-    rows = [r for r in _tuned_rows_for(key, shape) if r.instance != TWO_STAGE]
+    table), is skipped with a warning naming the row. (A moe_1stage row saying TWO_STAGE or
+    a fused_quant_sort row saying SPLIT names no instance: one_stage_choice and
+    quant_sort_split read them.)"""
+    rows = [r for r in _tuned_rows_for(key, shape) if r.instance not in DECISIONS]
     compiled = {i.name: i for i in table()}
     if not rows:
         return None, "no tuned row for this key and shape"

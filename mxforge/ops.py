@@ -18,7 +18,8 @@ import torch
 
 from . import _loader
 from .dispatch import (STAGE2_REDUCES, Decision, Instance, Key, Shape, candidates, no_instance,
-                       one_stage_choice, select, slots_supported, stage2_reduce)
+                       one_stage_choice, quant_sort_split, select, slots_supported,
+                       stage2_reduce)
 from .errors import InputError, NoInstanceError, TargetUnavailableError
 
 ROUNDING_MODES = ("round_up", "floor", "ceil", "even")
@@ -724,8 +725,15 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
 def _quant_sort(x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int,
                 block_m: int, a_name: str, rounding: str, expert_mask: torch.Tensor | None,
                 zero_buf: torch.Tensor | None) -> tuple[Activation, SortResult]:
-    """A layer's first step: the fused quant+sort (MX activations) or the sort alone."""
+    """A layer's first step: quant+sort (MX activations: the fused launch, or quantize and
+    moe_sort where the tuned table says the split pair is faster: dispatch.quant_sort_split;
+    the same bytes either way) or the sort alone."""
     if a_name in MX_DTYPES:
+        key = Key(target_of(x.device), "fused_quant_sort", a=dtype_of(x), out=a_name)
+        if quant_sort_split(key, Shape(T=x.shape[0], K=x.shape[1], E=E, topk=topk_ids.shape[1])):
+            return (quantize(x, a_name, rounding),
+                    moe_sort(topk_ids, topk_weights, E, block_m, expert_mask, zero_buf=zero_buf,
+                             validate=False))
         return fused_quant_sort(x, topk_ids, topk_weights, E, block_m, a_name, rounding,
                                 expert_mask, zero_buf=zero_buf, validate=False)
     return x, moe_sort(topk_ids, topk_weights, E, block_m, expert_mask, zero_buf=zero_buf,

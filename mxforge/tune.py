@@ -23,7 +23,7 @@ import torch
 from . import ops
 from . import reference as ref
 from .bench import PIPELINES, _routings, _time_graph, make_layer
-from .dispatch import KEY_FIELDS, TUNED_COLUMNS, TWO_STAGE, Key, candidates
+from .dispatch import KEY_FIELDS, SPLIT, TUNED_COLUMNS, TWO_STAGE, Key, candidates
 from .errors import MxforgeError
 from .models import MoeShape, preset
 
@@ -51,6 +51,11 @@ class Choice:
     two_stage_us: float = float("nan")
     one_stage: str = ""
     one_stage_us: float = float("nan")
+    # MX activations: quant+sort both ways at the chosen block_m, same run (the same bytes
+    # checked): the fused instance where its launch was the faster, else dispatch.SPLIT.
+    quant_sort: str = ""
+    fused_quant_sort_us: float = float("nan")
+    split_quant_sort_us: float = float("nan")
 
     @property
     def one_stage_wins(self) -> bool:
@@ -63,6 +68,10 @@ def _keys(target: str, shape: MoeShape, a: str, s2: str, layout: str = "plain") 
     k2 = Key(target, "moe_stage2", a=s2, b="pk_fp4", out="bf16", routed_weight="stage2",
              bias=shape.bias, layout=layout)
     return k1, k2
+
+
+def _quant_sort_key(target: str, a: str) -> Key:
+    return Key(target, "fused_quant_sort", a="bf16", out=a)
 
 
 def _one_stage_key(target: str, shape: MoeShape, a: str, layout: str = "plain") -> Key:
@@ -79,7 +88,10 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
     heuristic's choice is still timed for comparison). layout: the weights' layout (its
     rows are keyed by it; pairbits without rows of its own takes plain's, dispatch.py).
     Pipelines with a bf16 intermediate also time the one-stage kernels (moe_1stage) against
-    the chosen two stages, each as the whole layer (quant+sort included)."""
+    the chosen two stages, each as the whole layer (quant+sort included). Pipelines with MX
+    activations also time quant+sort fused (every fused_quant_sort instance) against the
+    split pair (quantize, then moe_sort) at the chosen block_m, and check that both give the
+    same bytes."""
     if not torch.cuda.is_available():
         raise MxforgeError("mxforge tune needs a CUDA GPU (the sm90 target)")
     shape = preset(model) if isinstance(model, str) else model
@@ -148,12 +160,17 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
             best.heuristic_us = _heuristic_us(L, xs, routes, k1, k2, a_dtype, s2, rot)
             if c_one:
                 _tune_one_stage(best, c_one, L, xs, routes, want, shape, a_dtype, rot, verbose, log)
+            if a_dtype in ops.MX_DTYPES:
+                _tune_quant_sort(best, candidates(_quant_sort_key(target, a_dtype)), xs, routes, shape,
+                                 a_dtype, rot, verbose, log)
             out.append(best)
             one = (f"; one stage {best.one_stage_us:8.1f} us {best.one_stage} vs two {best.two_stage_us:8.1f}"
                    f" -> {'one' if best.one_stage_wins else 'two'}" if best.one_stage else "")
+            qs = (f"; quant+sort fused {best.fused_quant_sort_us:.1f} vs split {best.split_quant_sort_us:.1f} us"
+                  f" -> {'split' if best.quant_sort == SPLIT else 'fused'}" if best.quant_sort else "")
             log(f"{shape.name:18s} {p:15s} T={T:5d} block_m={best.block_m:3d} "
                 f"{best.stage1_us + best.stage2_us:8.1f} us (heuristic {best.heuristic_us:8.1f}) "
-                f"err {best.err:.4f}  {best.stage1} + {best.stage2}{one}")
+                f"err {best.err:.4f}  {best.stage1} + {best.stage2}{one}{qs}")
     return out
 
 
@@ -191,6 +208,45 @@ def _tune_one_stage(best: Choice, c_one: list, L, xs, routes, want: torch.Tensor
     best.one_stage_us = times[best.one_stage]
 
 
+def _tune_quant_sort(best: Choice, c_fused: list, xs, routes, shape: MoeShape, a_dtype: str, rot: int,
+                     verbose: bool, log: Callable[[str], None]) -> None:
+    """quant+sort at best.block_m through each fused_quant_sort instance and as the split pair
+    (quantize, then moe_sort), same run, into best; each fused instance's bytes (codes, scales,
+    every sorted array) must equal the pair's."""
+    E, bm = shape.E, best.block_m
+
+    def split(j: int) -> tuple:
+        return ops.quantize(xs[j], a_dtype), ops.moe_sort(routes[j][0], routes[j][1], E, bm, validate=False)
+
+    def fused(j: int, n: str) -> tuple:
+        return ops.fused_quant_sort(xs[j], routes[j][0], routes[j][1], E, bm, a_dtype, validate=False,
+                                    instance=n)
+
+    def tensors(qs: tuple) -> list[torch.Tensor]:
+        q, s = qs
+        return [q.data, q.scales, s.sorted_ids, s.sorted_weights, s.sorted_expert_ids, s.num_valid_ids]
+
+    want = tensors(split(0))
+    times = {}
+    for i in c_fused:
+        got = tensors(fused(0, i.name))
+        if not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(got, want)):
+            raise MxforgeError(f"tune {shape.name} T={xs[0].shape[0]}: {i.name} does not give the bytes of "
+                               "quantize + moe_sort; not tuned in")
+        times[i.name] = _time_graph(lambda j, n=i.name: fused(j, n), rot)
+    best.split_quant_sort_us = _time_graph(split, rot)
+    if verbose:
+        log(f"  {shape.name} T={xs[0].shape[0]} quant+sort split {best.split_quant_sort_us:9.1f} us")
+        for n, us in sorted(times.items(), key=lambda kv: kv[1]):
+            log(f"  {shape.name} T={xs[0].shape[0]} quant+sort fused {us:9.1f} us  {n}")
+    if not times:
+        best.quant_sort = SPLIT
+        return
+    n = min(times, key=times.get)
+    best.fused_quant_sort_us = times[n]
+    best.quant_sort = n if times[n] <= best.split_quant_sort_us else SPLIT
+
+
 def _prepare(x: torch.Tensor, route: tuple[torch.Tensor, torch.Tensor], E: int, bm: int,
              a_dtype: str) -> tuple[ops.Activation, ops.SortResult]:
     ids, w = route
@@ -226,9 +282,11 @@ def _heuristic_us(L, xs, routes, k1: Key, k2: Key, a_dtype: str, s2: str, rot: i
 
 def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape], target: str) -> None:
     """The tuned CSV (dispatch.TUNED_COLUMNS): one stage-1 and one stage-2 row per choice,
-    and for a pipeline with a bf16 intermediate a moe_1stage row naming the one-stage
+    for a pipeline with a bf16 intermediate a moe_1stage row naming the one-stage
     instance where its layer was the faster, else dispatch.TWO_STAGE (fused_moe's path
-    auto reads it: dispatch.one_stage_choice). Stage 2 of two pipelines can ask the same
+    auto reads it: dispatch.one_stage_choice), and for MX activations a fused_quant_sort row
+    (K = H, N = 0) naming the fused instance or dispatch.SPLIT (dispatch.quant_sort_split;
+    of two pipelines with one activation dtype, the faster answer). Stage 2 of two pipelines can ask the same
     question (key, shape, T, block_m): it gets one row, the faster instance (dispatch warns
     about and skips a second answer)."""
     best: dict[tuple, tuple[float, tuple]] = {}  # question -> (us, row), in first-seen order
@@ -241,11 +299,14 @@ def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape], 
             won = c.one_stage_wins
             rows.append((_one_stage_key(target, sh, a_dtype, c.layout), 2 * sh.I, sh.H,
                          c.one_stage if won else TWO_STAGE, c.one_stage_us if won else c.two_stage_us))
+        if c.quant_sort:
+            us = c.split_quant_sort_us if c.quant_sort == SPLIT else c.fused_quant_sort_us
+            rows.append((_quant_sort_key(target, a_dtype), 0, sh.H, c.quant_sort, us))
         for key, N, K, inst, us in rows:
             vals = {f: getattr(key, f) for f in KEY_FIELDS}
             vals["bias"] = "1" if key.bias else "0"
             row = tuple([vals[f] for f in KEY_FIELDS] + [N, K, sh.E, sh.topk, c.T, inst])
-            question = row[:-1] + (c.block_m,)
+            question = row[:-1] + (0 if key.op == "fused_quant_sort" else c.block_m,)  # (not block_m's)
             if question not in best or us < best[question][0]:
                 best[question] = (us, row)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,8 @@ def main() -> None:
     by_name = {i.name: i for i in insts}
     bm_ok = bm_n = tile_ok = path_ok = 0
     for r in rows:
-        if r["op"] == "moe_1stage":  # (the path choice, one- or two-stage: not the heuristic's)
-            continue
+        if r["op"] in ("moe_1stage", "fused_quant_sort"):  # (path choices: one or two stages,
+            continue                                        # fused or split quant+sort)
         tuned = by_name.get(r["instance"])
         if tuned is None:
             print(f"skipped (not in set {args.set}): {r['instance']}")

@@ -38,6 +38,8 @@ def as_layout(row: dict[str, str], layout: str) -> dict[str, str]:
     (instance names end in _<layout> or _<layout>_b<path>: codegen/instance.py)."""
     old = row["layout"]
     name = row["instance"]
+    if not old:  # (a row of an op without weights, fused_quant_sort: the same for every layout)
+        return row
     if name == TWO_STAGE:  # (a moe_1stage row naming no instance: dispatch.TWO_STAGE)
         return {**row, "layout": layout}
     tag = f"_{old}"

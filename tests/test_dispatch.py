@@ -325,6 +325,59 @@ def test_one_stage_rows_steer_fused_moe_auto(tuned_file, monkeypatch, rng):
     assert ran == [1]
 
 
+def test_quant_sort_rows_steer_fused_moe(tuned_file, monkeypatch, rng):
+    """mxforge tune times quant+sort fused against the split pair (quantize, then moe_sort)
+    and writes a fused_quant_sort row (K = H, N = 0): the fused instance where it won,
+    dispatch.SPLIT where the pair did. fused_moe follows the row for T up to its T_max (the
+    same bytes either way, so the same output); with no row, or past it, the fused launch.
+    A SPLIT row is no instance for select(), and merge_tuned keeps the row as it is."""
+    from mxforge import ops
+    from mxforge.models import preset
+    from mxforge.tune import Choice, _keys, _quant_sort_key, write_table
+
+    from .helpers import make_layer
+    shape = dataclasses.replace(preset("minimax-m2.1-tp8"), E=16)
+    k1, k2 = _keys("cpu", shape, "pk_fp4", "bf16")
+    kq = _quant_sort_key("cpu", "pk_fp4")
+    fused = dispatch.candidates(kq)[0]
+    i1 = next(i for i in dispatch.candidates(k1) if i.block_m == 16)
+    i2 = next(i for i in dispatch.candidates(k2) if i.block_m == 16)
+
+    def choice(T: int, qs: str) -> Choice:
+        return Choice(shape.name, "a4w4-bf16inter", T, 16, i1.name, i2.name, 1.0, 1.0, 2.0, 0.0,
+                      quant_sort=qs, fused_quant_sort_us=3.0, split_quant_sort_us=2.0)
+    write_table(tuned_file, [choice(2, dispatch.SPLIT), choice(8, fused.name)], {shape.name: shape}, "cpu")
+    rows = [r for r in csv.DictReader(tuned_file.open()) if r["op"] == "fused_quant_sort"]
+    assert [(r["a"], r["out"], r["N"], r["K"], r["T_max"], r["instance"]) for r in rows] == \
+        [("bf16", "pk_fp4", "0", str(shape.H), "2", dispatch.SPLIT),
+         ("bf16", "pk_fp4", "0", str(shape.H), "8", fused.name)]
+    q = Shape(T=1, K=shape.H, E=shape.E, topk=shape.topk)
+    assert dispatch.quant_sort_split(kq, q)
+    assert not dispatch.quant_sort_split(kq, dataclasses.replace(q, T=5))  # the fused row
+    assert not dispatch.quant_sort_split(kq, dataclasses.replace(q, T=9))  # past every row
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a SPLIT row is not a missing instance)
+        assert select(kq, q).instance.name == fused.name
+
+    L = make_layer(shape, 2, rng, torch.device("cpu"))
+    split_calls = []
+    real = ops.quantize
+    monkeypatch.setattr(ops, "quantize", lambda *a, **k: split_calls.append(1) or real(*a, **k))
+    got = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids)  # T = 2: the SPLIT row
+    assert split_calls == [1]
+    write_table(tuned_file, [choice(2, fused.name)], {shape.name: shape}, "cpu")
+    dispatch.clear_caches()
+    want = mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids)
+    assert split_calls == [1] and torch.equal(got, want)
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from merge_tuned import as_layout
+    finally:
+        sys.path.pop(0)
+    assert as_layout(rows[0], "pairbits") == rows[0]
+
+
 def _bench_rows_both_paths() -> list:
     from mxforge.bench import Row
     return [Row("m", "a16w4", T, 10.0 * T, 1.0, 0.1, 1.0, 10.0, 1.0, 1.0, 50.0, 5.0, 0.01, "dev",

@@ -247,6 +247,26 @@ def test_fused_moe_one_stage(model, layout, a_dtype, grng):
         check_fused_moe(model, T, a_dtype, "bf16", "one_stage", grng, GPU, layout=layout)
 
 
+# quant+sort as the split pair (quantize, then moe_sort) where the tuned table says so (a
+# fused_quant_sort row saying split: dispatch.quant_sort_split): the split pair ran, and the
+# layer matches the reference as the fused launch's does.
+@pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "gpt-oss-120b"])
+@pytest.mark.parametrize("a_dtype", ["pk_fp4", "fp8"])
+def test_fused_moe_split_quant_sort(model, a_dtype, grng, tuned_file, monkeypatch):
+    from mxforge import dispatch, ops
+    shape = PRESETS[model]
+    tuned_file.write_text(",".join(dispatch.TUNED_COLUMNS) + "\n" +
+                          f"sm90,fused_quant_sort,bf16,,{a_dtype},,,,0,,0,{shape.H},{shape.E},{shape.topk},"
+                          f"{1 << 30},{dispatch.SPLIT}\n")
+    calls = []
+    real = ops.quantize
+    monkeypatch.setattr(ops, "quantize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for T in (1, 64, 512):
+        check_fused_moe(model, T, a_dtype, "bf16", "two_stage", grng, GPU)
+        assert len(calls) == 1, T
+        calls.clear()
+
+
 def test_fused_moe_cuda_graph(grng):
     from .helpers import make_layer
     from mxforge.models import PRESETS

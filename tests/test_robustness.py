@@ -152,8 +152,10 @@ def test_shipped_tuned_tables_are_clean() -> None:
         seen: dict[tuple, int] = {}
         for lineno, cells in enumerate(lines[1:], start=2):
             key, nums, inst = dispatch._parse_tuned_row(cells)
-            assert inst.startswith(f"{key.target}_{key.op}_"), (path, lineno)
-            question = (key, nums, re.search(r"_m(\d+)_", inst).group(1))
+            # (a moe_1stage row may say two_stage, a fused_quant_sort row split: no instance)
+            assert inst in dispatch.DECISIONS or inst.startswith(f"{key.target}_{key.op}_"), (path, lineno)
+            bm = re.search(r"_m(\d+)_", inst)  # (fused_quant_sort has no block_m)
+            question = (key, nums, bm.group(1) if bm else "")
             assert question not in seen, f"{path}:{lineno} duplicates line {seen[question]}"
             seen[question] = lineno
 

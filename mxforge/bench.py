@@ -4,8 +4,11 @@ For a model preset (or explicit H, I, E, topk) and a list of token counts, each 
 (dtype pair) is timed as one `fused_moe` call -- activation quantization + sorting (one
 fused launch), stage 1, stage 2 -- and, in the same run:
 
-* a torch bf16 baseline on the dequantized weights (`torch._grouped_mm` over the routes
-  sorted by expert, the activation in torch, `_grouped_mm` again, weighted `index_add_`);
+* a torch bf16 baseline on the dequantized weights, the faster of two: `torch._grouped_mm`
+  over the routes sorted by expert, the activation in torch, `_grouped_mm` again, weighted
+  `index_add_`; or the same with one `mm` / `addmm` per touched expert (cuBLAS) in place of
+  each `_grouped_mm`, the experts' row ranges known on the host (worked out before timing,
+  so no synchronization is timed);
 * the HBM floor: the bytes of the experts the routing actually touches (pk_fp4 at 0.5 byte
   per element plus one scale byte per 32) plus activations in and out, over a
   device-to-device copy bandwidth measured in this run;
@@ -61,13 +64,16 @@ class Row:
     x_floor: float
     tflops: float
     gbps: float
-    torch_us: float
+    torch_us: float  # the faster torch baseline (torch_baseline)
     speedup: float
     rel_err_vs_torch: float
     device: str = ""
     layout: str = "plain"  # the weights' layout (pairbits: the sm90 kernels' fastest)
     reduce: str = "atomic"  # how stage 2 summed each token's routes (atomic or slots)
     path: str = "two_stage"  # the layer's kernels: two_stage or one_stage (fused_moe's path, resolved)
+    torch_baseline: str = "grouped_mm"  # which torch baseline torch_us is: grouped_mm or per_expert
+    torch_grouped_us: float = float("nan")
+    torch_per_expert_us: float = float("nan")
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -148,27 +154,57 @@ def make_layer(shape: MoeShape, g: torch.Generator) -> Layer:
                  (q1, s1, b1, q2, s2, b2))
 
 
-def torch_moe(L: Layer, x: torch.Tensor, ids: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """The bf16 baseline: routes sorted by expert, two grouped GEMMs, torch activation."""
+TORCH_BASELINES = ("grouped_mm", "per_expert")
+
+
+def expert_ranges(ids: torch.Tensor, E: int) -> list[tuple[int, int, int]]:
+    """(expert, first, end) of each touched expert's rows among the routes sorted by expert
+    (torch_moe's order): the per-expert baseline's slices, worked out on the host."""
+    counts = torch.bincount(ids.reshape(-1).long(), minlength=E).tolist()
+    out, at = [], 0
+    for e, c in enumerate(counts):
+        if c:
+            out.append((e, at, at + c))
+        at += c
+    return out
+
+
+def _per_expert_mm(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None,
+                   ranges: list[tuple[int, int, int]]) -> torch.Tensor:
+    """a [R, K] (rows sorted by expert) x w[e] [K, N] per expert range, one cuBLAS call each."""
+    out = torch.empty(a.shape[0], w.shape[2], dtype=a.dtype, device=a.device)
+    for e, i, j in ranges:
+        if bias is None:
+            torch.mm(a[i:j], w[e], out=out[i:j])
+        else:
+            torch.addmm(bias[e].to(a.dtype), a[i:j], w[e], out=out[i:j])
+    return out
+
+
+def torch_moe(L: Layer, x: torch.Tensor, ids: torch.Tensor, w: torch.Tensor,
+              ranges: list[tuple[int, int, int]] | None = None) -> torch.Tensor:
+    """The bf16 baseline: routes sorted by expert, two grouped GEMMs (`_grouped_mm`; with
+    `ranges`, expert_ranges(ids), one matmul per touched expert instead), torch activation."""
     T, k = ids.shape
     E, I = L.shape.E, L.shape.I
     flat = ids.reshape(-1).long()
     order = torch.argsort(flat, stable=True)
-    counts = torch.zeros(E, dtype=torch.int32, device=x.device).scatter_add_(
-        0, flat, torch.ones_like(flat, dtype=torch.int32))
-    offs = torch.cumsum(counts, 0, dtype=torch.int32)
     tok = order // k
-    h = torch._grouped_mm(x[tok], L.w1_bf16, offs=offs)  # [T*k, 2I]
-    if L.w1.bias is not None:
-        h = h + L.w1.bias[flat[order]].to(h.dtype)
+    if ranges is None:
+        counts = torch.zeros(E, dtype=torch.int32, device=x.device).scatter_add_(
+            0, flat, torch.ones_like(flat, dtype=torch.int32))
+        offs = torch.cumsum(counts, 0, dtype=torch.int32)
+        gemm = lambda a, wt, b: (torch._grouped_mm(a, wt, offs=offs) if b is None else  # noqa: E731
+                                 torch._grouped_mm(a, wt, offs=offs) + b[flat[order]].to(a.dtype))
+    else:
+        gemm = lambda a, wt, b: _per_expert_mm(a, wt, b, ranges)  # noqa: E731
+    h = gemm(x[tok], L.w1_bf16, L.w1.bias)  # [T*k, 2I]
     if L.shape.gate_up == "interleaved":
         gate, up = h[:, 0::2], h[:, 1::2]
     else:
         gate, up = h[:, :I], h[:, I:]
     a = ref.gated_activation(gate.float(), up.float(), L.shape.activation).to(torch.bfloat16)
-    y = torch._grouped_mm(a, L.w2_bf16, offs=offs)  # [T*k, H]
-    if L.w2.bias is not None:
-        y = y + L.w2.bias[flat[order]].to(y.dtype)
+    y = gemm(a, L.w2_bf16, L.w2.bias)  # [T*k, H]
     y = y.float() * w.reshape(-1)[order].unsqueeze(1)
     return torch.zeros(T, y.shape[1], device=x.device).index_add_(0, tok, y).to(torch.bfloat16)
 
@@ -229,8 +265,14 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
         hbm_us = hbm_bytes(shape, T, [r[0] for r in routes]) / (ceil.copy_gbps * 1e3)
         flops = 2.0 * T * k * 3 * H * I
         comp_us = flops / (ceil.bf16_tflops * 1e6)
-        torch_us = _time_graph(lambda i: torch_moe(L0, xs[i], *routes[i]), rot)
+        ranges = [expert_ranges(r[0], shape.E) for r in routes]
+        base_us = {"grouped_mm": _time_graph(lambda i: torch_moe(L0, xs[i], *routes[i]), rot),
+                   "per_expert": _time_graph(lambda i: torch_moe(L0, xs[i], *routes[i], ranges[i]), rot)}
+        torch_base = min(base_us, key=base_us.get)
+        torch_us = base_us[torch_base]
         base = torch_moe(L0, xs[0], *routes[0]).double()
+        log(f"# {shape.name} T={T}: torch bf16 grouped_mm {base_us['grouped_mm']:.1f} us, per expert "
+            f"{base_us['per_expert']:.1f} us: the baseline is {torch_base}")
         timed = set()
         for p, lay, mode, want_path in [(p, lay, m, w) for p in pipelines for lay in layouts
                                         for m in stage2_reduce for w in paths]:
@@ -262,7 +304,8 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
             floor = max(hbm_us, comp_us)
             row = Row(shape.name, p, T, us, hbm_us, comp_us, floor, us / floor,
                       flops / us / 1e6, hbm_bytes(shape, T, [r[0] for r in routes]) / us / 1e3,
-                      torch_us, torch_us / us, err, dev, lay, reduce, path)
+                      torch_us, torch_us / us, err, dev, lay, reduce, path, torch_base,
+                      base_us["grouped_mm"], base_us["per_expert"])
             if stages and path == "two_stage":
                 row.stages = stage_times(L, xs, routes, a_dtype, s2, rot, reduce)
             rows.append(row)
@@ -350,7 +393,7 @@ def plot(path: Path, rows: list[Row]) -> None:
             ax_t.plot([r.T for r in pr], [r.us for r in pr], marker="o", label=f"mxforge {name}")
             ax_f.plot([r.T for r in pr], [1 / r.x_floor for r in pr], marker="o", label=name)
         base = [r for r in mr if (r.pipeline, r.layout) == (mr[0].pipeline, mr[0].layout)]
-        ax_t.plot([r.T for r in base], [r.torch_us for r in base], "k--", label="torch bf16")
+        ax_t.plot([r.T for r in base], [r.torch_us for r in base], "k--", label="torch bf16 (the faster baseline)")
         ax_t.plot([r.T for r in base], [r.floor_us for r in base], "k:", label="floor")
         ax_t.set(xscale="log", yscale="log", xlabel="tokens", ylabel="µs", title=m)
         ax_f.set(xscale="log", xlabel="tokens", ylabel="fraction of floor", ylim=(0, 1.05))

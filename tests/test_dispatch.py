@@ -378,6 +378,29 @@ def test_quant_sort_rows_steer_fused_moe(tuned_file, monkeypatch, rng):
     assert as_layout(rows[0], "pairbits") == rows[0]
 
 
+def test_bench_torch_baseline_per_expert_matches_grouped():
+    """mxforge bench's torch baseline is the faster of _grouped_mm and one matmul per touched
+    expert (its row ranges from expert_ranges, worked out on the host): both compute the same
+    layer (bias or not, experts without routes skipped)."""
+    from types import SimpleNamespace
+
+    from mxforge.bench import Layer, expert_ranges, torch_moe
+    from mxforge.models import MoeShape
+    g = torch.Generator().manual_seed(3)
+    ids = torch.tensor([[0, 3], [3, 2], [0, 3], [2, 0], [3, 0]], dtype=torch.int32)  # expert 1: none
+    assert expert_ranges(ids, 5) == [(0, 0, 4), (2, 4, 6), (3, 6, 10)]
+    w = torch.rand(5, 2, generator=g) + 0.1
+    for bias in (False, True):
+        shape = MoeShape("t", 16, 8, 5, 2, "silu", "concat", bias)
+        rnd = lambda *s: (torch.randn(*s, generator=g) * 0.5).to(torch.bfloat16)  # noqa: E731
+        b1, b2 = (rnd(5, 16).float(), rnd(5, 16).float()) if bias else (None, None)
+        L = Layer(shape, SimpleNamespace(bias=b1), SimpleNamespace(bias=b2), rnd(5, 16, 16), rnd(5, 8, 16))
+        x = rnd(5, 16)
+        grouped = torch_moe(L, x, ids, w).double()
+        per_expert = torch_moe(L, x, ids, w, expert_ranges(ids, 5)).double()
+        assert float((per_expert - grouped).norm() / grouped.norm()) < 1e-2, bias
+
+
 def _bench_rows_both_paths() -> list:
     from mxforge.bench import Row
     return [Row("m", "a16w4", T, 10.0 * T, 1.0, 0.1, 1.0, 10.0, 1.0, 1.0, 50.0, 5.0, 0.01, "dev",

@@ -194,10 +194,12 @@ def torch_moe(L: Layer, x: torch.Tensor, ids: torch.Tensor, w: torch.Tensor,
         counts = torch.zeros(E, dtype=torch.int32, device=x.device).scatter_add_(
             0, flat, torch.ones_like(flat, dtype=torch.int32))
         offs = torch.cumsum(counts, 0, dtype=torch.int32)
-        gemm = lambda a, wt, b: (torch._grouped_mm(a, wt, offs=offs) if b is None else  # noqa: E731
-                                 torch._grouped_mm(a, wt, offs=offs) + b[flat[order]].to(a.dtype))
-    else:
-        gemm = lambda a, wt, b: _per_expert_mm(a, wt, b, ranges)  # noqa: E731
+
+    def gemm(a: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if ranges is not None:
+            return _per_expert_mm(a, wt, bias, ranges)
+        y = torch._grouped_mm(a, wt, offs=offs)
+        return y if bias is None else y + bias[flat[order]].to(y.dtype)
     h = gemm(x[tok], L.w1_bf16, L.w1.bias)  # [T*k, 2I]
     if L.shape.gate_up == "interleaved":
         gate, up = h[:, 0::2], h[:, 1::2]

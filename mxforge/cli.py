@@ -92,6 +92,7 @@ def coverage_rows(target: str, max_T: int = 8192, layout: str = "plain") -> list
     `layout`."""
     from .dispatch import Key, candidates
     from .models import PRESETS
+    from .ops import MX_DTYPES, quant_sort_key
     rows = []
     for name, m in PRESETS.items():
         for label, a, s2 in PIPELINES:
@@ -101,7 +102,7 @@ def coverage_rows(target: str, max_T: int = 8192, layout: str = "plain") -> list
             k1 = key("moe_stage1", a, s2, m.activation, m.gate_up, "none")
             k2 = key("moe_stage2", s2, "bf16", "", "", "stage2")
             k0 = key("moe_1stage", a, "bf16", m.activation, m.gate_up, "stage2")
-            prep = [Key(target, "fused_quant_sort", a="bf16", out=a)] if a in ("pk_fp4", "fp8") \
+            prep = [quant_sort_key(target, "bf16", a)] if a in MX_DTYPES \
                 else [Key(target, "moe_sort")]
             missing = [k for k in [k1, k2] + prep if not candidates(k)]
             common = {i.block_m for i in candidates(k1)} & {i.block_m for i in candidates(k2)}

@@ -288,8 +288,7 @@ def one_stage_choice(key: Key, shape: Shape) -> bool:
     quant+sort included, same run: tune.py; a stale row is warned about there); with no
     row, or a TWO_STAGE row, two stages. (Not a heuristic: the one-stage kernels measured
     slower than two stages at every T tried, H100 and H200, so untuned shapes keep two.)"""
-    rows = _tuned_rows_for(key, shape)
-    if not rows or min(rows, key=lambda r: r.T_max).instance == TWO_STAGE:
+    if _nearest_row_instance(key, shape) in (None, TWO_STAGE):
         return False
     return tuned_choice(key, shape, candidates(key))[0] is not None
 
@@ -300,8 +299,14 @@ def quant_sort_split(key: Key, shape: Shape) -> bool:
     where the tuned row with the smallest T_max >= T says SPLIT (the tuner timed both, same
     run, and checked that they give the same bytes: tune.py). With no row, fused (measured
     faster at every T tried, H100 and H200: benchmarks/README.md)."""
+    return _nearest_row_instance(key, shape) == SPLIT
+
+
+def _nearest_row_instance(key: Key, shape: Shape) -> str | None:
+    """The instance column (a name or a decision: DECISIONS) of the tuned row for (key,
+    shape) with the smallest T_max >= T; None without one."""
     rows = _tuned_rows_for(key, shape)
-    return bool(rows) and min(rows, key=lambda r: r.T_max).instance == SPLIT
+    return min(rows, key=lambda r: r.T_max).instance if rows else None
 
 
 def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[Instance | None, str]:

@@ -447,6 +447,12 @@ def moe_sort(topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int, block_m
     return res
 
 
+def quant_sort_key(target: str, x_dtype: str, out: str) -> Key:
+    """The key of fused_quant_sort: x's dtype in, the MX dtype out (its tuned rows also say
+    whether fused_moe runs the fused launch or the split pair: dispatch.quant_sort_split)."""
+    return Key(target, "fused_quant_sort", a=x_dtype, out=out)
+
+
 def fused_quant_sort(x: Activation, topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int,
                      block_m: int, dtype: str = "pk_fp4", rounding: str = "round_up",
                      expert_mask: torch.Tensor | None = None, zero_buf: torch.Tensor | None = None,
@@ -476,7 +482,7 @@ def fused_quant_sort(x: Activation, topk_ids: torch.Tensor, topk_weights: torch.
                                  device=x.device),
                      _empty(T, kp // 32, dtype=torch.uint8, device=x.device), dtype, K)
         a_name, key_out = dtype_of(x), dtype
-    key = Key(target_of(topk_ids.device), "fused_quant_sort", a=a_name, out=key_out)
+    key = quant_sort_key(target_of(topk_ids.device), a_name, key_out)
     d = select(key, Shape(T=T, E=E, topk=k, K=q.K), instance)
     sargs, res, _ws = _sort_args(C, topk_ids, topk_weights, E, block_m, expert_mask, zero_buf)
     qargs = _quant_args(C, T, q.K, topk_ids.device)
@@ -729,7 +735,7 @@ def _quant_sort(x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Ten
     moe_sort where the tuned table says the split pair is faster: dispatch.quant_sort_split;
     the same bytes either way) or the sort alone."""
     if a_name in MX_DTYPES:
-        key = Key(target_of(x.device), "fused_quant_sort", a=dtype_of(x), out=a_name)
+        key = quant_sort_key(target_of(x.device), dtype_of(x), a_name)
         if quant_sort_split(key, Shape(T=x.shape[0], K=x.shape[1], E=E, topk=topk_ids.shape[1])):
             return (quantize(x, a_name, rounding),
                     moe_sort(topk_ids, topk_weights, E, block_m, expert_mask, zero_buf=zero_buf,

@@ -70,10 +70,6 @@ def _keys(target: str, shape: MoeShape, a: str, s2: str, layout: str = "plain") 
     return k1, k2
 
 
-def _quant_sort_key(target: str, a: str) -> Key:
-    return Key(target, "fused_quant_sort", a="bf16", out=a)
-
-
 def _one_stage_key(target: str, shape: MoeShape, a: str, layout: str = "plain") -> Key:
     return Key(target, "moe_1stage", a=a, b="pk_fp4", out="bf16", activation=shape.activation,
                gate_up=shape.gate_up, routed_weight="stage2", bias=shape.bias, layout=layout)
@@ -161,7 +157,7 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
             if c_one:
                 _tune_one_stage(best, c_one, L, xs, routes, want, shape, a_dtype, rot, verbose, log)
             if a_dtype in ops.MX_DTYPES:
-                _tune_quant_sort(best, candidates(_quant_sort_key(target, a_dtype)), xs, routes, shape,
+                _tune_quant_sort(best, candidates(ops.quant_sort_key(target, "bf16", a_dtype)), xs, routes, shape,
                                  a_dtype, rot, verbose, log)
             out.append(best)
             one = (f"; one stage {best.one_stage_us:8.1f} us {best.one_stage} vs two {best.two_stage_us:8.1f}"
@@ -226,6 +222,8 @@ def _tune_quant_sort(best: Choice, c_fused: list, xs, routes, shape: MoeShape, a
         q, s = qs
         return [q.data, q.scales, s.sorted_ids, s.sorted_weights, s.sorted_expert_ids, s.num_valid_ids]
 
+    if not c_fused:  # (no row: fused_moe's quant+sort then says which instance is missing)
+        return
     want = tensors(split(0))
     times = {}
     for i in c_fused:
@@ -239,9 +237,6 @@ def _tune_quant_sort(best: Choice, c_fused: list, xs, routes, shape: MoeShape, a
         log(f"  {shape.name} T={xs[0].shape[0]} quant+sort split {best.split_quant_sort_us:9.1f} us")
         for n, us in sorted(times.items(), key=lambda kv: kv[1]):
             log(f"  {shape.name} T={xs[0].shape[0]} quant+sort fused {us:9.1f} us  {n}")
-    if not times:
-        best.quant_sort = SPLIT
-        return
     n = min(times, key=times.get)
     best.fused_quant_sort_us = times[n]
     best.quant_sort = n if times[n] <= best.split_quant_sort_us else SPLIT
@@ -301,7 +296,7 @@ def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape], 
                          c.one_stage if won else TWO_STAGE, c.one_stage_us if won else c.two_stage_us))
         if c.quant_sort:
             us = c.split_quant_sort_us if c.quant_sort == SPLIT else c.fused_quant_sort_us
-            rows.append((_quant_sort_key(target, a_dtype), 0, sh.H, c.quant_sort, us))
+            rows.append((ops.quant_sort_key(target, "bf16", a_dtype), 0, sh.H, c.quant_sort, us))
         for key, N, K, inst, us in rows:
             vals = {f: getattr(key, f) for f in KEY_FIELDS}
             vals["bias"] = "1" if key.bias else "0"

@@ -333,12 +333,12 @@ def test_quant_sort_rows_steer_fused_moe(tuned_file, monkeypatch, rng):
     A SPLIT row is no instance for select(), and merge_tuned keeps the row as it is."""
     from mxforge import ops
     from mxforge.models import preset
-    from mxforge.tune import Choice, _keys, _quant_sort_key, write_table
+    from mxforge.tune import Choice, _keys, write_table
 
     from .helpers import make_layer
     shape = dataclasses.replace(preset("minimax-m2.1-tp8"), E=16)
     k1, k2 = _keys("cpu", shape, "pk_fp4", "bf16")
-    kq = _quant_sort_key("cpu", "pk_fp4")
+    kq = ops.quant_sort_key("cpu", "bf16", "pk_fp4")
     fused = dispatch.candidates(kq)[0]
     i1 = next(i for i in dispatch.candidates(k1) if i.block_m == 16)
     i2 = next(i for i in dispatch.candidates(k2) if i.block_m == 16)

@@ -243,6 +243,7 @@ MXF_DEV void sts16(uint32_t a, const Vec16& v) {
 MXF_DEV void sts8(uint32_t a, uint32_t x, uint32_t y) {
   asm volatile("st.shared.v2.u32 [%0], {%1, %2};" ::"r"(a), "r"(x), "r"(y) : "memory");
 }
+MXF_DEV void sts4(uint32_t a, uint32_t x) { asm volatile("st.shared.u32 [%0], %1;" ::"r"(a), "r"(x) : "memory"); }
 
 template <class InT>
 struct MmaAtomSm90Base {

@@ -1605,45 +1605,55 @@ struct WgmmaRegsTile {
 // tile's A fragments: m16n8k16 step s = 2 v + t of the k-tile takes, in its columns
 // 8 h + 2 j + {0, 1}, pair i = 2 t + h (elements 8 v + i and 8 v + i + 4) of block j, so
 // the 16-byte unit u = 4 v + i of a token's row holds pair i of word v of blocks 0..3 (one
-// 32-bit slot each). Thread item (row r, word v): the four chunks (16-bit: 8 elements; MX:
-// the word of 8 codes and its block's scale) of v in blocks 0..3 -> units 4 v .. 4 v + 3
-// (a 4 x 4 transpose of 32-bit pairs, free in registers), written to the swizzled tile
-// [2][BM][64] (sw128_off). A quad of threads reads 64 contiguous bytes of a 16-bit row per
-// block. Missing rows and K at or past kend are zeros.
+// 32-bit slot each). Item (row r, word v): the four chunks (16-bit: 8 elements; MX: the
+// word of 8 codes and its block's scale) of v in blocks 0..3 -> units 4 v .. 4 v + 3 (a
+// 4 x 4 transpose of 32-bit pairs, free in registers), written to the swizzled tile
+// [2][BM][64] (sw128_off). BM * 4 items: whole items per thread (block_m 64, 128), or, with
+// fewer items than threads (block_m 16, 32), each item's blocks shared out over kGroups
+// threads in different warpgroups (kBlocks each: their 32-bit slots of the units), so that
+// every warp stages a k-tile's activations, not the first warps alone (with them alone the
+// other warpgroup waited at each k-tile's barrier: 26 % of the stall samples of MiniMax's
+// block_m 32 stage 1 at T = 512, Nsight Compute, session 30). A quad of threads reads 64
+// contiguous bytes of a 16-bit row per block. Missing rows and K at or past kend are zeros.
 template <class AT, int BM, int NT>
 struct WgmmaRegsAct {
   using Op = Operand<AT>;
   static_assert(IsSame<AT, Bf16>::value || IsSame<AT, Fp4Mx>::value, "wgmma_regs: bf16 or pk_fp4 activations");
-  // BM * 4 items: whole items per thread, or (block_m 16 / 32) one for the first BM * 4
-  // threads and none for the others
-  static constexpr int kItems = (BM * 4 + NT - 1) / NT;
-  static_assert(BM * 4 % NT == 0 || BM * 4 < NT, "whole items per thread, or at most one");
-  MXF_DEV static bool has_item(int u) { return BM * 4 % NT == 0 || dev::thread_x() + u * NT < BM * 4; }
+  static constexpr int kAllItems = BM * 4;
+  static_assert(kAllItems % NT == 0 || (NT % kAllItems == 0 && NT / kAllItems <= 4),
+                "whole items per thread, or an item's blocks over 2 or 4 threads");
+  static constexpr int kGroups = kAllItems >= NT ? 1 : NT / kAllItems;  // threads per item
+  static constexpr int kBlocks = 4 / kGroups;                           // blocks per thread and item
+  static constexpr int kItems = kGroups > 1 ? 1 : kAllItems / NT;
   // Only what the loads need (a 16-bit item's two k-tiles of row pointers and bounds;
   // with the GatherRows itself live too, the block_m 64 stage-1 tiles spilled).
   int kend;  // elements at or past it are zero (K or Kp, < 2^31)
   bool vec;
+  int j0;    // this thread's first block of its items (0 with whole items)
   int row[kItems];
-  const uint8_t* rowp[kItems];   // the item's data at K 0 (row 0's where the row is missing)
-  const uint8_t* srowp[kItems];  // (MX) its row's scales
-  dev::Vec16 d[kItems][4];  // 16-bit: chunk j of the item; MX: word (x) and scale (y) of block j
-  MXF_DEV static int item_row(int u) { return (dev::thread_x() + u * NT) >> 2; }
-  MXF_DEV static int item_v(int u) { return (dev::thread_x() + u * NT) & 3; }
+  const uint8_t* rowp[kItems];   // the item's data of block j0 at K 0 (row 0's where the row is missing)
+  const uint8_t* srowp[kItems];  // (MX) its row's scale of block j0
+  dev::Vec16 d[kItems][kBlocks];  // 16-bit: chunk j0 + jj of the item; MX: word (x) and scale (y) of that block
+  MXF_DEV static int item(int u) { return (kGroups > 1 ? dev::thread_x() % kAllItems : dev::thread_x()) + u * NT; }
+  MXF_DEV static int item_row(int u) { return item(u) >> 2; }
+  MXF_DEV static int item_v(int u) { return item(u) & 3; }
 
-  MXF_DEV WgmmaRegsAct(const GatherRows& src, const int* arow, int64_t kend_) : kend(int(kend_)), vec(src.vec_ok()) {
+  MXF_DEV WgmmaRegsAct(const GatherRows& src, const int* arow, int64_t kend_)
+      : kend(int(kend_)), vec(src.vec_ok()), j0(kGroups > 1 ? dev::thread_x() / kAllItems * kBlocks : 0) {
 #pragma unroll
     for (int u = 0; u < kItems; ++u) {
-      row[u] = has_item(u) ? arow[item_row(u)] : -1;
-      rowp[u] = src.data(row[u] < 0 ? 0 : row[u], Op::kbyte(8 * item_v(u)));
-      srowp[u] = Op::kMx ? src.scale_ptr(row[u] < 0 ? 0 : row[u], 0) : nullptr;
+      row[u] = arow[item_row(u)];
+      rowp[u] = src.data(row[u] < 0 ? 0 : row[u], Op::kbyte(8 * item_v(u) + 32 * j0));
+      srowp[u] = Op::kMx ? src.scale_ptr(row[u] < 0 ? 0 : row[u], j0) : nullptr;
     }
   }
   // Loads of the k-tile at k0 into registers: plain loads where the row exists, the rows
   // are aligned and the k-tile ends inside K (prefill: all but the last k-tile and the
-  // block's missing rows), else guarded chunk by chunk. Blocks [J0, J0 + NJ) only: the
-  // 16-bit tiles of two CTAs per SM take a k-tile in two parts of two blocks (store below:
-  // 8 registers live at a time instead of 16; gemm_mainloop_wgmma_regs).
-  template <int J0 = 0, int NJ = 4>
+  // block's missing rows), else guarded chunk by chunk. This thread's blocks [J0, J0 + NJ)
+  // only (of its kBlocks): the 16-bit tiles of two CTAs per SM with whole items take a
+  // k-tile in two parts of two blocks (store below: 8 registers live at a time instead of
+  // 16; gemm_mainloop_wgmma_regs).
+  template <int J0 = 0, int NJ = kBlocks>
   MXF_DEV void load(int k0) {
     const bool inside = vec && k0 + 128 <= kend;
 #pragma unroll
@@ -1663,41 +1673,42 @@ struct WgmmaRegsAct {
       }
 #pragma unroll
       for (int j = J0; j < J0 + NJ; ++j) {
-        const int kj = k0 + 32 * j, k = kj + 8 * item_v(u);
+        const int kj = k0 + 32 * (j0 + j), k = kj + 8 * item_v(u);
         d[u][j] = dev::zero16();
         if constexpr (Op::kMx) d[u][j].y = 127;
         if (row[u] < 0 || k >= kend) continue;
-        const uint8_t* p = rowp[u] + Op::kbyte(kj);
+        const uint8_t* p = rowp[u] + Op::kbyte(k0 + 32 * j);
         if constexpr (Op::kMx) {  // (kend is a multiple of 32: a block is all in or all out)
           d[u][j].x = vec ? *reinterpret_cast<const uint32_t*>(p) : load_bytes(p, 4).x;
-          d[u][j].y = srowp[u][k / 32];
+          d[u][j].y = srowp[u][k0 / 32 + j];
         } else {
           d[u][j] = (vec && k + 8 <= kend) ? dev::ld16_ro(p) : load_units<uint16_t>(p, cmin(8, kend - k));
         }
       }
     }
   }
-  // The k-tile at k0 into L2 only: per row, the quad's lanes v = 0, 1 take its two 128-byte
-  // lines of 16-bit data, or (MX) its data line and its scales' line.
+  // The k-tile at k0 into L2 only: per row, the quad's lanes v = 0, 1 of the threads with
+  // block 0 take its two 128-byte lines of 16-bit data, or (MX) its data line and its
+  // scales' line.
   MXF_DEV void prefetch(int k0) const {
-    if (!vec || k0 + 128 > kend) return;
+    if (!vec || k0 + 128 > kend || j0 != 0) return;
 #pragma unroll
     for (int u = 0; u < kItems; ++u) {
       const int v = item_v(u);
       if (row[u] < 0 || v > 1) continue;
-      if constexpr (Op::kMx) dev::prefetch_l2(v == 0 ? rowp[u] + Op::kbyte(k0) : srowp[u] + k0 / 32);
-      else dev::prefetch_l2(rowp[u] + Op::kbyte(k0) + 128 * v);
+      if constexpr (Op::kMx) dev::prefetch_l2(v == 0 ? rowp[u] - Op::kbyte(8 * v) + Op::kbyte(k0) : srowp[u] + k0 / 32);
+      else dev::prefetch_l2(rowp[u] - Op::kbyte(8 * v) + Op::kbyte(k0) + 128 * v);
     }
   }
   // ... and from registers into the swizzled tile at shared address `buf` ([2][BM][64]
-  // 16-bit): blocks [J0, J0 + NJ) (as loaded), bytes 4 J0 .. 4 (J0 + NJ) of each unit.
-  template <int J0 = 0, int NJ = 4>
+  // 16-bit): this thread's blocks [J0, J0 + NJ) (as loaded), bytes 4 (j0 + J0) ..
+  // 4 (j0 + J0 + NJ) of each unit.
+  template <int J0 = 0, int NJ = kBlocks>
   MXF_DEV void store(uint32_t buf) const {
-    static_assert((J0 == 0 && NJ == 4) || ((J0 == 0 || J0 == 2) && NJ == 2), "all four blocks, or two");
+    static_assert(J0 + NJ <= kBlocks && (NJ == 4 || NJ == 2 || NJ == 1), "this thread's blocks, 4, 2 or 1 of them");
 #pragma unroll
     for (int u = 0; u < kItems; ++u) {
-      if (!has_item(u)) continue;
-      uint32_t p[4][4];  // p[j][i]: pair i of block j
+      uint32_t p[4][4];  // p[j][i]: pair i of this thread's block j
 #pragma unroll
       for (int j = J0; j < J0 + NJ; ++j) {
         if constexpr (Op::kMx) {
@@ -1710,9 +1721,10 @@ struct WgmmaRegsAct {
       const int r = item_row(u), v = item_v(u);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const uint32_t at = buf + 2 * sw128_off<BM>(r, 8 * (4 * v + i));
+        const uint32_t at = buf + 2 * sw128_off<BM>(r, 8 * (4 * v + i)) + 4 * (j0 + J0);
         if constexpr (NJ == 4) dev::sts16(at, dev::Vec16{p[0][i], p[1][i], p[2][i], p[3][i]});
-        else dev::sts8(at + 4 * J0, p[J0][i], p[J0 + 1][i]);
+        else if constexpr (NJ == 2) dev::sts8(at, p[J0][i], p[J0 + 1][i]);
+        else dev::sts4(at, p[J0][i]);
       }
     }
   }
@@ -1819,7 +1831,8 @@ MXF_DEV void gemm_mainloop_wgmma_regs(WgmmaRegsMma<Tile>& mma, const GatherRows&
                                       int64_t akend, const WRegs& wl, unsigned char* smem, int kt0, int kt1) {
   constexpr int S = WRegs::kStages, BK = Tile::BK, BUF = Tile::BM * BK;
   constexpr int kActAhead = 3;  // k-tiles of activations fetched into L2 ahead of their loads
-  constexpr bool kLateAct = Tile::kCtasPerSm > 1 && !Operand<AT>::kMx;  // (below)
+  using Act = WgmmaRegsAct<AT, Tile::BM, Tile::kThreads>;
+  constexpr bool kLateAct = Tile::kCtasPerSm > 1 && !Operand<AT>::kMx && Act::kBlocks == 4;  // (below)
   const int n = kt1 - kt0;
   if (n <= 0) return;
   uint16_t* const bufs = reinterpret_cast<uint16_t*>(smem);
@@ -1830,7 +1843,7 @@ MXF_DEV void gemm_mainloop_wgmma_regs(WgmmaRegsMma<Tile>& mma, const GatherRows&
 #pragma unroll
   for (int d = S; d < 2 * S; ++d)  // (the next ones into L2: each refill prefetches S further)
     if (d < n) wl.prefetch(int64_t(kt0 + d) * BK, 0);
-  WgmmaRegsAct<AT, Tile::BM, Tile::kThreads> xa(act, arow, akend);
+  Act xa(act, arow, akend);
 #pragma unroll
   for (int d = 1; d < kActAhead; ++d)
     if (!kLateAct && d < n) xa.prefetch((kt0 + d) * BK);
@@ -1863,9 +1876,11 @@ MXF_DEV void gemm_mainloop_wgmma_regs(WgmmaRegsMma<Tile>& mma, const GatherRows&
       dev::wgmma_wait<1>();
       WgmmaRegsMma<Tile>::convert(st[d], 0, frag[0]);
       mma.run_half(frag[0], buf, 0);
-      if (kLateAct && more) {
-        xa.template store<2, 2>(next);
-        xa.template load<0, 2>(int(k0) + BK);
+      if constexpr (kLateAct) {
+        if (more) {
+          xa.template store<2, 2>(next);
+          xa.template load<0, 2>(int(k0) + BK);
+        }
       }
       dev::wgmma_wait<1>();
       WgmmaRegsMma<Tile>::convert(st[d], 1, frag[1]);

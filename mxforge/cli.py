@@ -184,7 +184,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.model, args.T, args.E)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per job, each with its handler as `fn`."""
     ap = argparse.ArgumentParser(prog="mxforge", description="mxforge: MXFP4 MoE kernels")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("list", help="the compiled instances")
@@ -239,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="mxforge/tuned/sm90.csv",
                    help="tuned CSV (dispatch reads mxforge/tuned/*.csv and $MXFORGE_TUNED)")
     p.add_argument("--verbose", action="store_true", help="log every timed instance, not only the choice")
-    p.add_argument("--only", nargs="+", help="time only instances matching these globs (experiments)")
+    p.add_argument("--only", nargs="+", action="extend",
+                   help="time only instances matching these globs (experiments; repeatable)")
     p.add_argument("--layout", default="plain", help="weight layout to tune (plain, pairbits, shuffled)")
     p.set_defaults(fn=_cmd_tune)
     p = sub.add_parser("demo", help="a small fused_moe run against the torch reference")
@@ -247,7 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--T", type=int, default=4)
     p.add_argument("--E", type=int, default=None, help="fewer experts than the preset")
     p.set_defaults(fn=_cmd_demo)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.cmd == "explain":
         args.gate_up, args.routed_weight = getattr(args, "gate_up"), getattr(args, "routed_weight")
     try:

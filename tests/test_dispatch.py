@@ -725,3 +725,13 @@ def test_stage2_reduce_rule():
             dispatch.stage2_reduce(other, "slots")
     with pytest.raises(mxforge.InputError, match=r"\(allowed: auto, atomic, slots\)"):
         dispatch.stage2_reduce(inst, "fast")
+
+
+def test_tune_only_globs_accumulate():
+    """`mxforge tune --only` given once with several globs or repeated (scripts/gpu-retune
+    repeats it): every glob is kept, not the last flag's alone (session 31 tuned the last
+    glob's instances only and wrote a table 1.5x slower than the heuristic)."""
+    from mxforge.cli import parser
+    args = parser().parse_args(["tune", "--model", "gpt-oss-120b", "--only", "a*", "b*", "--only", "c*"])
+    assert args.only == ["a*", "b*", "c*"]
+    assert parser().parse_args(["tune", "--model", "gpt-oss-120b"]).only is None

@@ -356,6 +356,7 @@ WGMMA_MIN_ROWS_A16 = 32  # ... from 32 where the activations are 16-bit (nothing
 WGMMA_BLOCK_M = 128      # ... with block_m up to 128 (the tuned choice at T >= 2048, H200)
 WGMMA_REGS_BLOCK_M = 64  # sm90: the wgmma_regs tiles with block_m up to 64 (two CTAs per SM) ...
 WGMMA_REGS_MIN_ROWS = 16  # ... first from 16 to below WGMMA_MIN_ROWS rows per active expert, then after the ring
+WGMMA_REGS_MIN_ROWS_A16 = 8  # ... from 8 with 16-bit activations, at a block_m of at most 2x the rows
 SWAP_MAX_ROWS = 32       # sm90: up to 32 rows per active expert the swapped tiles first ...
 SWAP_ROWS_FACTOR = 1     # ... with block_m >= 1 x the rows (16 up to 16 rows, then 32), not 2x
 SWAP_CTAS_PER_SM = 2     # sm90: the swapped tile's CTAs per SM (SwapTile::kCtasPerSm)
@@ -406,7 +407,12 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
       every stage 1 at 16 (T = 512), while the swapped tiles kept 8 (T = 256); with this
       band the heuristic agrees with the table on the stage-1 block_m in 84 of 85 rows, the
       tile in 84 of 141 and the b_path in 129 of 141 (after the ring at every T: 74, 84,
-      116); H200, 2026-12-02.) Up to
+      116); H200, 2026-12-02.) With 16-bit activations the band starts at
+      WGMMA_REGS_MIN_ROWS_A16 for the tiles of block_m at most 2 x the rows: once every warp
+      stages its share of the activations (session 31), the re-tune of T = 128 ... 512 gave
+      block_m 16 the a16w4 stage 1 at 8 rows per expert (T = 256) on both tuned models (the
+      layer 0.93x the time of the swapped tiles, same run) and at 4 on gpt-oss (T = 128,
+      0.99x); b_path then agrees in 128 of 153 rows (126 without this). Up to
       SWAP_MAX_ROWS rows per active expert the swapped tiles (b_path swap) first, with block_m
       SWAP_ROWS_FACTOR x the rows (16 up to 16 rows, then 32; not 2x) and their largest
       block_n: the tuner took them for 40 of
@@ -437,8 +443,10 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     min_rows = WGMMA_MIN_ROWS_A16 if inst.a in ("bf16", "fp16") else WGMMA_MIN_ROWS
     prefill = inst.target == "sm90" and rpe >= min_rows
     few_rows = inst.target == "sm90" and rpe <= SWAP_MAX_ROWS  # (decode and up to T = 1024 here)
-    regs_band = inst.target == "sm90" and WGMMA_REGS_MIN_ROWS <= rpe < WGMMA_MIN_ROWS
     want_m = (SWAP_ROWS_FACTOR if swap and few_rows else BLOCK_M_ROWS_FACTOR) * rpe
+    regs_band = inst.target == "sm90" and rpe < WGMMA_MIN_ROWS and (
+        rpe >= WGMMA_REGS_MIN_ROWS
+        or (rpe >= WGMMA_REGS_MIN_ROWS_A16 and inst.a in ("bf16", "fp16") and inst.block_m <= want_m))
     if regs_band and regs:  # (ahead of every other tile)
         lead = -1
     elif prefill:
@@ -480,7 +488,8 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     if wgmma or regs:
         place = ""
         if regs:
-            place = (f", first from {WGMMA_REGS_MIN_ROWS} to below {WGMMA_MIN_ROWS}" if regs_band
+            lowest = WGMMA_REGS_MIN_ROWS if rpe >= WGMMA_REGS_MIN_ROWS else WGMMA_REGS_MIN_ROWS_A16
+            place = (f", first from {lowest} to below {WGMMA_MIN_ROWS}" if regs_band
                      else ", after the ring")
         why += f"; {inst.b_path} tile ({'prefill' if prefill else 'not prefill'}: {rpe:.0f} rows/expert{place})"
     if swap:

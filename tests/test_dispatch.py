@@ -638,10 +638,13 @@ def test_heuristic_takes_wgmma_regs_tiles_in_their_band():
     re-tune: block_m 32 at 16 rows, 64 at 32, for every stage 1 of both tuned models); from
     WGMMA_MIN_ROWS the wgmma ring with block_m up to 128 first and the wgmma_regs tiles after
     it (the re-tune of session 27 kept them only for gpt-oss' a4w4 at T = 2048); below the
-    band the swapped tiles."""
+    band the swapped tiles, but with bf16 activations from WGMMA_REGS_MIN_ROWS_A16 rows the
+    wgmma_regs tile of block_m up to 2 x the rows (session 31: block_m 16 at 8 rows); a
+    larger wgmma_regs block_m stays behind the swapped tiles there."""
     cands = minimax_stage1_candidates([(64, 128, "smem"), (64, 64, "wgmma"), (128, 64, "wgmma"),
-                                       (16, 128, "swap"), (32, 128, "swap"), (32, 128, "wgmma_regs"),
-                                       (64, 128, "wgmma_regs"), (128, 128, "wgmma_regs")])
+                                       (16, 128, "swap"), (32, 128, "swap"), (16, 128, "wgmma_regs"),
+                                       (32, 128, "wgmma_regs"), (64, 128, "wgmma_regs"),
+                                       (128, 128, "wgmma_regs")])
 
     def best(T: int, a: str = "bf16") -> dispatch.Instance:
         return heuristic_best(cands, T, a)
@@ -651,7 +654,13 @@ def test_heuristic_takes_wgmma_regs_tiles_in_their_band():
             assert (best(T, a).b_path, best(T, a).block_m) == ("wgmma", 128), (a, T)
         assert (best(1024, a).b_path, best(1024, a).block_m) == ("wgmma_regs", 64), a  # 32 rows/expert
         assert (best(512, a).b_path, best(512, a).block_m) == ("wgmma_regs", 32), a    # 16
-        assert (best(256, a).b_path, best(256, a).block_m) == ("swap", 16), a          # 8
+    assert (best(256).b_path, best(256).block_m) == ("wgmma_regs", 16)                # 8, bf16 A
+    assert (best(256, "pk_fp4").b_path, best(256, "pk_fp4").block_m) == ("swap", 16)  # 8, MX A
+    assert (best(128).b_path, best(128).block_m) == ("swap", 16)                      # 4, bf16 A
+    why = dispatch.heuristic_rank(best(256), Shape(T=256, N=384, K=3072, E=256, topk=8))[1]
+    assert "wgmma_regs tile (not prefill: 8 rows/expert, first from 8 to below 64)" in why
+    no_m16 = [c for c in cands if (c.block_m, c.b_path) != (16, "wgmma_regs")]
+    assert (heuristic_best(no_m16, 256, "bf16").b_path, heuristic_best(no_m16, 256, "bf16").block_m) == ("swap", 16)
     why = dispatch.heuristic_rank(best(512), Shape(T=512, N=384, K=3072, E=256, topk=8))[1]
     assert "wgmma_regs tile (not prefill: 16 rows/expert, first from 16 to below 64)" in why
     regs_only = minimax_stage1_candidates([(64, 128, "smem"), (64, 128, "wgmma_regs"), (128, 128, "wgmma_regs")])

@@ -2,10 +2,12 @@
 # session 33 call 1: stage 2's N loop (the swapped tile walking nt N tiles of one block;
 # MiniMax TP=8's K = 192, 1.5 k-tiles per tile) with each tile's weights and scales brought
 # into L2 by one warp's bulk prefetches kL2AheadTiles tiles ahead (gemm.cuh), against the
-# tree before it (.ab/before: HEAD's gemm.cuh and moe.cuh, carried), MiniMax TP=8 at
+# tree before it (.ab/before: d83b7a6's gemm.cuh and moe.cuh, carried), MiniMax TP=8 at
 # T = 8 ... 512 (the table's picks there, picks-minimax-8-512.txt); GPU tests of the
 # N-loop instances; then 4 tiles ahead and 1.
-#   (here) mkdir -p .ab/before/csrc/mxforge/gpu; git show HEAD:csrc/mxforge/gpu/gemm.cuh > ...
+# The change was dropped: to run this again, check out d83b7a6 and apply ../l2-ahead.patch:
+#   (here) git checkout d83b7a6 && git apply benchmarks/2026-12-04-h200-session33/l2-ahead.patch
+#          mkdir -p .ab/before/csrc/mxforge/gpu; git show d83b7a6:csrc/mxforge/gpu/gemm.cuh > ... (moe.cuh alike)
 #   run: benchmarks/2026-12-04-h200-session33/calls/call-s33a.sh   (carry .ab)
 set -uo pipefail
 export PYTHONUNBUFFERED=1

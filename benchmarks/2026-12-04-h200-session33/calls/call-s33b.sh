@@ -5,6 +5,8 @@
 # the nt12 swapped tile): is it waiting on memory or on its own instructions; (b) the
 # same prefetch from one lane, one bulk request per tile (.ab/bulk1, no loop), against the
 # tree before it (.ab/before), MiniMax T = 16, 64, 256.
+# Runs on call 1's tree (d83b7a6 + ../l2-ahead.patch) with .ab/before as there and .ab/bulk1
+# holding gemm.cuh with ../bulk1-on-l2-ahead.patch applied.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 D=benchmarks/2026-12-04-h200-session33/calls

@@ -405,7 +405,13 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
         if s.suffix in (".hip", ".cu"):  # an AMD (sm90) instance, on the host test backend
             warp = "64" if s.suffix == ".hip" else "32"
             budget = [] if s.stem in {EMULATED[k] for k in FULL_SMEM_A} else ["-DMXF_SWAP_SMEM_A=4096"]
-            cmds.append(base + ["-DMXF_EMULATE", f"-DMXF_EMULATE_WARP={warp}", *budget, "-include",
+            # Each target's objects in a namespace of their own (the preprocessor renames
+            # `mxf`): the targets' kernels and launchers are inline functions and templates
+            # with the same names and different bodies (warp size, atoms, features), and
+            # the linker would otherwise keep one copy for all of them (one target's sorter
+            # standing in for another's). The entry functions are plain C++ names.
+            ns = f"-Dmxf=mxf_emu_{s.parent.name}"
+            cmds.append(base + ["-DMXF_EMULATE", f"-DMXF_EMULATE_WARP={warp}", ns, *budget, "-include",
                                 "mxforge/gpu/emulate.h", "-x", "c++", "-c", str(s), "-o", f"{s}.o"])
         else:
             cmds.append(base + ["-fopenmp", "-c", str(s), "-o", f"{s}.o"])
@@ -418,6 +424,18 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
             assert out.wait() == 0, out.stdout.read()[-4000:]
     for out in procs:
         assert out.wait() == 0, out.stdout.read()[-4000:]
+    # no inline function or template instance of mxforge's is defined by two targets'
+    # objects (it would be linked once for both: the namespaces above)
+    if shutil.which("nm"):
+        owner: dict[str, str] = {}
+        for s in srcs:
+            if s.suffix not in (".hip", ".cu"):
+                continue
+            syms = subprocess.run(["nm", "--defined-only", f"{s}.o"], capture_output=True, text=True,
+                                  check=True).stdout.split("\n")
+            for name in {ln.split()[-1] for ln in syms if ln.split()[1:2] in (["W"], ["V"], ["u"])
+                         and "mxf" in ln.split()[-1]}:
+                assert owner.setdefault(name, s.parent.name) == s.parent.name, (name, owner[name], s.parent.name)
     exe = tmp_path / "driver"
     objs = [f"{s}.o" for s in srcs] + [str(tmp_path / "driver.o")]
     subprocess.run([*cxx, *objs, "-fopenmp", "-pthread", "-o", str(exe)], check=True)

@@ -425,17 +425,20 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     for out in procs:
         assert out.wait() == 0, out.stdout.read()[-4000:]
     # no inline function or template instance of mxforge's is defined by two targets'
-    # objects (it would be linked once for both: the namespaces above)
-    if shutil.which("nm"):
-        owner: dict[str, str] = {}
-        for s in srcs:
-            if s.suffix not in (".hip", ".cu"):
-                continue
-            syms = subprocess.run(["nm", "--defined-only", f"{s}.o"], capture_output=True, text=True,
-                                  check=True).stdout.split("\n")
-            for name in {ln.split()[-1] for ln in syms if ln.split()[1:2] in (["W"], ["V"], ["u"])
-                         and "mxf" in ln.split()[-1]}:
-                assert owner.setdefault(name, s.parent.name) == s.parent.name, (name, owner[name], s.parent.name)
+    # objects (it would be linked once for both: the namespaces above); nm comes with the
+    # binutils the host compiler links with
+    nm = shutil.which("nm")
+    assert nm, "nm (binutils) not found beside the host compiler"
+    owner: dict[str, str] = {}
+    for s in srcs:
+        if s.suffix not in (".hip", ".cu"):
+            continue
+        syms = subprocess.run([nm, "--defined-only", f"{s}.o"], capture_output=True, text=True,
+                              check=True).stdout.split("\n")
+        weak = {ln.split()[-1] for ln in syms if ln.split()[1:2] in (["W"], ["V"], ["u"])}
+        for name in (n for n in weak if "mxf" in n):
+            assert owner.setdefault(name, s.parent.name) == s.parent.name, (name, owner[name], s.parent.name)
+    assert owner, "nm listed no weak mxforge symbol: the check above saw nothing"
     exe = tmp_path / "driver"
     objs = [f"{s}.o" for s in srcs] + [str(tmp_path / "driver.o")]
     subprocess.run([*cxx, *objs, "-fopenmp", "-pthread", "-o", str(exe)], check=True)

@@ -162,6 +162,8 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("test_delay_ns", &mxf::MoeGemmArgs::test_delay_ns)
       .def_readwrite("slots_stride", &mxf::MoeGemmArgs::slots_stride)
       .def_readwrite("slots_accumulate", &mxf::MoeGemmArgs::slots_accumulate)
+      .def_readwrite("direct_routes", &mxf::MoeGemmArgs::direct_routes)
+      .def_readwrite("zero_bytes", &mxf::MoeGemmArgs::zero_bytes)
       .def_readwrite("stream", &mxf::MoeGemmArgs::stream);
   ptr_field(ga, "a", &mxf::MoeGemmArgs::a);
   ptr_field(ga, "a_scales", &mxf::MoeGemmArgs::a_scales);
@@ -173,6 +175,8 @@ PYBIND11_MODULE(_C, m) {
   ptr_field(ga, "bias2", &mxf::MoeGemmArgs::bias2);
   ptr_field(ga, "sorted_ids", &mxf::MoeGemmArgs::sorted_ids);
   ptr_field(ga, "sorted_weights", &mxf::MoeGemmArgs::sorted_weights);
+  ptr_field(ga, "topk_weights", &mxf::MoeGemmArgs::topk_weights);
+  ptr_field(ga, "zero_buf", &mxf::MoeGemmArgs::zero_buf);
   ptr_field(ga, "sorted_expert_ids", &mxf::MoeGemmArgs::sorted_expert_ids);
   ptr_field(ga, "num_valid_ids", &mxf::MoeGemmArgs::num_valid_ids);
   ptr_field(ga, "out", &mxf::MoeGemmArgs::out);

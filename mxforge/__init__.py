@@ -14,9 +14,9 @@ from . import _loader
 from .dispatch import Decision, Instance, Key, Shape, select
 from .errors import (InputError, MxforgeError, NoInstanceError, NotBuiltError,
                      TargetUnavailableError)
-from .library import (dequantize, fused_moe, fused_quant_sort, moe_1stage, moe_sort, moe_stage1,
-                      moe_stage2, mx_weight, pack_weight, quantize, shuffle_scales, unpack_weight,
-                      unshuffle_scales)
+from .library import (dequantize, fused_moe, fused_quant_sort, moe_1stage, moe_routes, moe_sort,
+                      moe_stage1, moe_stage2, mx_weight, pack_weight, quantize, shuffle_scales,
+                      unpack_weight, unshuffle_scales)
 from .ops import ROUNDING_MODES, MoeWeight, MXTensor, SortResult, reference_weight
 
 __version__ = "0.1.0"
@@ -43,6 +43,6 @@ __all__ = [
     "ROUNDING_MODES", "Decision", "InputError", "Instance", "Key", "MXTensor", "MoeWeight",
     "MxforgeError", "NoInstanceError", "NotBuiltError", "Shape", "SortResult",
     "TargetUnavailableError", "dequantize", "fused_moe", "fused_quant_sort", "instances",
-    "manifest", "moe_1stage", "moe_sort", "moe_stage1", "moe_stage2", "mx_weight",
+    "manifest", "moe_1stage", "moe_routes", "moe_sort", "moe_stage1", "moe_stage2", "mx_weight",
     "pack_weight", "quantize", "select", "shuffle_scales", "unpack_weight", "unshuffle_scales",
 ]

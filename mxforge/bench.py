@@ -74,6 +74,7 @@ class Row:
     torch_baseline: str = "grouped_mm"  # which torch baseline torch_us is: grouped_mm or per_expert
     torch_grouped_us: float = float("nan")
     torch_per_expert_us: float = float("nan")
+    routing: str = "sorted"  # how the stages got their routes: sorted (a sort launch) or direct
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -234,12 +235,14 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
           seed: int = 0, log: Callable[[str], None] = print,
           layouts: tuple[str, ...] = ("pairbits",),
           stage2_reduce: tuple[str, ...] = ("auto",),
-          paths: tuple[str, ...] = ("auto",)) -> tuple[Ceilings, list[Row]]:
+          paths: tuple[str, ...] = ("auto",),
+          routings: tuple[str, ...] = ("auto",)) -> tuple[Ceilings, list[Row]]:
     """stage2_reduce: a row per mode, "auto", "atomic" or "slots" (fused_moe's), each row
     naming the reduction that ran; a mode that comes out as one already timed at that T is
     not timed again. ("atomic" and "slots" in one run: the two side by side.) paths: the same
     for fused_moe's path ("auto", "two_stage", "one_stage"); one_stage only where the
-    pipeline keeps a bf16 intermediate (the others are skipped)."""
+    pipeline keeps a bf16 intermediate (the others are skipped). routings: the same for
+    fused_moe's routing ("auto", "sorted", "direct"; direct on the two-stage path)."""
     if not torch.cuda.is_available():
         raise ops.InputError("mxforge bench needs a CUDA GPU (the sm90 target)")
     shape = preset(model) if isinstance(model, str) else model
@@ -276,8 +279,9 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
         log(f"# {shape.name} T={T}: torch bf16 grouped_mm {base_us['grouped_mm']:.1f} us, per expert "
             f"{base_us['per_expert']:.1f} us: the baseline is {torch_base}")
         timed = set()
-        for p, lay, mode, want_path in [(p, lay, m, w) for p in pipelines for lay in layouts
-                                        for m in stage2_reduce for w in paths]:
+        for p, lay, mode, want_path, want_routing in [
+                (p, lay, m, w, r) for p in pipelines for lay in layouts for m in stage2_reduce
+                for w in paths for r in routings]:
             L = packed[lay]
             a_dtype, s2 = PIPELINES[p]
             reduce = _reduce_for(mode)
@@ -291,15 +295,19 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
                     continue
             path = ops.layer_path(L.w1, T, k, a_dtype, s2, shape.activation, "stage2", want_path,
                                   reduce)
-            if (p, lay, reduce, path) in timed:
+            if want_routing == "direct" and path != "two_stage":
+                continue  # (direct routing: two stages)
+            routing = (ops.layer_routing(want_routing, L.w1, T, k, a_dtype) if path == "two_stage"
+                       else "sorted")
+            if (p, lay, reduce, path, routing) in timed:
                 continue
-            timed.add((p, lay, reduce, path))
+            timed.add((p, lay, reduce, path, routing))
 
             def call(i: int) -> torch.Tensor:
                 return ops.fused_moe(xs[i], L.w1, L.w2, routes[i][1], routes[i][0],
                                      activation=shape.activation, a_dtype=a_dtype,
                                      stage2_input=s2, validate=False, stage2_reduce=reduce,
-                                     path=path)
+                                     path=path, routing=routing)
             us = _time_graph(call, rot)
             y = call(0).double()
             err = float((y - base).norm() / base.norm().clamp_min(1e-30))
@@ -307,9 +315,9 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
             row = Row(shape.name, p, T, us, hbm_us, comp_us, floor, us / floor,
                       flops / us / 1e6, hbm_bytes(shape, T, [r[0] for r in routes]) / us / 1e3,
                       torch_us, torch_us / us, err, dev, lay, reduce, path, torch_base,
-                      base_us["grouped_mm"], base_us["per_expert"])
+                      base_us["grouped_mm"], base_us["per_expert"], routing)
             if stages and path == "two_stage":
-                row.stages = stage_times(L, xs, routes, a_dtype, s2, rot, reduce)
+                row.stages = stage_times(L, xs, routes, a_dtype, s2, rot, reduce, routing)
             rows.append(row)
             log(format_row(row))
     return ceil, rows
@@ -322,15 +330,23 @@ def _reduce_for(requested: str) -> str:
 
 
 def stage_times(L: Layer, xs: list[torch.Tensor], routes: list, a_dtype: str, s2: str,
-                rot: int, reduce: str = "auto") -> dict[str, float]:
-    """µs of each step of the two-stage pipeline, each timed on its own."""
+                rot: int, reduce: str = "auto", routing: str = "sorted") -> dict[str, float]:
+    """µs of each step of the two-stage pipeline, each timed on its own (direct routing:
+    no sort step; stage 1 zeroes the out buffer, as in the layer)."""
     shape = L.shape
     E, k = shape.E, shape.topk
     T = xs[0].shape[0]
     bm = ops.two_stage_block_m(L.w1, L.w2, T, k, a_dtype, s2, shape.activation,
                                stage2_reduce=reduce)
     out: dict[str, float] = {}
-    if a_dtype in ops.MX_DTYPES:
+    zero = [None] * rot
+    if routing == "direct":
+        if a_dtype in ops.MX_DTYPES:
+            out["quant"] = _time_graph(lambda i: ops.quantize(xs[i], a_dtype), rot)
+        prep = [(ops.quantize(xs[i], a_dtype) if a_dtype in ops.MX_DTYPES else xs[i],
+                 ops.moe_routes(routes[i][0], routes[i][1], E, bm, validate=False)) for i in range(rot)]
+        zero = [torch.empty(T, shape.H, dtype=torch.bfloat16, device="cuda") for _ in range(rot)]
+    elif a_dtype in ops.MX_DTYPES:
         out["quant+sort fused"] = _time_graph(lambda i: ops.fused_quant_sort(
             xs[i], routes[i][0], routes[i][1], E, bm, a_dtype, validate=False), rot)
         out["quant+sort split"] = _time_graph(lambda i: (ops.quantize(xs[i], a_dtype), ops.moe_sort(
@@ -343,18 +359,18 @@ def stage_times(L: Layer, xs: list[torch.Tensor], routes: list, a_dtype: str, s2
         prep = [(xs[i], ops.moe_sort(routes[i][0], routes[i][1], E, bm, validate=False))
                 for i in range(rot)]
     out["stage1"] = _time_graph(lambda i: ops.moe_stage1(prep[i][0], L.w1, prep[i][1],
-                                                         shape.activation, s2), rot)
+                                                         shape.activation, s2, zero_buf=zero[i]), rot)
     inter = [ops.moe_stage1(prep[i][0], L.w1, prep[i][1], shape.activation, s2) for i in range(rot)]
     out["stage2"] = _time_graph(lambda i: ops.moe_stage2(inter[i], L.w2, prep[i][1], reduce=reduce), rot)
     return out
 
 
-HEADER = (f"{'model':18s} {'pipeline':15s} {'layout':8s} {'reduce':6s} {'path':9s} {'T':>5s} {'us':>9s} {'floor':>8s} {'x floor':>7s} "
+HEADER = (f"{'model':18s} {'pipeline':15s} {'layout':8s} {'reduce':6s} {'path':9s} {'routing':7s} {'T':>5s} {'us':>9s} {'floor':>8s} {'x floor':>7s} "
           f"{'TFLOP/s':>8s} {'GB/s':>7s} {'torch us':>9s} {'speedup':>7s} {'err':>7s}")
 
 
 def format_row(r: Row) -> str:
-    s = (f"{r.model:18s} {r.pipeline:15s} {r.layout:8s} {r.reduce:6s} {r.path:9s} {r.T:5d} {r.us:9.1f} {r.floor_us:8.1f} {r.x_floor:7.2f} "
+    s = (f"{r.model:18s} {r.pipeline:15s} {r.layout:8s} {r.reduce:6s} {r.path:9s} {r.routing:7s} {r.T:5d} {r.us:9.1f} {r.floor_us:8.1f} {r.x_floor:7.2f} "
          f"{r.tflops:8.1f} {r.gbps:7.0f} {r.torch_us:9.1f} {r.speedup:7.2f} {r.rel_err_vs_torch:7.4f}")
     if r.stages:
         s += "  [" + ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items()) + "]"
@@ -385,12 +401,13 @@ def plot(path: Path, rows: list[Row]) -> None:
         ax_t, ax_f = axes[0][j], axes[1][j]
         several = len({r.layout for r in mr}) > 1
         reduces = len({r.reduce for r in mr}) > 1
-        # (a series per path only where both paths were timed at one T: an "auto" run's
-        # line stays one line where its path changes with T)
+        # (a series per path and routing only where both were timed at one T: an "auto"
+        # run's line stays one line where its path or routing changes with T)
         both = len({(r.pipeline, r.layout, r.reduce, r.T) for r in mr}) < len(mr)
-        series = {(r.pipeline, r.layout, r.reduce, r.path if both else "") for r in mr}
+        series = {(r.pipeline, r.layout, r.reduce, f"{r.path} {r.routing}" if both else "") for r in mr}
         for p, lay, red, kernels in sorted(series):
-            pr = [r for r in mr if (r.pipeline, r.layout, r.reduce) == (p, lay, red) and kernels in ("", r.path)]
+            pr = [r for r in mr if (r.pipeline, r.layout, r.reduce) == (p, lay, red)
+                  and kernels in ("", f"{r.path} {r.routing}")]
             name = (f"{p} ({lay})" if several else p) + (f" {red}" if reduces else "") + (f" {kernels}" if kernels else "")
             ax_t.plot([r.T for r in pr], [r.us for r in pr], marker="o", label=f"mxforge {name}")
             ax_f.plot([r.T for r in pr], [1 / r.x_floor for r in pr], marker="o", label=name)

@@ -148,7 +148,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for m in shapes:
         ceil, r = bench(m, tuple(args.T), tuple(args.pipelines or PIPELINES), args.stages,
                         layouts=tuple(args.layout), stage2_reduce=tuple(args.stage2_reduce),
-                        paths=tuple(args.path))
+                        paths=tuple(args.path), routings=tuple(args.routing))
         rows += r
     csv_path, png_path = Path(args.out + ".csv"), Path(args.out + ".png")
     if not rows:
@@ -230,6 +230,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--path", nargs="+", default=["auto"], choices=["auto", "two_stage", "one_stage"],
                    help="fused_moe's path, a row each: 'two_stage one_stage' times both in one run "
                         "(one_stage where the pipeline's intermediate is bf16)")
+    p.add_argument("--routing", nargs="+", default=["auto"], choices=["auto", "sorted", "direct"],
+                   help="fused_moe's routing, a row each: 'sorted direct' times both in one run")
     p.add_argument("--out", default="benchmarks/bench", help="CSV and PNG path (no suffix)")
     p.set_defaults(fn=_cmd_bench)
     p = sub.add_parser("tune", help="time every instance per shape and T, write the tuned table (GPU)")

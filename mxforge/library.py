@@ -73,9 +73,9 @@ WEIGHT = Codec("Tensor {p}, Tensor? {p}_scales, Tensor? {p}_bias, str {p}_dtype,
                _flatten_weight,
                lambda data, scales, bias, dtype, layout, E, N, K, gate_up:
                MoeWeight(data, scales, dtype, layout, E, N, K, bias, gate_up))
-SORT = Codec("Tensor {p}_ids, Tensor {p}_weights, Tensor {p}_expert_ids, Tensor {p}_num_valid, "
+SORT = Codec("Tensor? {p}_ids, Tensor? {p}_weights, Tensor? {p}_expert_ids, Tensor? {p}_num_valid, "
              "SymInt {p}_T, SymInt {p}_topk, SymInt {p}_E, SymInt {p}_block_m, "
-             "Tensor? {p}_topk_ids, Tensor? {p}_expert_mask",
+             "Tensor? {p}_topk_ids, Tensor? {p}_expert_mask, Tensor? {p}_topk_weights, bool {p}_direct",
              _flatten_sort, SortResult)
 TENSOR = Codec("Tensor {p}", lambda t: (t,), lambda t: t)
 SORT_OUT = "(Tensor, Tensor, Tensor, Tensor)"
@@ -275,6 +275,15 @@ def moe_sort(topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int, block_m
     return SortResult(*res, T, k, E, block_m, topk_ids, expert_mask)
 
 
+def moe_routes(topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int, block_m: int,
+               expert_mask: torch.Tensor | None = None, validate: bool = True) -> SortResult:
+    """Direct routing for moe_stage1 / moe_stage2: no kernel runs here; block b of the stages
+    is route b alone (docs/ops.md, "Direct routing"; for decode).
+    validate=True reads the expert ids' range on the host (pass False under torch.compile:
+    the stages then drop ids outside [0, E), as moe_sort does)."""
+    return ops.moe_routes(topk_ids, topk_weights, E, block_m, expert_mask, validate)
+
+
 def _fqs_kernel(*a):
     x, ids, weights, E, block_m, dtype, rounding, mask, zero_buf, validate, inst = _split(a, ACT)
     q, s = ops.fused_quant_sort(x, ids, weights, E, block_m, dtype, rounding, mask, zero_buf,
@@ -330,18 +339,21 @@ def _stage1_fake(*a):
 
 
 _define("moe_stage1", f"{ACT.fields('a')}, {WEIGHT.fields('w1')}, {SORT.fields('sort')}, "
-        "str activation, str out_dtype, str routed_weight, str rounding, str? instance",
+        "str activation, str out_dtype, str routed_weight, str rounding, str? instance, "
+        "Tensor(a!)? zero_buf=None",
         "(Tensor, Tensor)", _stage1_kernel, _stage1_fake)
 
 
 def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str = "silu",
                out_dtype: str = "bf16", routed_weight: str = "none", rounding: str = "round_up",
-               instance: str | None = None) -> Activation:
-    """Gate/up GEMM + activation: [T*topk, I] bf16, or an MXTensor when out_dtype='pk_fp4'."""
+               instance: str | None = None, zero_buf: torch.Tensor | None = None) -> Activation:
     out, scales = torch.ops.mxforge.moe_stage1(*ACT.flatten(a), *WEIGHT.flatten(w1),
                                                *SORT.flatten(sort), activation, out_dtype,
-                                               routed_weight, rounding, instance)
+                                               routed_weight, rounding, instance, zero_buf)
     return MXTensor(out, scales, out_dtype, w1.N // 2) if out_dtype == "pk_fp4" else out
+
+
+moe_stage1.__doc__ = ops.moe_stage1.__doc__  # one text for the op and its torch wrapper
 
 
 def _out_for(sort: SortResult, w: MoeWeight, out: torch.Tensor | None, out_dtype: str,
@@ -401,17 +413,19 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
 # ---- the whole layer --------------------------------------------------------------------
 
 _FUSED_TAIL = ("str activation, str a_dtype, str stage2_input, str routed_weight, str rounding, "
-               "str path, Tensor? expert_mask, bool validate, str stage2_reduce=\"auto\"")
+               "str path, Tensor? expert_mask, bool validate, str stage2_reduce=\"auto\", "
+               "str routing=\"auto\"")
 
 
 def _fused_moe_kernel(*a):
     x, w1, w2, weights, ids, *tail = _split(a, TENSOR, WEIGHT, WEIGHT)
-    # (activation ... validate, then stage2_reduce, which the dispatcher leaves out where it
-    # holds its schema default)
+    # (activation ... validate, then stage2_reduce and routing, which the dispatcher leaves
+    # out where they hold their schema defaults)
     *rest, expert_mask, validate = tail[:8]
     reduce = tail[8] if len(tail) > 8 else "auto"
+    routing = tail[9] if len(tail) > 9 else "auto"
     return ops.fused_moe(x, w1, w2, weights, ids, *rest, expert_mask=expert_mask,
-                         validate=validate, stage2_reduce=reduce)
+                         validate=validate, stage2_reduce=reduce, routing=routing)
 
 
 _define("fused_moe", f"Tensor x, {WEIGHT.fields('w1')}, {WEIGHT.fields('w2')}, "
@@ -424,16 +438,18 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
               stage2_input: str = "bf16", routed_weight: str = "stage2",
               rounding: str = "round_up", path: str = "auto",
               expert_mask: torch.Tensor | None = None, impl: str = "kernel",
-              validate: bool = True, stage2_reduce: str = "auto") -> torch.Tensor:
+              validate: bool = True, stage2_reduce: str = "auto",
+              routing: str = "auto") -> torch.Tensor:
     if impl != "kernel":  # the reference, or ops' error naming the allowed values
         return ops.fused_moe(x, w1, w2, topk_weights, topk_ids, activation, a_dtype,
                              stage2_input, routed_weight, rounding, path, expert_mask, impl,
-                             validate, stage2_reduce)
+                             validate, stage2_reduce, routing)
     ops.check_rows("x", x)
     return torch.ops.mxforge.fused_moe(x, *WEIGHT.flatten(ops.check_weight("w1", w1)),
                                        *WEIGHT.flatten(ops.check_weight("w2", w2)), topk_weights,
                                        topk_ids, activation, a_dtype, stage2_input, routed_weight,
-                                       rounding, path, expert_mask, validate, stage2_reduce)
+                                       rounding, path, expert_mask, validate, stage2_reduce,
+                                       routing)
 
 
 fused_moe.__doc__ = ops.fused_moe.__doc__  # one text for the op and its torch wrapper

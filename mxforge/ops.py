@@ -28,6 +28,12 @@ W_DTYPES = ("pk_fp4", "fp8", "bf16")
 TORCH_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 OUT_TORCH = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 TOKEN_LIMIT = 1 << 24  # sorted rows encode the token in 24 bits
+ROUTINGS = ("auto", "sorted", "direct")
+# fused_moe's routing "auto" takes direct routing up to this many routes T * topk, for
+# experts whose w1 has at most this many elements (layer_routing; measured on an H200:
+# benchmarks/README.md, session 35)
+DIRECT_ROUTING_AUTO_MAX = 32
+DIRECT_ROUTING_AUTO_W1_ELEMS = 1 << 22
 
 
 _POISON = False
@@ -185,6 +191,10 @@ class SortResult(NamedTuple):
     # kept routes of each token (None in a SortResult built without them: then no slots)
     topk_ids: torch.Tensor | None = None
     expert_mask: torch.Tensor | None = None
+    # direct routing (moe_routes): no sorted arrays (None); block b of the stages is route b
+    # alone, read from topk_ids and topk_weights
+    topk_weights: torch.Tensor | None = None
+    direct: bool = False
 
 
 # ---- validation -------------------------------------------------------------------------
@@ -447,6 +457,21 @@ def moe_sort(topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int, block_m
     return res
 
 
+def moe_routes(topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int, block_m: int,
+               expert_mask: torch.Tensor | None = None, validate: bool = True) -> SortResult:
+    """Direct routing: what moe_stage1 / moe_stage2 take instead of moe_sort's result. Nothing
+    runs here: block b of the stages is route b alone (its expert topk_ids[b]), which a CTA
+    reads in one round trip, so a decode layer runs without the sort launch. Each route's
+    row is the one the sorted blocks give, bit for bit; an expert's weights are read once
+    per route instead of once per block, so this is for decode (fused_moe's routing="auto"
+    takes it up to DIRECT_ROUTING_AUTO_MAX routes with 16-bit activations). block_m is the
+    instances' (each block pads one route to block_m rows). docs/ops.md, "Direct routing"."""
+    _check_block_m(block_m)
+    T, k = _check_routing(topk_ids, topk_weights, E, expert_mask, validate)
+    return SortResult(None, None, None, None, T, k, E, block_m, topk_ids, expert_mask,
+                      topk_weights, True)
+
+
 def quant_sort_key(target: str, x_dtype: str, out: str) -> Key:
     """The key of fused_quant_sort: x's dtype in, the MX dtype out (its tuned rows also say
     whether fused_moe runs the fused launch or the split pair: dispatch.quant_sort_split)."""
@@ -518,8 +543,15 @@ def _gemm_key(target: str, op: str, a: Activation, w: MoeWeight, out: str, activ
 def _check_sort(sort: SortResult, device: torch.device, block_m: int) -> None:
     if not isinstance(sort, SortResult):
         raise InputError(f"sort: expected a SortResult from moe_sort, got {type(sort).__name__}")
+    if sort.direct:
+        for name, t, dt in (("topk_ids", sort.topk_ids, torch.int32),
+                            ("topk_weights", sort.topk_weights, torch.float32)):
+            check(f"sort.{name}", t, dtypes=(dt,), shape=(sort.T, sort.topk), device=device)
+        if sort.expert_mask is not None:
+            check("sort.expert_mask", sort.expert_mask, dtypes=(torch.int32,), shape=(sort.E,),
+                  device=device)
     P = sort_capacity(sort.T, sort.topk, sort.E, sort.block_m)
-    for name, t, dt, n in (("sorted_ids", sort.sorted_ids, torch.int32, P),
+    for name, t, dt, n in () if sort.direct else (("sorted_ids", sort.sorted_ids, torch.int32, P),
                            ("sorted_weights", sort.sorted_weights, torch.float32, P),
                            ("sorted_expert_ids", sort.sorted_expert_ids, torch.int32,
                             cdiv(P, sort.block_m)),
@@ -557,10 +589,15 @@ def _weights(args: Any, w: MoeWeight, second: bool = False) -> None:
 
 
 def _sorted(args: Any, sort: SortResult) -> None:
+    args.T, args.topk, args.E = sort.T, sort.topk, sort.E
+    if sort.direct:  # (a block per route)
+        args.direct_routes, args.max_blocks = 1, sort.T * sort.topk
+        args.topk_ids, args.topk_weights = sort.topk_ids.data_ptr(), sort.topk_weights.data_ptr()
+        args.expert_mask = sort.expert_mask.data_ptr() if sort.expert_mask is not None else 0
+        return
     args.sorted_ids, args.sorted_weights = sort.sorted_ids.data_ptr(), sort.sorted_weights.data_ptr()
     args.sorted_expert_ids, args.num_valid_ids = (sort.sorted_expert_ids.data_ptr(),
                                                   sort.num_valid_ids.data_ptr())
-    args.T, args.topk, args.E = sort.T, sort.topk, sort.E
     args.max_blocks = sort.sorted_expert_ids.numel()
 
 
@@ -581,8 +618,11 @@ def stage2_workspace_bytes(inst: Instance, T: int, N: int) -> int:
 
 def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str = "silu",
                out_dtype: str = "bf16", routed_weight: str = "none", rounding: str = "round_up",
-               instance: str | None = None) -> Activation:
-    """Gate/up GEMM + activation: [T*topk, I] bf16, or an MXTensor when out_dtype='pk_fp4'."""
+               instance: str | None = None, zero_buf: torch.Tensor | None = None) -> Activation:
+    """Gate/up GEMM + activation: [T*topk, I] bf16, or an MXTensor when out_dtype='pk_fp4'.
+
+    zero_buf: a tensor the launch zeroes (as moe_sort's zero_buf), e.g. the layer's out
+    that stage 2 then adds into when direct routing runs no sort."""
     device = w1.device if isinstance(w1, MoeWeight) else None
     key = _gemm_key(target_of(w1.device) if device else "", "moe_stage1", a, w1, out_dtype,
                     activation, routed_weight, w1.bias is not None)
@@ -613,6 +653,9 @@ def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str =
     ws = _empty(max(1, stage1_workspace_bytes(d.instance, rows, w1.N)), dtype=torch.uint8,
                      device=device)
     args.workspace, args.workspace_bytes = ws.data_ptr(), ws.numel()
+    if zero_buf is not None:
+        check("zero_buf", zero_buf, device=device)
+        args.zero_buf, args.zero_bytes = zero_buf.data_ptr(), zero_buf.numel() * zero_buf.element_size()
     args.N, args.K, args.rounding, args.stream = w1.N, w1.K, rounding_index(rounding), stream_of(device)
     args.test_delay_ns = _GEMM_DELAY_NS
     if rows:
@@ -706,6 +749,9 @@ def moe_1stage(a: Activation, w1: MoeWeight, w2: MoeWeight, sort: SortResult,
     if w2.K * 2 != w1.N or w2.E != w1.E:
         raise InputError(f"w2 [{w2.E}, {w2.N}, {w2.K}] does not follow w1 [{w1.E}, {w1.N}, "
                          f"{w1.K}] (need w2.K = w1.N / 2, same E)")
+    if isinstance(sort, SortResult) and sort.direct:
+        raise InputError("moe_1stage: direct routing (moe_routes) is the two stages' (the one-stage "
+                         "kernel adds into out, which the sort launch zeroes); use moe_sort")
     shape = Shape(T=sort.T, N=w1.N, K=w1.K, E=w1.E, topk=sort.topk)
     d = select(key, shape, instance, block_m=sort.block_m)
     _check_sort(sort, w1.device, d.instance.block_m)
@@ -784,6 +830,30 @@ def layer_path(w1: MoeWeight, T: int, topk: int, a_dtype: str, stage2_input: str
     return "one_stage" if one_stage_choice(key, shape) else "two_stage"
 
 
+def layer_routing(routing: str, w1: MoeWeight, T: int, topk: int, a_dtype: str) -> str:
+    """How fused_moe's two-stage path routes: "sorted" (moe_sort, or the fused quant+sort,
+    before the stages) or "direct" (moe_routes: a block per route, no sort launch).
+
+    auto = direct where the activations are 16-bit (the sort is then a launch of its own,
+    which direct routing removes: three launches become two), T * topk <= 32
+    (DIRECT_ROUTING_AUTO_MAX: experts rarely share a route, so a block per route costs few
+    extra weight reads) and w1 has at most 2^22 elements per expert
+    (DIRECT_ROUTING_AUTO_W1_ELEMS): each GEMM CTA pays ~0.5 us more to start under direct
+    routing (its rows are not laid out for it), which the launch saved outweighs only where
+    the stages run few waves of CTAs. H200, session 35 (benchmarks/README.md): MiniMax TP=8
+    a16w4 (w1 1.2M elements per expert) 0.89x / 0.94x / 0.95x / 1.00x the sorted layer at
+    T = 1 / 2 / 4 / 8; gpt-oss-120b a16w4 (16.6M) 0.99x ... 1.10x. MX activations keep the
+    one quant+sort launch (they need a launch to quantize anyway; direct measured 1.02x ...
+    1.13x there)."""
+    if routing not in ROUTINGS:
+        raise InputError(f"routing {routing!r} (allowed: {', '.join(ROUTINGS)})")
+    if routing != "auto":
+        return routing
+    small = w1.N * w1.K <= DIRECT_ROUTING_AUTO_W1_ELEMS
+    return ("direct" if small and T * topk <= DIRECT_ROUTING_AUTO_MAX and a_dtype not in MX_DTYPES
+            else "sorted")
+
+
 def _common_block_m(keys: list[Key], shape: Shape, wheres: list[Any] | None = None) -> int:
     """The block_m every stage of a pipeline has, chosen by the first stage's ranking;
     `wheres` (one per key, or None) keeps only the instances a stage accepts (select's
@@ -841,7 +911,8 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
               stage2_input: str = "bf16", routed_weight: str = "stage2",
               rounding: str = "round_up", path: str = "auto",
               expert_mask: torch.Tensor | None = None, impl: str = "kernel",
-              validate: bool = True, stage2_reduce: str = "auto") -> torch.Tensor:
+              validate: bool = True, stage2_reduce: str = "auto",
+              routing: str = "auto") -> torch.Tensor:
     """The whole MoE layer: x [T, H] bf16 -> [T, H] bf16.
 
     a_dtype: activation dtype of stage 1 (pk_fp4 = a4w4, fp8 = a8w4, bf16 = a16w4).
@@ -850,6 +921,8 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     path: auto | two_stage | one_stage. impl="torch" runs mxforge.reference (by name only).
     stage2_reduce: auto | atomic | slots, how stage 2 sums each token's routes (moe_stage2's
     `reduce`; two_stage only).
+    routing: auto | sorted | direct (two_stage only): moe_sort before the stages, or direct
+    routing (moe_routes: no sort launch, a block per route); auto = layer_routing.
     """
     if impl == "torch":
         from . import reference
@@ -875,6 +948,8 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
         raise InputError(f"routed_weight {routed_weight!r} (allowed: stage1, stage2)")
     if stage2_reduce not in STAGE2_REDUCES:
         raise InputError(f"stage2_reduce {stage2_reduce!r} (allowed: {', '.join(STAGE2_REDUCES)})")
+    if routing not in ROUTINGS:
+        raise InputError(f"routing {routing!r} (allowed: {', '.join(ROUTINGS)})")
     target_of(x.device)  # (a clear error for a device no target serves)
     E = w1.E
     check("topk_ids", topk_ids, device=x.device, contiguous=False)
@@ -897,6 +972,9 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
         raise InputError("path one_stage keeps the intermediate in bf16: stage2_input must be bf16")
     if use_one and stage2_reduce == "slots":
         raise InputError("stage2_reduce 'slots' is a two-stage path's (the one-stage kernel adds)")
+    if use_one and routing == "direct":
+        raise InputError("routing 'direct' is the two-stage path's (the one-stage kernel's out is "
+                         "zeroed by the sort launch)")
     if use_one:
         return one_stage_layer(x, w1, w2, topk_weights, topk_ids, activation, a_name, routed_weight,
                                rounding, expert_mask)
@@ -909,12 +987,19 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     probe = SortResult(*([None] * 4), T, k, E, block_m, topk_ids, expert_mask)
     reduce = stage2_plan(w2, probe, "bf16", rw2, stage2_input, None, stage2_reduce)[1]
     zero_buf = out if reduce == "atomic" else None
-    a, sort = _quant_sort(x, topk_ids, topk_weights, E, block_m, a_name, rounding, expert_mask, zero_buf)
+    if layer_routing(routing, w1, T, k, a_name) == "direct":  # (stage 1 zeroes out: no sort launch)
+        a = quantize(x, a_name, rounding) if a_name in MX_DTYPES else x
+        sort = moe_routes(topk_ids, topk_weights, E, block_m, expert_mask, validate=False)
+        s1_zero = zero_buf
+    else:
+        a, sort = _quant_sort(x, topk_ids, topk_weights, E, block_m, a_name, rounding, expert_mask, zero_buf)
+        s1_zero = None
     # (slots: a stage 1 without atomic splits, so that the whole layer is deterministic)
     s1 = select(_stage1_key(w1, a_name, stage2_input, activation, routed_weight), s1_shape,
                 block_m=block_m, where=no_atomic_splits).instance.name if reduce == "slots" else None
     inter = moe_stage1(a, w1, sort, activation, stage2_input,
-                       "stage1" if routed_weight == "stage1" else "none", rounding, instance=s1)
+                       "stage1" if routed_weight == "stage1" else "none", rounding, instance=s1,
+                       zero_buf=s1_zero)
     return moe_stage2(inter, w2, sort, out=out, routed_weight=rw2, reduce=reduce,
                       accumulate=reduce == "atomic")
 

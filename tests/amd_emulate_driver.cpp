@@ -446,5 +446,71 @@ int main() {
                       stage1q(EMU950_S1Q, "gfx950 stage1 requant", a4, ref) == want;
     printf("REQUANT %s\n", same ? "identical" : "DIFFERENT");
   }
+  // direct routing (MoeGemmArgs::direct_routes: no sort launch; block b is route b alone,
+  // read from topk_ids: moe.cuh, direct_block_rows) on 32- and 64-lane warps against the
+  // same instance on the sorted blocks: stage 1 byte for byte (an output row depends on its
+  // own A row only), stage 2 within the bf16 bound (its adds into out come in another
+  // order); for the routing above, token 0's two routes on one expert, expert 2 masked
+  // with an id past E and a negative one (dropped), and every route on expert 1. Stage 1
+  // also zeroes zero_buf (poisoned here).
+  {
+    const std::vector<int32_t> mask = {1, 1, 0, 1};
+    std::vector<int32_t> dup = topk_ids, bad = topk_ids, one(R, 1);
+    dup[0] = dup[1] = 3;
+    bad[3] = E, bad[6] = -1;
+    struct Routing {
+      const std::vector<int32_t>* ids;
+      const int32_t* mask;
+    };
+    const Routing routings[] = {{&topk_ids, nullptr}, {&dup, nullptr}, {&bad, mask.data()}, {&one, nullptr}};
+    bool same = true;
+    for (const Routing& rt : routings) {
+      auto routed = [&](mxf::Status (*fn)(const void*), const char* name, int bm, bool direct, const Act& x,
+                        bool first_stage, const MxWeight& w) {
+        Sorted s(R, bm);
+        mxf::SortArgs sa = sort_args(s, *rt.ids, topk_w, bm);
+        sa.expert_mask = rt.mask;
+        check(CPU_SORT(&sa), "sort for direct routing");
+        mxf::MoeGemmArgs a = gemm_args(s);
+        std::vector<uint16_t> zero(size_t(T) * H, 0x5a5a);
+        if (direct) {
+          a.sorted_ids = nullptr, a.sorted_weights = nullptr, a.sorted_expert_ids = nullptr;
+          a.num_valid_ids = nullptr, a.max_blocks = R;
+          a.direct_routes = 1, a.topk_ids = rt.ids->data(), a.topk_weights = topk_w.data();
+          a.expert_mask = rt.mask;
+          if (first_stage) a.zero_buf = zero.data(), a.zero_bytes = int64_t(zero.size() * 2);
+        }
+        const int rows = first_stage ? R : T, cols = first_stage ? I : H;
+        std::vector<uint16_t> out(size_t(rows) * cols, first_stage ? 0xFFFF : 0);
+        a.a = x.data, a.a_stride = x.stride, a.a_scales = x.scales, a.a_scale_stride = x.scale_stride;
+        a.b = w.q.data(), a.b_scales = w.s.data();
+        a.out = out.data(), a.out_stride = cols;
+        a.N = first_stage ? 2 * I : H, a.K = first_stage ? H : I;
+        check(fn(&a), name);
+        if (direct && first_stage)
+          for (const uint16_t z : zero) same = same && z == 0;
+        return out;
+      };
+      for (const bool s1 : {true, false}) {
+        struct Case {
+          mxf::Status (*fn)(const void*);
+          const char* name;
+          int bm;
+          const Act* x;
+        };
+        const Case cases1[] = {{EMU90_S1WC4, "sm90 stage1 swap cluster_k 4", 16, &a4},
+                               {EMU950_S1, "gfx950 stage1", 32, &a4},
+                               {EMU90_S1B, "sm90 stage1 a16w4", 32, &b1}};
+        const Case cases2[] = {{EMU90_S2W, "sm90 stage2 a16w4 swap", 16, &b2}, {EMU950_S2, "gfx950 stage2", 32, &a8}};
+        for (const Case& c : s1 ? std::vector<Case>(cases1, cases1 + 3) : std::vector<Case>(cases2, cases2 + 2)) {
+          const std::vector<uint16_t> direct = routed(c.fn, c.name, c.bm, true, *c.x, s1, s1 ? w1 : w2),
+                                      sorted = routed(c.fn, c.name, c.bm, false, *c.x, s1, s1 ? w1 : w2);
+          const double err = s1 ? 0.0 : rel_l2(direct, sorted);
+          same = same && (s1 ? direct == sorted : err >= 0 && err <= 8 * 0x1p-9);
+        }
+      }
+    }
+    printf("DIRECT %s\n", same ? "identical" : "DIFFERENT");
+  }
   return 0;
 }

@@ -445,7 +445,7 @@ def test_emulated_amd_kernels_match_cpu(tmp_path):
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
-    for sort in ("SORT", "SORT200", "SORT1000", "SORT2000", "SORT5000", "REQUANT", "PAIRBITS"):
+    for sort in ("SORT", "SORT200", "SORT1000", "SORT2000", "SORT5000", "REQUANT", "PAIRBITS", "DIRECT"):
         assert f"{sort} identical" in r.stdout, r.stdout
     fqs = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.startswith("FQS")]
     assert fqs == [[name, shape, "identical"] for shape in ("K=347+0", "K=352+0", "K=352+1")

@@ -12,7 +12,7 @@ from mxforge.dispatch import instances, slots_supported
 from mxforge.ops import TOKEN_LIMIT
 
 from .helpers import ACCUM_TOL, make_layer, random_mx, rel_l2, routing
-from .op_checks import CHECKS, MX_ELEM, check_fused_moe
+from .op_checks import CHECKS, DIRECT_CASES, MX_ELEM, check_direct_routing, check_fused_moe
 from mxforge.models import PRESETS
 
 CPU = torch.device("cpu")
@@ -315,3 +315,71 @@ def test_torch_path_only_by_name(rng):
     assert float((y_k.double() - y_t.double()).norm() / y_t.double().norm()) < 1.6e-2
     with pytest.raises(mxforge.InputError, match="impl 'auto'"):
         mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, impl="auto")
+
+
+# ---- direct routing (moe_routes: no sort launch) ---------------------------------------------
+# The cpu target sorts inside the stage (it has no launch to save), so these check the
+# contract and its plumbing: the GPU code runs in tests/test_amd.py (emulated, both warp
+# sizes) and tests/test_gpu.py.
+
+# (MiniMax-shaped instances: the gpt-oss ones take 15 s each here and run the same code)
+DIRECT_SAMPLE = list({(i.op, i.a, i.out, i.split_k > 1): i for i in GEMMS
+                      if i.op in ("moe_stage1", "moe_stage2") and not i.bias
+                      and i.activation in ("", "silu") and i.gate_up in ("", "concat")}.values())
+
+
+@pytest.mark.parametrize("inst", DIRECT_SAMPLE, ids=lambda i: i.name)
+@pytest.mark.parametrize("case", DIRECT_CASES)
+def test_direct_routing_matches_sorted(inst, case, rng):
+    check_direct_routing(inst, 4, case, rng, CPU)
+
+
+@pytest.mark.parametrize("T", [1, 4, 9])
+@pytest.mark.parametrize("a_dtype, stage2_input", [("bf16", "bf16"), ("pk_fp4", "pk_fp4")])
+def test_fused_moe_direct_routing(T, a_dtype, stage2_input, rng):
+    """routing="direct" (the out buffer is poisoned: stage 1 must zero it) and "auto" (direct
+    for bf16 activations at T = 1 and 4) against the reference; T * topk = 8, 32, 72."""
+    for routing in ("direct", "auto", "sorted"):
+        check_fused_moe("minimax-m2.1-tp8", T, a_dtype, stage2_input, "two_stage", rng, CPU,
+                        routing=routing)
+
+
+def test_layer_routing_rule(rng):
+    from mxforge.ops import layer_routing
+    small = make_layer(PRESETS["minimax-m2.1-tp8"], 1, rng, CPU, E=8).w1  # 384 x 3072 per expert
+    big = make_layer(PRESETS["gpt-oss-20b"], 1, rng, CPU, E=4).w1  # 5760 x 2880
+    assert layer_routing("auto", small, 4, 8, "bf16") == "direct"
+    assert layer_routing("auto", small, 5, 8, "bf16") == "sorted"  # 40 routes
+    assert layer_routing("auto", big, 1, 4, "bf16") == "sorted"  # many CTAs per route
+    assert layer_routing("auto", small, 1, 8, "pk_fp4") == "sorted"  # one quant+sort launch anyway
+    assert layer_routing("direct", small, 1, 8, "pk_fp4") == "direct"
+    assert layer_routing("direct", big, 300, 4, "bf16") == "direct"  # (asked for: any T)
+    assert layer_routing("sorted", small, 1, 8, "bf16") == "sorted"
+
+
+def test_direct_routing_errors(rng):
+    L = make_layer(PRESETS["minimax-m2.1-tp8"], 5, rng, CPU, E=16)
+    with pytest.raises(mxforge.InputError, match=r"routing 'fast' \(allowed: auto, sorted, direct\)"):
+        mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids, routing="fast")
+    ids, w = L.topk_ids[:4].contiguous(), L.topk_weights[:4].contiguous()
+    with pytest.raises(mxforge.InputError, match=r"expert id 16 outside \[0, 16\)"):
+        bad = ids.clone()
+        bad[1, 1] = 16
+        mxforge.moe_routes(bad, w, 16, 16)
+    with pytest.raises(mxforge.InputError, match="block_m 48"):
+        mxforge.moe_routes(ids, w, 16, 48)
+    with pytest.raises(mxforge.InputError, match=r"topk_weights: shape \[4, 7\], expected \[4, 8\]"):
+        mxforge.moe_routes(ids, w[:, :7].contiguous(), 16, 16)
+    direct = mxforge.moe_routes(ids, w, 16, 16)
+    x = L.x[:4].contiguous()
+    with pytest.raises(mxforge.InputError, match="moe_1stage: direct routing .* use moe_sort"):
+        mxforge.moe_1stage(x, L.w1, L.w2, direct)
+    with pytest.raises(mxforge.InputError, match="routing 'direct' is the two-stage path's"):
+        mxforge.fused_moe(x, L.w1, L.w2, w, ids, path="one_stage", routing="direct")
+    # a direct SortResult carries no sorted arrays; its block_m must be the instance's
+    s1 = next(i for i in GEMMS if (i.op, i.a, i.b, i.out, i.layout, i.activation, i.gate_up, i.bias) ==
+              ("moe_stage1", "bf16", "pk_fp4", "bf16", "plain", "silu", "concat", False)
+              and i.routed_weight == "none" and i.block_m != 16)
+    with pytest.raises(mxforge.NoInstanceError, match=rf"has block_m {s1.block_m}; this call needs "
+                                                      r"block_m in \[16\]"):
+        mxforge.moe_stage1(x, L.w1, direct, instance=s1.name)

@@ -17,7 +17,7 @@ from mxforge.dispatch import instances, slots_supported, wgmma_n_loop_runs
 from mxforge.models import PRESETS
 
 from .helpers import ACCUM_TOL, make_layer, random_mx, rel_l2, routing
-from .op_checks import CHECKS, MX_ELEM, check_fused_moe
+from .op_checks import CHECKS, DIRECT_CASES, MX_ELEM, check_direct_routing, check_fused_moe
 
 pytestmark = pytest.mark.gpu
 
@@ -141,6 +141,31 @@ def test_gemm_instance_all_token_counts(inst, grng):
     for T in TOKENS:
         CHECKS[inst.op](inst, T, grng, GPU, which=T)
     CHECKS[inst.op](inst, 256, grng, GPU, which=0, skew="one_expert")
+
+
+# Direct routing (moe_routes: a block per route, read from topk_ids; no sort launch) on
+# every stage instance, one edge case each in turn (op_checks.direct_case: duplicates, a
+# masked expert and ids outside [0, E), every route on one expert), at T * topk = 32 routes
+# (the most fused_moe's auto takes it for) and at T = 1.
+@pytest.mark.parametrize("inst", [i for i in GEMMS if i.op in ("moe_stage1", "moe_stage2")],
+                         ids=lambda i: i.name)
+def test_gemm_instance_direct_routing(inst, grng):
+    from .op_checks import shape_for
+    case = DIRECT_CASES[sum(map(ord, inst.name)) % len(DIRECT_CASES)]
+    check_direct_routing(inst, 32 // shape_for(inst).topk, case, grng, GPU)
+    check_direct_routing(inst, 1, "random", grng, GPU)
+
+
+@pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "gpt-oss-120b"])
+@pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "bf16"), ("pk_fp4", "pk_fp4"),
+                                                    ("bf16", "bf16")])
+@pytest.mark.parametrize("layout", ["plain", "pairbits"])
+def test_fused_moe_direct_routing(model, a_dtype, stage2_input, layout, grng):
+    """The layer on direct routing (out poisoned: stage 1 zeroes it) at every T that auto
+    takes it for, and at two larger T (asked for: any T works)."""
+    for T in [*range(1, 32 // PRESETS[model].topk + 1), 37, 300]:
+        check_fused_moe(model, T, a_dtype, stage2_input, "two_stage", grng, GPU, layout=layout,
+                        routing="direct")
 
 
 # Dims that no tile divides: H = 2912 (stage 1 K / 32 = 91, not a multiple of any block_k;
@@ -286,12 +311,14 @@ def test_fused_moe_cuda_graph(grng):
     assert err < 1e-2  # bf16 atomics accumulate in another order
 
 
-# (the one-stage path where it has instances: MiniMax, a bf16 intermediate)
+# (the one-stage path where it has instances: MiniMax, a bf16 intermediate; auto routes bf16
+# activations directly at T * topk <= 32, and direct routing is asked for pk_fp4 ones)
 BACK_TO_BACK = [(m, T, a, s2, path)
                 for m, T in [("minimax-m2.1-tp8", 1), ("gpt-oss-120b", 1), ("gpt-oss-120b", 4), ("minimax-m2.1-tp8", 64)]
                 for a, s2 in [("pk_fp4", "pk_fp4"), ("bf16", "bf16")]
-                for path in ("auto", "one_stage")
-                if path == "auto" or (s2 == "bf16" and m.startswith("minimax"))]
+                for path in ("auto", "one_stage", "direct")
+                if path == "auto" or (path == "one_stage" and s2 == "bf16" and m.startswith("minimax"))
+                or (path == "direct" and a == "pk_fp4" and T * PRESETS[m].topk <= 32)]
 
 
 @pytest.mark.parametrize("model, T, a_dtype, stage2_input, path", BACK_TO_BACK)
@@ -309,7 +336,8 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
     (scripts/gpu-mutation, benchmarks/2026-11-30-h200-pdl/checks/v2-*) removing the wait of
     stage 1, of stage 2 or of the sort kernel each failed 4 to 16 of these cases; a first
     version whose stage 2 read its routes before waiting failed at gpt-oss-120b T = 1.
-    path one_stage: the sort and the one-stage kernel (MiniMax, a bf16 intermediate)."""
+    path one_stage: the sort and the one-stage kernel (MiniMax, a bf16 intermediate); path
+    direct: two stages on direct routing (stage 1 zeroes the layer's out, after its wait)."""
     from .helpers import ACCUM_TOL, make_layer, rel_l2
     from mxforge.models import PRESETS
     mxforge.ops.poison_outputs(False)
@@ -320,7 +348,9 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
         ys = []
         for _ in range(3):
             x = mxforge.fused_moe(x, L.w1, L.w2, L.topk_weights, L.topk_ids, activation=shape.activation,
-                                  a_dtype=a_dtype, stage2_input=stage2_input, path=path)
+                                  a_dtype=a_dtype, stage2_input=stage2_input,
+                                  path="two_stage" if path == "direct" else path,
+                                  routing="direct" if path == "direct" else "auto")
             ys.append(x)
         return ys
 

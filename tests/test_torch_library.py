@@ -69,3 +69,34 @@ def test_compile_stagewise_pipeline_fullgraph(rng):
     compiled = torch.compile(pipeline, fullgraph=True, backend="aot_eager")
     got = compiled(L.x, L.topk_weights, L.topk_ids)
     assert torch.equal(got, pipeline(L.x, L.topk_weights, L.topk_ids))
+
+
+def test_direct_routing_ops(rng):
+    """A direct-routing SortResult (no sorted tensors) crosses the op boundary: opcheck of
+    moe_stage1 (with the zero_buf it mutates) and moe_stage2 on it, and the stage-by-stage
+    pipeline on it traced into one graph."""
+    from mxforge.library import ACT, SORT, WEIGHT
+    L = _layer(4, rng)
+    q = mxforge.quantize(L.x)
+    direct = mxforge.moe_routes(L.topk_ids, L.topk_weights, L.E, BLOCK_M)
+    zero = torch.ones(4, 3072)
+    torch.library.opcheck(torch.ops.mxforge.moe_stage1.default,
+                          (*ACT.flatten(q), *WEIGHT.flatten(L.w1), *SORT.flatten(direct), "silu",
+                           "bf16", "none", "round_up", None, zero))
+    inter = mxforge.moe_stage1(q, L.w1, direct, "silu")
+    out = torch.zeros(4, 3072, dtype=torch.bfloat16)
+    torch.library.opcheck(torch.ops.mxforge.moe_stage2.default,
+                          (*ACT.flatten(inter), *WEIGHT.flatten(L.w2), *SORT.flatten(direct), out,
+                           "bf16", "stage2", None, "atomic", True))
+
+    def pipeline(x, topk_weights, topk_ids):
+        routes = mxforge.moe_routes(topk_ids, topk_weights, L.E, BLOCK_M, validate=False)
+        y = torch.empty(x.shape, dtype=torch.bfloat16)
+        inter = mxforge.moe_stage1(mxforge.quantize(x), L.w1, routes, "silu", zero_buf=y)
+        return mxforge.moe_stage2(inter, L.w2, routes, out=y)
+
+    compiled = torch.compile(pipeline, fullgraph=True, backend="aot_eager")
+    got = compiled(L.x, L.topk_weights, L.topk_ids)
+    assert torch.equal(got, pipeline(L.x, L.topk_weights, L.topk_ids))
+    assert torch.equal(got, mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids,
+                                              stage2_input="bf16", routing="direct"))

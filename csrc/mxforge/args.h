@@ -106,6 +106,16 @@ struct MoeGemmArgs {
   const int32_t* topk_ids = nullptr;
   const int32_t* expert_mask = nullptr;
   int32_t slots_accumulate = 0;
+  // Direct routing (moe_stage1 / moe_stage2): with direct_routes = 1, block b is route b
+  // (= t * topk + slot) alone, its expert topk_ids[b] (dropped where expert_mask or the
+  // range [0, E) says so), its weight topk_weights[b]; max_blocks = T * topk; the sorted_*
+  // pointers are not read (docs/ops.md, "Direct routing").
+  int32_t direct_routes = 0;
+  const float* topk_weights = nullptr;  // [T, topk] (direct routing)
+  // moe_stage1: a buffer zeroed by the launch before any of its CTAs writes (moe_sort's
+  // zero_buf, for a stage 2 that adds into out when no sort runs before it).
+  void* zero_buf = nullptr;
+  int64_t zero_bytes = 0;
   int64_t T = 0, topk = 0, E = 0, N = 0, K = 0, N2 = 0;
   int64_t max_blocks = 0;  // size of sorted_expert_ids (grid upper bound)
   int32_t rounding = 0;    // re-quantized output

@@ -40,6 +40,10 @@
 #include <vector>
 
 #define MXF_DEV __device__ __forceinline__
+// A device function kept out of line: rarely run code whose registers and instructions
+// should not weigh on the kernel that calls it (static: one copy per object; pass scalars, not a kernel parameter's
+// address, which would put the parameter in local memory).
+#define MXF_DEV_NOINLINE static __device__ __noinline__
 #define MXF_KERNEL __global__
 #define MXF_LAUNCH_BOUNDS(threads) __launch_bounds__(threads)
 // ... and at least `ctas` CTAs per SM (1: all registers may go to one CTA; for kernels

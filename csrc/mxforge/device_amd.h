@@ -37,6 +37,7 @@
 #define __shared__
 #define __forceinline__ inline
 #define MXF_DEV inline
+#define MXF_DEV_NOINLINE inline
 #define MXF_KERNEL
 #define MXF_LAUNCH_BOUNDS(threads)
 #define MXF_LAUNCH_BOUNDS_MIN(threads, ctas)
@@ -44,6 +45,7 @@
 #define MXF_TILE_SMEM(name, bytes) unsigned char name[bytes]
 #else
 #define MXF_DEV __device__ __forceinline__
+#define MXF_DEV_NOINLINE static __device__ __attribute__((noinline))
 #define MXF_KERNEL __global__
 #define MXF_LAUNCH_BOUNDS(threads) __attribute__((amdgpu_flat_work_group_size(1, threads)))
 // "at least `ctas` blocks per CU" has no direct AMD equivalent; the flat work-group size

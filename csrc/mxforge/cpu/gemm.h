@@ -39,7 +39,8 @@ struct Routing {
   Routing(const MoeGemmArgs& a, int64_t bm)
       : ids(a.sorted_ids), experts(a.sorted_expert_ids), T(a.T), topk(a.topk), E(a.E),
         block_m(bm) {
-    const int64_t capacity = a.T * a.topk + a.E * bm - a.topk;
+    // (direct routing: a block per route, moe.h's DirectRoutes)
+    const int64_t capacity = a.direct_routes ? a.T * a.topk * bm : a.T * a.topk + a.E * bm - a.topk;
     rows = a.num_valid_ids[0];
     rows = rows < 0 ? 0 : (rows > capacity ? capacity : rows);
     blocks = cdiv(rows, bm);

@@ -33,6 +33,8 @@
 // stage 2 on it with a bf16 A operand: the same code as the two stages, so the result is
 // exactly stage2(stage1) with the same tiles.
 #pragma once
+#include <vector>
+
 #include "mxforge/cpu/base.h"
 #include "mxforge/cpu/gemm.h"
 #include "mxforge/cpu/load.h"
@@ -362,23 +364,68 @@ inline Status run_stage2(const MoeGemmArgs& a) {
   return Status::ok();
 }
 
+// ---- direct routing ---------------------------------------------------------------------------
+
+// Direct routing (a.direct_routes, docs/ops.md): block b is route b alone (the GPUs' blocks:
+// moe.cuh, direct_block_rows), written here as sorted arrays of the CPU's own, on which the
+// sorted path runs: row b * block_m holds route b (a dropped route: a block of sentinels,
+// expert -1), the other rows of the block are padding.
+struct DirectRoutes {
+  std::vector<int32_t> ids, experts, valid;
+  std::vector<float> weights;
+  // Points a's sorted_* at those arrays (nothing under sorted routing).
+  Status resolve(MoeGemmArgs& a, int64_t block_m) {
+    if (!a.direct_routes) return Status::ok();
+    const int64_t routes = a.T * a.topk;
+    if (a.T < 0 || a.topk < 1 || a.E < 1) return Status::error("T >= 0, topk >= 1 and E >= 1 are required");
+    if (routes > 0 && (a.topk_ids == nullptr || a.topk_weights == nullptr))
+      return Status::error("topk_ids and topk_weights are required (direct routing)");
+    const int32_t sentinel = int32_t((a.topk << kTokenBits) | a.T);
+    ids.assign(size_t(routes * block_m) + 1, sentinel), weights.assign(ids.size(), 0.0f);
+    experts.assign(size_t(routes) + 1, -1), valid = {int32_t(routes * block_m), int32_t(a.T)};
+    for (int64_t r = 0; r < routes; ++r) {
+      if (!route_kept(a.topk_ids[r], a.E, a.expert_mask)) continue;
+      experts[size_t(r)] = a.topk_ids[r];
+      ids[size_t(r * block_m)] = int32_t(((r % a.topk) << kTokenBits) | (r / a.topk));
+      weights[size_t(r * block_m)] = a.topk_weights[r];
+    }
+    a.sorted_ids = ids.data(), a.sorted_weights = weights.data();
+    a.sorted_expert_ids = experts.data(), a.num_valid_ids = valid.data();
+    a.max_blocks = routes;
+    return Status::ok();
+  }
+};
+
 // ---- instance entries -----------------------------------------------------------------------
 
 template <class Cfg>
-inline Status moe_stage1(const MoeGemmArgs& a) {
-  Status st = check_gemm_args<Cfg, Stage::k1>(a);
-  return st.code != 0 ? st : run_stage1<Cfg, tag_t<typename Cfg::Out>>(a);
+inline Status moe_stage1(const MoeGemmArgs& args) {
+  MoeGemmArgs a = args;
+  DirectRoutes direct;
+  Status st = direct.resolve(a, Cfg::kBlockM);
+  if (st.code == 0) st = check_gemm_args<Cfg, Stage::k1>(a);
+  if (st.code == 0 && (a.zero_bytes < 0 || (a.zero_bytes > 0 && a.zero_buf == nullptr)))
+    st = Status::error("zero_buf is null but zero_bytes > 0");
+  if (st.code != 0) return st;
+  parallel_zero(a.zero_buf, a.zero_bytes);
+  return run_stage1<Cfg, tag_t<typename Cfg::Out>>(a);
 }
 
 template <class Cfg>
-inline Status moe_stage2(const MoeGemmArgs& a) {
-  Status st = check_gemm_args<Cfg, Stage::k2>(a);
+inline Status moe_stage2(const MoeGemmArgs& args) {
+  MoeGemmArgs a = args;
+  DirectRoutes direct;
+  Status st = direct.resolve(a, Cfg::kBlockM);
+  if (st.code == 0 && a.zero_buf != nullptr) st = Status::error("zero_buf is moe_stage1's (it zeroes it)");
+  if (st.code == 0) st = check_gemm_args<Cfg, Stage::k2>(a);
   return st.code != 0 ? st : run_stage2<Cfg, typename Cfg::A>(a);
 }
 
 template <class Cfg>
 inline Status moe_1stage(const MoeGemmArgs& a) {
   static_assert(Cfg::kSplitK == 1, "1stage has no split_k");
+  if (a.direct_routes) return Status::error("moe_1stage takes sorted routing (its out is zeroed by the sort launch)");
+  if (a.zero_buf != nullptr) return Status::error("zero_buf is moe_stage1's (it zeroes it)");
   Status st = check_gemm_args<Cfg, Stage::kOne>(a);
   if (st.code != 0) return st;
   const int64_t I = a.N / 2;

@@ -64,6 +64,18 @@ struct Io<Fp32> : Io<float> {};
 
 MXF_HD bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// Zeroes bytes [0, bytes) of `buf`, thread `first` of `stride` threads: the bytes up to the
+// first 16-byte boundary, 16-byte stores, then the tail bytes (moe_sort's zero_buf, and
+// stage 1's under direct routing).
+MXF_DEV void zero_span(void* buf, int64_t bytes, int64_t first, int64_t stride) {
+  uint8_t* z = static_cast<uint8_t*>(buf);
+  const int64_t head = cmin<int64_t>(bytes, (16 - int64_t(reinterpret_cast<uintptr_t>(z) & 15)) & 15);
+  const int64_t body = (bytes - head) / 16;
+  for (int64_t i = first; i < head; i += stride) z[i] = 0;
+  for (int64_t i = first; i < body; i += stride) dev::st16(z + head + 16 * i, dev::zero16());
+  for (int64_t i = head + 16 * body + first; i < bytes; i += stride) z[i] = 0;
+}
+
 // ---- host-side argument checks --------------------------------------------------------
 // Each returns true when the argument is bad, after putting the message in `st`, so a
 // launcher reads `if (bad(...)) return st;`.

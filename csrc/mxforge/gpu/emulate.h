@@ -39,6 +39,7 @@
 #endif
 
 #define MXF_DEV inline
+#define MXF_DEV_NOINLINE inline
 #define MXF_KERNEL
 #define MXF_LAUNCH_BOUNDS(threads)
 #define MXF_LAUNCH_BOUNDS_MIN(threads, ctas)

@@ -238,9 +238,20 @@ struct GridTile {
 // checks (every index is in bounds: block x < max_blocks entries of sorted_expert_ids, rows
 // below the sorter's capacity T * topk + E * block_m - topk), which at decode, where a
 // CTA's time is a chain of memory latencies, saves two of them.
+// Under direct routing (a.direct_routes) block bx is route bx alone: direct_block_rows.
+template <int BM, int NT>
+MXF_DEV_NOINLINE int direct_block_rows(const int32_t* topk_ids, const float* topk_weights,
+                                       const int32_t* expert_mask, int64_t E, int topk, int bx, bool a_route,
+                                       bool out_route, int* arow, int* orow, float* wrow);
 template <int BM, int NT>
 MXF_DEV bool block_rows(const MoeGemmArgs& a, int bx, RowIs a_is, RowIs out_is, const BlockRows& rows,
                         int& expert) {
+  if (a.direct_routes) {
+    expert = direct_block_rows<BM, NT>(a.topk_ids, a.topk_weights, a.expert_mask, a.E, int(a.topk), bx,
+                                       a_is == RowIs::kRoute, out_is == RowIs::kRoute, rows.arow, rows.orow,
+                                       rows.w);
+    return expert >= 0;
+  }
   constexpr int PER = (BM + NT - 1) / NT;  // rows per thread (1: NT >= BM for every tile)
   const int64_t first = int64_t(bx) * BM;
   const int64_t capacity = a.T * a.topk + a.E * BM - a.topk;
@@ -268,6 +279,40 @@ MXF_DEV bool block_rows(const MoeGemmArgs& a, int bx, RowIs a_is, RowIs out_is, 
     rows.w[r] = ok ? w[j] : 0.0f;
   }
   return true;
+}
+
+// Direct routing (a.direct_routes): block bx holds route bx (= t * topk + slot) alone, its
+// expert topk_ids[bx], so a CTA reads its block in one round trip of two loads, as from a
+// sort, with no sort launch before it and nothing to compute. An expert with several
+// routes gets a block per route (its weights read once per route: decode, where experts
+// rarely share a route); each route's row is the same as from the sorted block, bit for
+// bit (an output row depends on its own A row only). A dropped route (masked expert, id
+// outside [0, E)) has no work: -1 (else the expert), the same for the whole CTA. Out of
+// line, with scalar arguments: inlined, its few instructions made register-tight tiles
+// of the sorted path spill (a4w4 block_m 16 stage 1 with cluster_k 2 and 4, ptxas).
+template <int BM, int NT>
+MXF_DEV_NOINLINE int direct_block_rows(const int32_t* topk_ids, const float* topk_weights,
+                                       const int32_t* expert_mask, int64_t E, int topk, int bx, bool a_route,
+                                       bool out_route, int* arow, int* orow, float* wrow) {
+  const int expert = topk_ids[bx];
+  const float w = topk_weights[bx];
+  if (!route_kept(expert, E, expert_mask)) return -1;
+  const int t = bx / topk;
+  for (int r = dev::thread_x(); r < BM; r += NT) {
+    arow[r] = r > 0 ? -1 : a_route ? bx : t;
+    orow[r] = r > 0 ? -1 : out_route ? bx : t;
+    wrow[r] = r > 0 ? 0.0f : w;
+  }
+  return expert;
+}
+
+// Stage 1 zeroes MoeGemmArgs::zero_buf (the layer's out, which stage 2 then adds into)
+// where no sort launch does: every thread of the grid a stride of it. Out of line: no
+// registers or instructions of the main path for it.
+MXF_DEV_NOINLINE void zero_buf_stripe(void* buf, int64_t bytes) {
+  const int64_t ctas = int64_t(dev::grid_dim_x()) * dev::grid_dim_z();
+  const int64_t cta = int64_t(dev::block_z()) * dev::grid_dim_x() + dev::block_x();
+  zero_span(buf, bytes, cta * dev::block_dim_x() + dev::thread_x(), ctas * dev::block_dim_x());
 }
 
 // B tile rows of stage 1 for output columns [j0, j0 + BN/2): gate/up pairs.
@@ -721,6 +766,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
   MXF_MOE_SHARED(S);
   const GridTile at(cdiv(a.N, S::BN));
   dev::wait_prior_grids();  // (after the arithmetic above: at the top, a tuned tile spilled)
+  if (a.zero_buf != nullptr) zero_buf_stripe(a.zero_buf, a.zero_bytes);
   int e;
   if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
   const int64_t I = a.N / 2, j0 = int64_t(at.ntile) * (S::BN / 2);
@@ -1087,10 +1133,21 @@ bool gemm_args_bad(const MoeGemmArgs& a, GemmOp op, Check& c) {
       (a_mx && c.null(a.a_scales, "a_scales is null")) ||
       (b_mx && c.null(a.b_scales, "b_scales is null")) ||
       (S::kBias && c.null(a.bias, "bias is null (instance has bias)")) ||
-      c.null(a.sorted_ids, "sorted_ids is null") ||
-      c.null(a.sorted_weights, "sorted_weights is null") ||
-      c.null(a.sorted_expert_ids, "sorted_expert_ids is null") ||
-      c.null(a.num_valid_ids, "num_valid_ids is null") || c.null(a.out, "out is null"))
+      c.null(a.out, "out is null"))
+    return true;
+  if (a.direct_routes
+          ? (c.fail(op == GemmOp::kOneStage,
+                    "moe_1stage takes sorted routing (its out is zeroed by the sort launch)") ||
+             c.fail(a.max_blocks < a.T * a.topk, "direct routing needs max_blocks >= T * topk") ||
+             c.null(a.topk_ids, "topk_ids is null (direct routing)") ||
+             c.null(a.topk_weights, "topk_weights is null (direct routing)"))
+          : (c.null(a.sorted_ids, "sorted_ids is null") || c.null(a.sorted_weights, "sorted_weights is null") ||
+             c.null(a.sorted_expert_ids, "sorted_expert_ids is null") ||
+             c.null(a.num_valid_ids, "num_valid_ids is null")))
+    return true;
+  if (c.fail(a.zero_bytes < 0 || (a.zero_bytes > 0 && a.zero_buf == nullptr),
+             "zero_buf is null but zero_bytes > 0") ||
+      c.fail(a.zero_buf != nullptr && op != GemmOp::kStage1, "zero_buf is moe_stage1's (it zeroes it)"))
     return true;
   if (op == GemmOp::kStage1 && IsSame<typename S::OutT, Fp4Mx>::value &&
       c.null(a.out_scales, "out_scales is null (pk_fp4 output)"))

@@ -331,15 +331,7 @@ MXF_DEV void sort_fill(const SortArgs& a, const SortPlan& p, int f) {
   }
   for (int64_t b = cdiv(p.U, a.block_m) + first; b < p.nblocks; b += stride)
     a.sorted_expert_ids[b] = -1;
-  if (a.zero_buf != nullptr && a.zero_bytes > 0) {
-    // Bytes up to the first 16-byte boundary, 16-byte stores, then the tail bytes.
-    uint8_t* z = static_cast<uint8_t*>(a.zero_buf);
-    const int64_t head = cmin<int64_t>(a.zero_bytes, (16 - int64_t(reinterpret_cast<uintptr_t>(z) & 15)) & 15);
-    const int64_t body = (a.zero_bytes - head) / 16;
-    for (int64_t i = first; i < head; i += stride) z[i] = 0;
-    for (int64_t i = first; i < body; i += stride) dev::st16(z + head + 16 * i, dev::zero16());
-    for (int64_t i = head + 16 * body + first; i < a.zero_bytes; i += stride) z[i] = 0;
-  }
+  if (a.zero_buf != nullptr && a.zero_bytes > 0) zero_span(a.zero_buf, a.zero_bytes, first, stride);
 }
 
 // Roles of the CTAs after the fillers: none (moe_sort) or quantizers (fused entry).

@@ -8,6 +8,8 @@
 # in a graph) on the same build.
 #   (here) mkdir -p .ab/before/...; git show 7b59dae:$f > .ab/before/$f for each changed file
 #   (run, carry .ab) bash benchmarks/2026-12-04-h200-session35/calls/call-s35a.sh
+# (It ran an earlier version of moe.cuh's direct routing, described in benchmarks/README.md,
+# session 35, and not kept: this script on the final tree runs the final version.)
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 export ONLY_FILE=benchmarks/2026-12-04-h200-session34/picks-decode.txt

@@ -5,6 +5,8 @@
 # experts' first routes (a scan over the lanes instead of two passes over them), the
 # prologue and stage 1's zeroing out of line. Results: ab-console.txt, the CSVs, pytest.log.
 #   (run, carry .ab) bash benchmarks/2026-12-04-h200-session35/calls/call-s35b.sh
+# (It ran an earlier version of moe.cuh's direct routing, described in benchmarks/README.md,
+# session 35, and not kept: this script on the final tree runs the final version.)
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 export ONLY_FILE=benchmarks/2026-12-04-h200-session34/picks-decode.txt

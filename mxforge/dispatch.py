@@ -550,6 +550,13 @@ def slots_supported(inst: Instance) -> bool:
             and inst.out == "bf16" and inst.block_n % 8 == 0)
 
 
+def direct_supported(inst: Instance) -> bool:
+    """Whether a stage instance takes direct routing (ops.moe_routes): every cpu instance,
+    and on GPUs the decode tiles (b_path regs or swap). The same rule as
+    MoeSpec::kDirectRoutes (csrc/mxforge/gpu/moe.cuh)."""
+    return inst.op in ("moe_stage1", "moe_stage2") and (inst.target == "cpu" or inst.b_path in ("regs", "swap"))
+
+
 def stage2_reduce(inst: Instance, requested: str = "auto") -> str:
     """How stage 2 sums a token's routes: "atomic" (every route's row added into the output
     by atomic adds) or "slots" (each route's row stored, rounded to bf16, then summed per

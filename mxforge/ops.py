@@ -17,9 +17,9 @@ from typing import Any, NamedTuple, Union
 import torch
 
 from . import _loader
-from .dispatch import (STAGE2_REDUCES, Decision, Instance, Key, Shape, candidates, no_instance,
-                       one_stage_choice, quant_sort_split, select, slots_supported,
-                       stage2_reduce)
+from .dispatch import (STAGE2_REDUCES, Decision, Instance, Key, Shape, by_name, candidates,
+                       direct_supported, no_instance, one_stage_choice, quant_sort_split, select,
+                       slots_supported, stage2_reduce)
 from .errors import InputError, NoInstanceError, TargetUnavailableError
 
 ROUNDING_MODES = ("round_up", "floor", "ceil", "even")
@@ -588,6 +588,17 @@ def _weights(args: Any, w: MoeWeight, second: bool = False) -> None:
         args.b, args.b_scales, args.bias = data, scales, bias
 
 
+def _routing_where(sort: SortResult, instance: str | None) -> Any:
+    """select's `where` for a stage's routing: direct routing runs on the instances that take
+    it (dispatch.direct_supported); a pinned instance that does not is named in the error."""
+    if not (isinstance(sort, SortResult) and sort.direct):
+        return None
+    if instance is not None and not direct_supported(by_name(instance)):
+        raise InputError(f"instance {instance} does not take direct routing (moe_routes): on GPUs "
+                         "only the decode tiles (b_path regs or swap) do; use moe_sort")
+    return direct_supported
+
+
 def _sorted(args: Any, sort: SortResult) -> None:
     args.T, args.topk, args.E = sort.T, sort.topk, sort.E
     if sort.direct:  # (a block per route)
@@ -630,7 +641,7 @@ def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str =
         raise InputError(f"w1: N = {w1.N} must be even (gate and up)")
     I = w1.N // 2
     shape = Shape(T=sort.T, N=w1.N, K=w1.K, E=w1.E, topk=sort.topk)
-    d = select(key, shape, instance, block_m=sort.block_m)
+    d = select(key, shape, instance, block_m=sort.block_m, where=_routing_where(sort, instance))
     _check_sort(sort, w1.device, d.instance.block_m)
     if sort.E != w1.E:
         raise InputError(f"sort: E = {sort.E}, w1 has {w1.E} experts")
@@ -674,8 +685,12 @@ def stage2_plan(w2: MoeWeight, sort: SortResult, out_dtype: str = "bf16",
     key = Key(target_of(w2.device), "moe_stage2", a=a_dtype, b=w2.dtype, out=out_dtype,
               routed_weight=routed_weight, bias=w2.bias is not None, layout=w2.layout)
     shape = Shape(T=sort.T, N=w2.N, K=w2.K, E=w2.E, topk=sort.topk)
-    d = select(key, shape, instance, block_m=sort.block_m,
-               where=slots_supported if reduce == "slots" and instance is None else None)
+    direct = _routing_where(sort, instance)
+    slots = slots_supported if reduce == "slots" and instance is None else None
+    where = (lambda i: direct(i) and slots(i)) if direct and slots else direct or slots
+    if direct and slots:
+        where.__name__ = "direct_supported and slots_supported"
+    d = select(key, shape, instance, block_m=sort.block_m, where=where)
     how = stage2_reduce(d.instance, reduce)
     if how == "slots" and sort.topk_ids is None:
         raise InputError("reduce='slots' sums each token's kept routes: the SortResult must "
@@ -844,7 +859,8 @@ def layer_routing(routing: str, w1: MoeWeight, T: int, topk: int, a_dtype: str) 
     a16w4 (w1 1.2M elements per expert) 0.89x / 0.94x / 0.95x / 1.00x the sorted layer at
     T = 1 / 2 / 4 / 8; gpt-oss-120b a16w4 (16.6M) 0.99x ... 1.10x. MX activations keep the
     one quant+sort launch (they need a launch to quantize anyway; direct measured 1.02x ...
-    1.13x there)."""
+    1.13x there). fused_moe then keeps auto's direct only where both stages' own picks take
+    direct routing (dispatch.direct_supported: the GPU decode tiles) and stage 2 adds."""
     if routing not in ROUTINGS:
         raise InputError(f"routing {routing!r} (allowed: {', '.join(ROUTINGS)})")
     if routing != "auto":
@@ -987,7 +1003,15 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     probe = SortResult(*([None] * 4), T, k, E, block_m, topk_ids, expert_mask)
     reduce = stage2_plan(w2, probe, "bf16", rw2, stage2_input, None, stage2_reduce)[1]
     zero_buf = out if reduce == "atomic" else None
-    if layer_routing(routing, w1, T, k, a_name) == "direct":  # (stage 1 zeroes out: no sort launch)
+    direct = layer_routing(routing, w1, T, k, a_name) == "direct"
+    if direct and routing == "auto":  # (auto: only where the stages' own picks take it)
+        direct = reduce != "slots"
+        k2 = _layer_key("moe_stage2", stage2_input, w2, "bf16", "", rw2)
+        direct = all(direct_supported(select(key, Shape(T=T, N=w.N, K=w.K, E=E, topk=k),
+                                             block_m=block_m).instance)
+                     for key, w in ((_stage1_key(w1, a_name, stage2_input, activation, routed_weight), w1),
+                                    (k2, w2)))
+    if direct:  # (stage 1 zeroes out: no sort launch)
         a = quantize(x, a_name, rounding) if a_name in MX_DTYPES else x
         sort = moe_routes(topk_ids, topk_weights, E, block_m, expert_mask, validate=False)
         s1_zero = zero_buf

@@ -447,8 +447,8 @@ int main() {
     printf("REQUANT %s\n", same ? "identical" : "DIFFERENT");
   }
   // direct routing (MoeGemmArgs::direct_routes: no sort launch; block b is route b alone,
-  // read from topk_ids: moe.cuh, direct_block_rows) on 32- and 64-lane warps against the
-  // same instance on the sorted blocks: stage 1 byte for byte (an output row depends on its
+  // read from topk_ids: moe.cuh, direct_block_rows; sm90's decode tiles, b_path swap, have
+  // it) against the same instance on the sorted blocks: stage 1 byte for byte (an output row depends on its
   // own A row only), stage 2 within the bf16 bound (its adds into out come in another
   // order); for the routing above, token 0's two routes on one expert, expert 2 masked
   // with an id past E and a negative one (dropped), and every route on expert 1. Stage 1
@@ -484,6 +484,7 @@ int main() {
         std::vector<uint16_t> out(size_t(rows) * cols, first_stage ? 0xFFFF : 0);
         a.a = x.data, a.a_stride = x.stride, a.a_scales = x.scales, a.a_scale_stride = x.scale_stride;
         a.b = w.q.data(), a.b_scales = w.s.data();
+        a.workspace = ws.data(), a.workspace_bytes = int64_t(ws.size() * sizeof(float));
         a.out = out.data(), a.out_stride = cols;
         a.N = first_stage ? 2 * I : H, a.K = first_stage ? H : I;
         check(fn(&a), name);
@@ -499,10 +500,10 @@ int main() {
           const Act* x;
         };
         const Case cases1[] = {{EMU90_S1WC4, "sm90 stage1 swap cluster_k 4", 16, &a4},
-                               {EMU950_S1, "gfx950 stage1", 32, &a4},
-                               {EMU90_S1B, "sm90 stage1 a16w4", 32, &b1}};
-        const Case cases2[] = {{EMU90_S2W, "sm90 stage2 a16w4 swap", 16, &b2}, {EMU950_S2, "gfx950 stage2", 32, &a8}};
-        for (const Case& c : s1 ? std::vector<Case>(cases1, cases1 + 3) : std::vector<Case>(cases2, cases2 + 2)) {
+                               {EMU90_S1WC2, "sm90 stage1 a16w4 swap cluster_k 2", 16, &b1}};
+        const Case cases2[] = {{EMU90_S2W, "sm90 stage2 a16w4 swap", 16, &b2},
+                               {EMU90_S2WSK, "sm90 stage2 a16w4 swap split-K", 16, &b2}};
+        for (const Case& c : s1 ? std::vector<Case>(cases1, cases1 + 2) : std::vector<Case>(cases2, cases2 + 2)) {
           const std::vector<uint16_t> direct = routed(c.fn, c.name, c.bm, true, *c.x, s1, s1 ? w1 : w2),
                                       sorted = routed(c.fn, c.name, c.bm, false, *c.x, s1, s1 ? w1 : w2);
           const double err = s1 ? 0.0 : rel_l2(direct, sorted);

@@ -13,7 +13,7 @@ import torch
 import mxforge
 from mxforge import _loader
 from mxforge import reference as ref
-from mxforge.dispatch import instances, slots_supported, wgmma_n_loop_runs
+from mxforge.dispatch import direct_supported, instances, slots_supported, wgmma_n_loop_runs
 from mxforge.models import PRESETS
 
 from .helpers import ACCUM_TOL, make_layer, random_mx, rel_l2, routing
@@ -147,13 +147,25 @@ def test_gemm_instance_all_token_counts(inst, grng):
 # every stage instance, one edge case each in turn (op_checks.direct_case: duplicates, a
 # masked expert and ids outside [0, E), every route on one expert), at T * topk = 32 routes
 # (the most fused_moe's auto takes it for) and at T = 1.
-@pytest.mark.parametrize("inst", [i for i in GEMMS if i.op in ("moe_stage1", "moe_stage2")],
-                         ids=lambda i: i.name)
+@pytest.mark.parametrize("inst", [i for i in GEMMS if direct_supported(i)], ids=lambda i: i.name)
 def test_gemm_instance_direct_routing(inst, grng):
     from .op_checks import shape_for
     case = DIRECT_CASES[sum(map(ord, inst.name)) % len(DIRECT_CASES)]
     check_direct_routing(inst, 32 // shape_for(inst).topk, case, grng, GPU)
     check_direct_routing(inst, 1, "random", grng, GPU)
+
+
+def test_direct_routing_needs_a_decode_tile(grng):
+    """A prefill tile (b_path smem, wgmma, wgmma_regs) pinned under direct routing: a clear
+    error naming it, before any launch (unpinned, the stages pick among the decode tiles)."""
+    from .op_checks import activation_operand, shape_for
+    inst = next(i for i in GEMMS if i.op == "moe_stage1" and not direct_supported(i))
+    L = make_layer(shape_for(inst), 2, grng, GPU, layout=inst.layout or "plain")
+    a, _ = activation_operand(L.x, inst.a)
+    direct = mxforge.moe_routes(L.topk_ids, L.topk_weights, L.E, inst.block_m)
+    with pytest.raises(mxforge.InputError, match=f"instance {inst.name} does not take direct routing"):
+        mxforge.moe_stage1(a, L.w1, direct, inst.activation, out_dtype=inst.out,
+                           routed_weight=inst.routed_weight, instance=inst.name)
 
 
 @pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "gpt-oss-120b"])

@@ -125,6 +125,10 @@ struct MoeSpec {
   // there are at most block_k / 128 of them. The swapped tile loads its weights the same
   // way, so it needs the same of the arch and the types.
   static constexpr bool kRegB = B_PATH_ == BPath::kRegs, kSwap = B_PATH_ == BPath::kSwap;
+  // Direct routing (MoeGemmArgs::direct_routes: a block per route, no sort launch) on the
+  // decode tiles only: its out-of-line call made seven prefill tiles (b_path smem and
+  // wgmma) spill a register (ptxas, session 35), and decode is where it is used.
+  static constexpr bool kDirectRoutes = kRegB || kSwap;
   static_assert(!(kRegB || kSwap) || (Arch::kRegFragB && IsSame<BT, Fp4Mx>::value && IsSame<InT, Bf16>::value &&
                                       BM <= 32 && BK % 128 == 0),
                 "b_path regs / swap: sm90, pk_fp4 weights, bf16 MMA input, block_m <= 32, block_k % 128 == 0");
@@ -238,19 +242,22 @@ struct GridTile {
 // checks (every index is in bounds: block x < max_blocks entries of sorted_expert_ids, rows
 // below the sorter's capacity T * topk + E * block_m - topk), which at decode, where a
 // CTA's time is a chain of memory latencies, saves two of them.
-// Under direct routing (a.direct_routes) block bx is route bx alone: direct_block_rows.
+// Under direct routing (a.direct_routes; kDirect: the instance's MoeSpec::kDirectRoutes)
+// block bx is route bx alone: direct_block_rows.
 template <int BM, int NT>
 MXF_DEV_NOINLINE int direct_block_rows(const int32_t* topk_ids, const float* topk_weights,
                                        const int32_t* expert_mask, int64_t E, int topk, int bx, bool a_route,
                                        bool out_route, int* arow, int* orow, float* wrow);
-template <int BM, int NT>
+template <int BM, int NT, bool kDirect>
 MXF_DEV bool block_rows(const MoeGemmArgs& a, int bx, RowIs a_is, RowIs out_is, const BlockRows& rows,
                         int& expert) {
-  if (a.direct_routes) {
-    expert = direct_block_rows<BM, NT>(a.topk_ids, a.topk_weights, a.expert_mask, a.E, int(a.topk), bx,
-                                       a_is == RowIs::kRoute, out_is == RowIs::kRoute, rows.arow, rows.orow,
-                                       rows.w);
-    return expert >= 0;
+  if constexpr (kDirect) {
+    if (a.direct_routes) {
+      expert = direct_block_rows<BM, NT>(a.topk_ids, a.topk_weights, a.expert_mask, a.E, int(a.topk), bx,
+                                         a_is == RowIs::kRoute, out_is == RowIs::kRoute, rows.arow, rows.orow,
+                                         rows.w);
+      return expert >= 0;
+    }
   }
   constexpr int PER = (BM + NT - 1) / NT;  // rows per thread (1: NT >= BM for every tile)
   const int64_t first = int64_t(bx) * BM;
@@ -766,9 +773,10 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage1_ker
   MXF_MOE_SHARED(S);
   const GridTile at(cdiv(a.N, S::BN));
   dev::wait_prior_grids();  // (after the arithmetic above: at the top, a tuned tile spilled)
-  if (a.zero_buf != nullptr) zero_buf_stripe(a.zero_buf, a.zero_bytes);
+  if constexpr (S::kDirectRoutes)
+    if (a.zero_buf != nullptr) zero_buf_stripe(a.zero_buf, a.zero_bytes);
   int e;
-  if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
+  if (!block_rows<S::BM, S::NT, S::kDirectRoutes>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
   const int64_t I = a.N / 2, j0 = int64_t(at.ntile) * (S::BN / 2);
   gate_up_rows<S::BN, S::NT, S::kInterleaved>(s_brow, j0, I);
   dev::sync_threads();
@@ -795,7 +803,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS(S::NT) moe_stage1_splitk_epilogue_kernel(MoeGe
   (void)sb;
   const GridTile at(cdiv(a.N, S::BN));
   int e;
-  if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
+  if (!block_rows<S::BM, S::NT, S::kDirectRoutes>(a, at.block, RowIs::kToken, RowIs::kRoute, rows, e)) return;
   const int64_t I = a.N / 2, j0 = int64_t(at.ntile) * (S::BN / 2);
   gate_up_rows<S::BN, S::NT, S::kInterleaved>(s_brow, j0, I);
   dev::sync_threads();
@@ -888,7 +896,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, S::Tile::kCtasPerSm) moe_stage2_ker
   const GridTile at(cdiv(cdiv(a.N, S::BN), cmax(per_cta, 1)));
   dev::wait_prior_grids();  // (after the arithmetic above: at the top, a tuned tile spilled)
   int e;
-  if (!block_rows<S::BM, S::NT>(a, at.block, RowIs::kRoute, RowIs::kToken, rows, e)) return;
+  if (!block_rows<S::BM, S::NT, S::kDirectRoutes>(a, at.block, RowIs::kRoute, RowIs::kToken, rows, e)) return;
   if constexpr (S::kStage2Pairs) {
     (void)sb;
     dev::sync_threads();
@@ -1034,7 +1042,7 @@ MXF_KERNEL void MXF_LAUNCH_BOUNDS_MIN(S::NT, 1) moe_1stage_kernel(MoeGemmArgs a)
   dev::wait_prior_grids();
   dev::launch_dependents();
   int e;
-  if (!block_rows<S::BM, S::NT>(a, dev::block_x(), RowIs::kToken, RowIs::kToken, rows, e)) return;
+  if (!block_rows<S::BM, S::NT, false>(a, dev::block_x(), RowIs::kToken, RowIs::kToken, rows, e)) return;
   const int64_t I = a.N / 2, H = a.N2;
   const int pitch = int(onestage_inter_pitch<S>(I));
   uint16_t* const inter = reinterpret_cast<uint16_t*>(smem);
@@ -1138,6 +1146,9 @@ bool gemm_args_bad(const MoeGemmArgs& a, GemmOp op, Check& c) {
   if (a.direct_routes
           ? (c.fail(op == GemmOp::kOneStage,
                     "moe_1stage takes sorted routing (its out is zeroed by the sort launch)") ||
+             c.fail(!S::kDirectRoutes,
+                    "direct routing runs on the decode tiles (b_path regs or swap); this instance reads "
+                    "sorted blocks only") ||
              c.fail(a.max_blocks < a.T * a.topk, "direct routing needs max_blocks >= T * topk") ||
              c.null(a.topk_ids, "topk_ids is null (direct routing)") ||
              c.null(a.topk_weights, "topk_weights is null (direct routing)"))
@@ -1147,7 +1158,9 @@ bool gemm_args_bad(const MoeGemmArgs& a, GemmOp op, Check& c) {
     return true;
   if (c.fail(a.zero_bytes < 0 || (a.zero_bytes > 0 && a.zero_buf == nullptr),
              "zero_buf is null but zero_bytes > 0") ||
-      c.fail(a.zero_buf != nullptr && op != GemmOp::kStage1, "zero_buf is moe_stage1's (it zeroes it)"))
+      c.fail(a.zero_buf != nullptr && op != GemmOp::kStage1, "zero_buf is moe_stage1's (it zeroes it)") ||
+      c.fail(a.zero_buf != nullptr && !S::kDirectRoutes,
+             "zero_buf is zeroed by the decode tiles (b_path regs or swap) only; this instance has none"))
     return true;
   if (op == GemmOp::kStage1 && IsSame<typename S::OutT, Fp4Mx>::value &&
       c.null(a.out_scales, "out_scales is null (pk_fp4 output)"))

@@ -685,11 +685,8 @@ def stage2_plan(w2: MoeWeight, sort: SortResult, out_dtype: str = "bf16",
     key = Key(target_of(w2.device), "moe_stage2", a=a_dtype, b=w2.dtype, out=out_dtype,
               routed_weight=routed_weight, bias=w2.bias is not None, layout=w2.layout)
     shape = Shape(T=sort.T, N=w2.N, K=w2.K, E=w2.E, topk=sort.topk)
-    direct = _routing_where(sort, instance)
-    slots = slots_supported if reduce == "slots" and instance is None else None
-    where = (lambda i: direct(i) and slots(i)) if direct and slots else direct or slots
-    if direct and slots:
-        where.__name__ = "direct_supported and slots_supported"
+    where = all_of(_routing_where(sort, instance),
+                   slots_supported if reduce == "slots" and instance is None else None)
     d = select(key, shape, instance, block_m=sort.block_m, where=where)
     how = stage2_reduce(d.instance, reduce)
     if how == "slots" and sort.topk_ids is None:
@@ -909,17 +906,31 @@ def _stage1_key(w1: MoeWeight, a_dtype: str, stage2_input: str, activation: str,
 
 def two_stage_block_m(w1: MoeWeight, w2: MoeWeight, T: int, topk: int, a_dtype: str,
                       stage2_input: str, activation: str = "silu", routed_weight: str = "stage2",
-                      stage2_reduce: str = "auto") -> int:
+                      stage2_reduce: str = "auto", direct: bool = False) -> int:
     """The block_m fused_moe sorts with on its two-stage path (a_dtype as instances name it:
     pk_fp4, fp8, bf16, fp16): stage 1's choice among the block_m values both stages have;
     with stage2_reduce="slots" (deterministic) only those with a stage 1 without atomic
-    splits and a stage 2 with the slot sums."""
+    splits and a stage 2 with the slot sums; with direct routing only those of instances
+    that take it (dispatch.direct_supported)."""
     k1 = _stage1_key(w1, a_dtype, stage2_input, activation, routed_weight)
     k2 = _layer_key("moe_stage2", stage2_input, w2, "bf16", "",
                     "stage2" if routed_weight == "stage2" else "none")
     slots = stage2_reduce == "slots"
+    wheres = [all_of(no_atomic_splits if slots else None, direct_supported if direct else None),
+              all_of(slots_supported if slots else None, direct_supported if direct else None)]
     return _common_block_m([k1, k2], Shape(T=T, N=w1.N, K=w1.K, E=w1.E, topk=topk),
-                           [no_atomic_splits, slots_supported] if slots else None)
+                           wheres if slots or direct else None)
+
+
+def all_of(*preds: Any) -> Any:
+    """One select `where` that holds where every given predicate does (None: no condition)."""
+    ps = [p for p in preds if p is not None]
+    if len(ps) < 2:
+        return ps[0] if ps else None
+    def where(inst: Instance) -> bool:
+        return all(p(inst) for p in ps)
+    where.__name__ = " and ".join(p.__name__ for p in ps)
+    return where
 
 
 def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch.Tensor,
@@ -997,7 +1008,7 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     out = _empty(T, H, dtype=torch.bfloat16, device=x.device)
     rw2 = "stage2" if routed_weight == "stage2" else "none"
     block_m = two_stage_block_m(w1, w2, T, k, a_name, stage2_input, activation,
-                                routed_weight, stage2_reduce)
+                                routed_weight, stage2_reduce, direct=routing == "direct")
     # (decided before the sort: with slots, stage 2 writes out whole, so the sort need
     # not zero it)
     probe = SortResult(*([None] * 4), T, k, E, block_m, topk_ids, expert_mask)
@@ -1005,9 +1016,8 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     zero_buf = out if reduce == "atomic" else None
     direct = layer_routing(routing, w1, T, k, a_name) == "direct"
     if direct and routing == "auto":  # (auto: only where the stages' own picks take it)
-        direct = reduce != "slots"
         k2 = _layer_key("moe_stage2", stage2_input, w2, "bf16", "", rw2)
-        direct = all(direct_supported(select(key, Shape(T=T, N=w.N, K=w.K, E=E, topk=k),
+        direct = reduce != "slots" and all(direct_supported(select(key, Shape(T=T, N=w.N, K=w.K, E=E, topk=k),
                                              block_m=block_m).instance)
                      for key, w in ((_stage1_key(w1, a_name, stage2_input, activation, routed_weight), w1),
                                     (k2, w2)))
@@ -1020,7 +1030,8 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
         s1_zero = None
     # (slots: a stage 1 without atomic splits, so that the whole layer is deterministic)
     s1 = select(_stage1_key(w1, a_name, stage2_input, activation, routed_weight), s1_shape,
-                block_m=block_m, where=no_atomic_splits).instance.name if reduce == "slots" else None
+                block_m=block_m, where=all_of(no_atomic_splits, direct_supported if direct else None)
+                ).instance.name if reduce == "slots" else None
     inter = moe_stage1(a, w1, sort, activation, stage2_input,
                        "stage1" if routed_weight == "stage1" else "none", rounding, instance=s1,
                        zero_buf=s1_zero)

@@ -383,3 +383,12 @@ def test_direct_routing_errors(rng):
     with pytest.raises(mxforge.NoInstanceError, match=rf"has block_m {s1.block_m}; this call needs "
                                                       r"block_m in \[16\]"):
         mxforge.moe_stage1(x, L.w1, direct, instance=s1.name)
+
+
+def test_direct_routing_with_slots_and_masks(rng):
+    """routing="direct" with stage2_reduce="slots" (block_m and both stages among the
+    instances that take both) and an expert mask, against the reference."""
+    mask = (torch.arange(16) % 4 != 2).to(torch.int32)
+    for how in ("slots", "atomic"):
+        check_fused_moe("minimax-m2.1-tp8", 3, "bf16", "bf16", "two_stage", rng, CPU, E=16,
+                        stage2_reduce=how, expert_mask=mask, routing="direct")

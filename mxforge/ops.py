@@ -543,20 +543,19 @@ def _gemm_key(target: str, op: str, a: Activation, w: MoeWeight, out: str, activ
 def _check_sort(sort: SortResult, device: torch.device, block_m: int) -> None:
     if not isinstance(sort, SortResult):
         raise InputError(f"sort: expected a SortResult from moe_sort, got {type(sort).__name__}")
-    if sort.direct:
-        for name, t, dt in (("topk_ids", sort.topk_ids, torch.int32),
-                            ("topk_weights", sort.topk_weights, torch.float32)):
-            check(f"sort.{name}", t, dtypes=(dt,), shape=(sort.T, sort.topk), device=device)
+    if sort.direct:  # (the routing itself; no sorted arrays)
+        checks = [("topk_ids", sort.topk_ids, torch.int32, (sort.T, sort.topk)),
+                  ("topk_weights", sort.topk_weights, torch.float32, (sort.T, sort.topk))]
         if sort.expert_mask is not None:
-            check("sort.expert_mask", sort.expert_mask, dtypes=(torch.int32,), shape=(sort.E,),
-                  device=device)
-    P = sort_capacity(sort.T, sort.topk, sort.E, sort.block_m)
-    for name, t, dt, n in () if sort.direct else (("sorted_ids", sort.sorted_ids, torch.int32, P),
-                           ("sorted_weights", sort.sorted_weights, torch.float32, P),
-                           ("sorted_expert_ids", sort.sorted_expert_ids, torch.int32,
-                            cdiv(P, sort.block_m)),
-                           ("num_valid_ids", sort.num_valid_ids, torch.int32, 2)):
-        check(f"sort.{name}", t, dtypes=(dt,), shape=(n,), device=device)
+            checks.append(("expert_mask", sort.expert_mask, torch.int32, (sort.E,)))
+    else:
+        P = sort_capacity(sort.T, sort.topk, sort.E, sort.block_m)
+        checks = [("sorted_ids", sort.sorted_ids, torch.int32, (P,)),
+                  ("sorted_weights", sort.sorted_weights, torch.float32, (P,)),
+                  ("sorted_expert_ids", sort.sorted_expert_ids, torch.int32, (cdiv(P, sort.block_m),)),
+                  ("num_valid_ids", sort.num_valid_ids, torch.int32, (2,))]
+    for name, t, dt, shape in checks:
+        check(f"sort.{name}", t, dtypes=(dt,), shape=shape, device=device)
     if sort.block_m != block_m:
         raise InputError(f"sort: sorted with block_m {sort.block_m}, but the selected instance "
                          f"has block_m {block_m}; sort with block_m={block_m}")
@@ -975,8 +974,6 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
         raise InputError(f"routed_weight {routed_weight!r} (allowed: stage1, stage2)")
     if stage2_reduce not in STAGE2_REDUCES:
         raise InputError(f"stage2_reduce {stage2_reduce!r} (allowed: {', '.join(STAGE2_REDUCES)})")
-    if routing not in ROUTINGS:
-        raise InputError(f"routing {routing!r} (allowed: {', '.join(ROUTINGS)})")
     target_of(x.device)  # (a clear error for a device no target serves)
     E = w1.E
     check("topk_ids", topk_ids, device=x.device, contiguous=False)
@@ -993,6 +990,7 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     if bias != (w2.bias is not None):
         raise InputError("w1 and w2 must both have biases or neither")
     s1_shape = Shape(T=T, N=w1.N, K=w1.K, E=E, topk=k)
+    routed = layer_routing(routing, w1, T, k, a_name)  # (checks `routing`)
     use_one = layer_path(w1, T, k, a_name, stage2_input, activation, routed_weight, path,
                          stage2_reduce) == "one_stage"
     if use_one and stage2_input != "bf16":
@@ -1014,13 +1012,13 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
     probe = SortResult(*([None] * 4), T, k, E, block_m, topk_ids, expert_mask)
     reduce = stage2_plan(w2, probe, "bf16", rw2, stage2_input, None, stage2_reduce)[1]
     zero_buf = out if reduce == "atomic" else None
-    direct = layer_routing(routing, w1, T, k, a_name) == "direct"
-    if direct and routing == "auto":  # (auto: only where the stages' own picks take it)
-        k2 = _layer_key("moe_stage2", stage2_input, w2, "bf16", "", rw2)
-        direct = reduce != "slots" and all(direct_supported(select(key, Shape(T=T, N=w.N, K=w.K, E=E, topk=k),
-                                             block_m=block_m).instance)
-                     for key, w in ((_stage1_key(w1, a_name, stage2_input, activation, routed_weight), w1),
-                                    (k2, w2)))
+    k1 = _stage1_key(w1, a_name, stage2_input, activation, routed_weight)
+    k2 = _layer_key("moe_stage2", stage2_input, w2, "bf16", "", rw2)
+    direct = routed == "direct"
+    if direct and routing == "auto":  # (auto: only where both stages' own picks take it)
+        direct = reduce != "slots" and all(
+            direct_supported(select(key, Shape(T=T, N=w.N, K=w.K, E=E, topk=k), block_m=block_m).instance)
+            for key, w in ((k1, w1), (k2, w2)))
     if direct:  # (stage 1 zeroes out: no sort launch)
         a = quantize(x, a_name, rounding) if a_name in MX_DTYPES else x
         sort = moe_routes(topk_ids, topk_weights, E, block_m, expert_mask, validate=False)
@@ -1029,8 +1027,8 @@ def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch
         a, sort = _quant_sort(x, topk_ids, topk_weights, E, block_m, a_name, rounding, expert_mask, zero_buf)
         s1_zero = None
     # (slots: a stage 1 without atomic splits, so that the whole layer is deterministic)
-    s1 = select(_stage1_key(w1, a_name, stage2_input, activation, routed_weight), s1_shape,
-                block_m=block_m, where=all_of(no_atomic_splits, direct_supported if direct else None)
+    s1 = select(k1, s1_shape, block_m=block_m,
+                where=all_of(no_atomic_splits, direct_supported if direct else None)
                 ).instance.name if reduce == "slots" else None
     inter = moe_stage1(a, w1, sort, activation, stage2_input,
                        "stage1" if routed_weight == "stage1" else "none", rounding, instance=s1,

@@ -60,6 +60,11 @@ inline Status check_gemm_args(const MoeGemmArgs& a) {
   if (a.a == nullptr || a.b == nullptr || a.sorted_ids == nullptr ||
       a.sorted_expert_ids == nullptr || a.num_valid_ids == nullptr || a.out == nullptr)
     return Status::error("a, b, sorted_ids, sorted_expert_ids, num_valid_ids and out are required");
+  if (S == Stage::kOne && a.direct_routes)
+    return Status::error("moe_1stage takes sorted routing (its out is zeroed by the sort launch)");
+  if (a.zero_bytes < 0 || (a.zero_bytes > 0 && a.zero_buf == nullptr))
+    return Status::error("zero_buf is null but zero_bytes > 0");
+  if (S != Stage::k1 && a.zero_buf != nullptr) return Status::error("zero_buf is moe_stage1's (it zeroes it)");
   if constexpr (A::kMx)
     if (a.a_scales == nullptr) return Status::error("a_scales is required (MX activations)");
   if constexpr (B::kMx)
@@ -404,8 +409,6 @@ inline Status moe_stage1(const MoeGemmArgs& args) {
   DirectRoutes direct;
   Status st = direct.resolve(a, Cfg::kBlockM);
   if (st.code == 0) st = check_gemm_args<Cfg, Stage::k1>(a);
-  if (st.code == 0 && (a.zero_bytes < 0 || (a.zero_bytes > 0 && a.zero_buf == nullptr)))
-    st = Status::error("zero_buf is null but zero_bytes > 0");
   if (st.code != 0) return st;
   parallel_zero(a.zero_buf, a.zero_bytes);
   return run_stage1<Cfg, tag_t<typename Cfg::Out>>(a);
@@ -416,7 +419,6 @@ inline Status moe_stage2(const MoeGemmArgs& args) {
   MoeGemmArgs a = args;
   DirectRoutes direct;
   Status st = direct.resolve(a, Cfg::kBlockM);
-  if (st.code == 0 && a.zero_buf != nullptr) st = Status::error("zero_buf is moe_stage1's (it zeroes it)");
   if (st.code == 0) st = check_gemm_args<Cfg, Stage::k2>(a);
   return st.code != 0 ? st : run_stage2<Cfg, typename Cfg::A>(a);
 }
@@ -424,8 +426,6 @@ inline Status moe_stage2(const MoeGemmArgs& args) {
 template <class Cfg>
 inline Status moe_1stage(const MoeGemmArgs& a) {
   static_assert(Cfg::kSplitK == 1, "1stage has no split_k");
-  if (a.direct_routes) return Status::error("moe_1stage takes sorted routing (its out is zeroed by the sort launch)");
-  if (a.zero_buf != nullptr) return Status::error("zero_buf is moe_stage1's (it zeroes it)");
   Status st = check_gemm_args<Cfg, Stage::kOne>(a);
   if (st.code != 0) return st;
   const int64_t I = a.N / 2;

@@ -11,10 +11,15 @@ time; it exits non-zero on any report, failed worker or timeout.
 
 Scopes: `all` = every sm90 instance of the module (quantize, dequantize, pack, sort, fused
 quant+sort and every GEMM) at T = 1, 3, 64, 129, 512, 4097; `subset` = one GEMM instance per
-(op, dtype pair, out, split-K, bias, layout) at T = 3, 129; `coarse` = one per (op, dtype
+(op, dtype pair, out, split-K, bias, layout, takes direct routing) at T = 3, 129 (on the
+default set 78 instances, 30 of them decode tiles); `coarse` = one per (op, dtype
 pair) at T = 1, 3. Data: E = 32 experts, H = 288 and I = 96 (K and N not multiples of any
 block_k or block_n, so every tail path runs; small, because the sanitizer slows kernels
 10-1000x), random routing with odd token counts, and one all-on-one-expert run per GEMM.
+The stage instances that take direct routing (dispatch.direct_supported: the decode tiles)
+run on it too (mxforge.moe_routes, stage 1 zeroing a buffer as fused_moe has it do), once
+on the same routing and once with an expert masked and ids outside [0, E) (dropped routes:
+the blocks that must not touch memory).
 
 racecheck instruments only mxforge's kernels (--kernel-name kns=mxf; torch's kernels only
 slow it down); initcheck must see every kernel, or inputs written by an uninstrumented torch
@@ -40,15 +45,15 @@ GEMM_OPS = ("moe_stage1", "moe_stage2", "moe_1stage")
 SUMMARY = re.compile(r"(ERROR|RACECHECK) SUMMARY: (\d+) (errors|hazards)")
 
 
-def chosen_instances(scope: str, only: str = "*") -> list:
-    from mxforge.dispatch import instances
-    every = [i for i in instances(target="sm90") if fnmatch.fnmatchcase(i.name, only)]
+def chosen_instances(scope: str, only: str = "*", target: str = "sm90") -> list:
+    from mxforge.dispatch import direct_supported, instances
+    every = [i for i in instances(target=target) if fnmatch.fnmatchcase(i.name, only)]
     if scope == "all":
         return every
     gemms, seen = [], set()
     for i in (i for i in every if i.op in GEMM_OPS):
         key = (i.op, i.a, i.b) if scope == "coarse" else \
-            (i.op, i.a, i.b, i.out, i.split_k > 1, i.bias, i.layout)
+            (i.op, i.a, i.b, i.out, i.split_k > 1, i.bias, i.layout, direct_supported(i))
         if key not in seen:
             seen.add(key)
             gemms.append(i)
@@ -57,31 +62,41 @@ def chosen_instances(scope: str, only: str = "*") -> list:
 
 # ---- worker: runs instances (under the sanitizer) ------------------------------------------
 
-def run_instance(inst, T: int, g, skew: str = "random") -> None:
+def run_instance(inst, T: int, g, skew: str = "random", device: str = "cuda") -> int:
+    """Runs `inst` (pinned) once per routing it takes; returns the number of runs."""
     import torch
 
     import mxforge
+    from mxforge.dispatch import direct_supported
     from tests.helpers import make_layer, routing
-    from tests.op_checks import activation_operand, shape_for
+    from tests.op_checks import activation_operand, direct_case, shape_for
 
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     E, H, I = 32, 288, 96
+    runs = 1
     if inst.op in GEMM_OPS:
         shape = dataclasses.replace(shape_for(inst), H=H, I=I, E=E)
         L = make_layer(shape, T, g, dev, layout=inst.layout, w_dtype=inst.b, skew=skew)
         a, _ = activation_operand(L.x, inst.a)
-        sort = mxforge.moe_sort(L.topk_ids, L.topk_weights, E, inst.block_m)
-        if inst.op == "moe_stage1":
-            mxforge.moe_stage1(a, L.w1, sort, inst.activation, inst.out, inst.routed_weight,
-                               instance=inst.name)
-        elif inst.op == "moe_stage2":
-            inter = torch.randn(T * shape.topk, I, device=dev, generator=g).to(torch.bfloat16)
-            b, _ = activation_operand(inter, inst.a)
-            mxforge.moe_stage2(b, L.w2, sort, out_dtype=inst.out, routed_weight=inst.routed_weight,
-                               instance=inst.name)
-        else:
-            mxforge.moe_1stage(a, L.w1, L.w2, sort, inst.activation, out_dtype=inst.out,
-                               routed_weight=inst.routed_weight, instance=inst.name)
+        routings = [(mxforge.moe_sort(L.topk_ids, L.topk_weights, E, inst.block_m), None)]
+        if direct_supported(inst):
+            for case in ("random", "masked"):
+                ids, mask = direct_case(L, case)
+                routings.append((mxforge.moe_routes(ids, L.topk_weights, E, inst.block_m, expert_mask=mask,
+                                                    validate=False), torch.empty(T, H, device=dev)))
+        runs = len(routings)
+        for sort, zero_buf in routings:
+            if inst.op == "moe_stage1":
+                mxforge.moe_stage1(a, L.w1, sort, inst.activation, inst.out, inst.routed_weight,
+                                   instance=inst.name, zero_buf=zero_buf)
+            elif inst.op == "moe_stage2":
+                inter = torch.randn(T * shape.topk, I, device=dev, generator=g).to(torch.bfloat16)
+                b, _ = activation_operand(inter, inst.a)
+                mxforge.moe_stage2(b, L.w2, sort, out_dtype=inst.out, routed_weight=inst.routed_weight,
+                                   instance=inst.name)
+            else:
+                mxforge.moe_1stage(a, L.w1, L.w2, sort, inst.activation, out_dtype=inst.out,
+                                   routed_weight=inst.routed_weight, instance=inst.name)
     else:
         dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
         x = torch.randn(T, H, device=dev, generator=g)
@@ -101,7 +116,9 @@ def run_instance(inst, T: int, g, skew: str = "random") -> None:
             mxforge.unpack_weight(w_)
         else:
             raise ValueError(f"sanitize.py has no runner for op {inst.op} ({inst.name})")
-    torch.cuda.synchronize()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return runs
 
 
 def worker(scope: str, shard: int, shards: int, tokens: list[int], only: str) -> int:
@@ -111,12 +128,10 @@ def worker(scope: str, shard: int, shards: int, tokens: list[int], only: str) ->
     runs = 0
     for T in tokens:
         for inst in insts:
-            run_instance(inst, T, g)
-            runs += 1
+            runs += run_instance(inst, T, g)
             print(f"RUN T={T} {inst.name}", flush=True)
     for inst in (i for i in insts if i.op in GEMM_OPS):
-        run_instance(inst, 256, g, skew="one_expert")
-        runs += 1
+        runs += run_instance(inst, 256, g, skew="one_expert")
         print(f"RUN T=256 one_expert {inst.name}", flush=True)
     print(f"WORKER DONE {len(insts)} instances {runs} runs", flush=True)
     return 0
@@ -159,14 +174,17 @@ def drive(tools: list[str], scope: str, shards: int, tokens: list[int], timeout:
         text = log.read_text(errors="replace")
         tl = tallies[tool]
         tl.seconds = max(tl.seconds, time.monotonic() - t0)
-        tl.runs += text.count("\nRUN ") + text.startswith("RUN ")
-        done = re.search(r"WORKER DONE (\d+) instances", text)
+        done = re.search(r"WORKER DONE (\d+) instances (\d+) runs", text)
+        # runs: launches of an instance (a stage instance once per routing it takes); a worker
+        # cut short is counted by its RUN lines (one per instance and T)
+        tl.runs += int(done.group(2)) if done else text.count("\nRUN ") + text.startswith("RUN ")
         tl.instances += int(done.group(1)) if done else 0
         sums = SUMMARY.findall(text)
         tl.reports += sum(int(n) for _, n, _ in sums)
         if rc != 0 or not done or not sums:
             tl.failed.append(f"shard {s}: exit {rc}" + ("" if sums else ", no sanitizer summary"))
-    print(f"\ncompute-sanitizer, scope {scope}, instances {only}, T = {tokens} (+ T=256 on one expert per GEMM)")
+    print(f"\ncompute-sanitizer, scope {scope}, instances {only}, T = {tokens} (+ T=256 on one expert per GEMM; `runs` counts a stage instance once per routing: "
+          f"sorted, and direct twice where it takes it)")
     print(f"| tool | instances | runs | reports | wall s | status |\n|---|---:|---:|---:|---:|---|")
     bad = 0
     for tl in tallies.values():

@@ -337,7 +337,7 @@ def stage_times(L: Layer, xs: list[torch.Tensor], routes: list, a_dtype: str, s2
     E, k = shape.E, shape.topk
     T = xs[0].shape[0]
     bm = ops.two_stage_block_m(L.w1, L.w2, T, k, a_dtype, s2, shape.activation,
-                               stage2_reduce=reduce)
+                               stage2_reduce=reduce, direct=routing == "direct")
     out: dict[str, float] = {}
     zero = [None] * rot
     if routing == "direct":

@@ -631,14 +631,18 @@ def moe_stage1(a: Activation, w1: MoeWeight, sort: SortResult, activation: str =
                instance: str | None = None, zero_buf: torch.Tensor | None = None) -> Activation:
     """Gate/up GEMM + activation: [T*topk, I] bf16, or an MXTensor when out_dtype='pk_fp4'.
 
-    zero_buf: a tensor the launch zeroes (as moe_sort's zero_buf), e.g. the layer's out
-    that stage 2 then adds into when direct routing runs no sort."""
+    zero_buf: with direct routing (moe_routes), a tensor the launch zeroes, e.g. the layer's
+    out that stage 2 then adds into (with moe_sort's blocks the sort zeroes it: moe_sort's
+    zero_buf)."""
     device = w1.device if isinstance(w1, MoeWeight) else None
     key = _gemm_key(target_of(w1.device) if device else "", "moe_stage1", a, w1, out_dtype,
                     activation, routed_weight, w1.bias is not None)
     if w1.N % 2:
         raise InputError(f"w1: N = {w1.N} must be even (gate and up)")
     I = w1.N // 2
+    if zero_buf is not None and not (isinstance(sort, SortResult) and sort.direct):
+        raise InputError("zero_buf: moe_stage1 zeroes it under direct routing (moe_routes) only; "
+                         "with moe_sort's blocks pass it to moe_sort (zero_buf=), whose launch zeroes it")
     shape = Shape(T=sort.T, N=w1.N, K=w1.K, E=w1.E, topk=sort.topk)
     d = select(key, shape, instance, block_m=sort.block_m, where=_routing_where(sort, instance))
     _check_sort(sort, w1.device, d.instance.block_m)
@@ -851,11 +855,12 @@ def layer_routing(routing: str, w1: MoeWeight, T: int, topk: int, a_dtype: str) 
     extra weight reads) and w1 has at most 2^22 elements per expert
     (DIRECT_ROUTING_AUTO_W1_ELEMS): each GEMM CTA pays ~0.5 us more to start under direct
     routing (its rows are not laid out for it), which the launch saved outweighs only where
-    the stages run few waves of CTAs. H200, session 35 (benchmarks/README.md): MiniMax TP=8
-    a16w4 (w1 1.2M elements per expert) 0.89x / 0.94x / 0.95x / 1.00x the sorted layer at
-    T = 1 / 2 / 4 / 8; gpt-oss-120b a16w4 (16.6M) 0.99x ... 1.10x. MX activations keep the
+    the stages run few waves of CTAs. H200, sessions 35 and 36 (benchmarks/README.md):
+    MiniMax TP=8 a16w4 (w1 1.2M elements per expert) 0.89x / 0.92x / 0.95x / 0.97x / 1.05x
+    the sorted layer at T = 1 / 2 / 4 / 8 / 16, TP=4 (2.4M) 0.92x / 0.93x / 0.98x / 1.06x at
+    T = 1 / 2 / 4 / 8; gpt-oss-120b a16w4 (16.6M) 0.99x ... 1.19x. MX activations keep the
     one quant+sort launch (they need a launch to quantize anyway; direct measured 1.02x ...
-    1.13x there). fused_moe then keeps auto's direct only where both stages' own picks take
+    1.24x there). fused_moe then keeps auto's direct only where both stages' own picks take
     direct routing (dispatch.direct_supported: the GPU decode tiles) and stage 2 adds."""
     if routing not in ROUTINGS:
         raise InputError(f"routing {routing!r} (allowed: {', '.join(ROUTINGS)})")
@@ -917,8 +922,7 @@ def two_stage_block_m(w1: MoeWeight, w2: MoeWeight, T: int, topk: int, a_dtype: 
     slots = stage2_reduce == "slots"
     wheres = [all_of(no_atomic_splits if slots else None, direct_supported if direct else None),
               all_of(slots_supported if slots else None, direct_supported if direct else None)]
-    return _common_block_m([k1, k2], Shape(T=T, N=w1.N, K=w1.K, E=w1.E, topk=topk),
-                           wheres if slots or direct else None)
+    return _common_block_m([k1, k2], Shape(T=T, N=w1.N, K=w1.K, E=w1.E, topk=topk), wheres)
 
 
 def all_of(*preds: Any) -> Any:

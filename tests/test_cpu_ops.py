@@ -376,6 +376,9 @@ def test_direct_routing_errors(rng):
         mxforge.moe_1stage(x, L.w1, L.w2, direct)
     with pytest.raises(mxforge.InputError, match="routing 'direct' is the two-stage path's"):
         mxforge.fused_moe(x, L.w1, L.w2, w, ids, path="one_stage", routing="direct")
+    # stage 1 zeroes a buffer only where no sort launch does
+    with pytest.raises(mxforge.InputError, match="zero_buf: moe_stage1 zeroes it under direct routing"):
+        mxforge.moe_stage1(x, L.w1, mxforge.moe_sort(ids, w, 16, 16), zero_buf=torch.empty(4, 8))
     # a direct SortResult carries no sorted arrays; its block_m must be the instance's
     s1 = next(i for i in GEMMS if (i.op, i.a, i.b, i.out, i.layout, i.activation, i.gate_up, i.bias) ==
               ("moe_stage1", "bf16", "pk_fp4", "bf16", "plain", "silu", "concat", False)

@@ -19,7 +19,8 @@ block_k or block_n, so every tail path runs; small, because the sanitizer slows 
 The stage instances that take direct routing (dispatch.direct_supported: the decode tiles)
 run on it too (mxforge.moe_routes, stage 1 zeroing a buffer as fused_moe has it do), once
 on the same routing and once with an expert masked and ids outside [0, E) (dropped routes:
-the blocks that must not touch memory).
+the blocks that must not touch memory). `--direct` keeps only those instances (direct
+routing's sweep on its own: `--scope subset --direct` is 30 instances on the default set).
 
 racecheck instruments only mxforge's kernels (--kernel-name kns=mxf; torch's kernels only
 slow it down); initcheck must see every kernel, or inputs written by an uninstrumented torch
@@ -45,9 +46,12 @@ GEMM_OPS = ("moe_stage1", "moe_stage2", "moe_1stage")
 SUMMARY = re.compile(r"(ERROR|RACECHECK) SUMMARY: (\d+) (errors|hazards)")
 
 
-def chosen_instances(scope: str, only: str = "*", target: str = "sm90") -> list:
+def chosen_instances(scope: str, only: str = "*", target: str = "sm90", direct: bool = False) -> list:
+    """The scope's instances whose names match `only`; with `direct`, only the stage
+    instances that take direct routing."""
     from mxforge.dispatch import direct_supported, instances
-    every = [i for i in instances(target=target) if fnmatch.fnmatchcase(i.name, only)]
+    every = [i for i in instances(target=target) if fnmatch.fnmatchcase(i.name, only)
+             and (direct_supported(i) or not direct)]
     if scope == "all":
         return every
     gemms, seen = [], set()
@@ -121,9 +125,9 @@ def run_instance(inst, T: int, g, skew: str = "random", device: str = "cuda") ->
     return runs
 
 
-def worker(scope: str, shard: int, shards: int, tokens: list[int], only: str) -> int:
+def worker(scope: str, shard: int, shards: int, tokens: list[int], only: str, direct: bool) -> int:
     import torch
-    insts = chosen_instances(scope, only)[shard::shards]
+    insts = chosen_instances(scope, only, direct=direct)[shard::shards]
     g = torch.Generator(device="cuda").manual_seed(1000 + shard)
     runs = 0
     for T in tokens:
@@ -150,7 +154,7 @@ class Tally:
 
 
 def drive(tools: list[str], scope: str, shards: int, tokens: list[int], timeout: int,
-          out: Path, only: str) -> int:
+          out: Path, only: str, direct: bool) -> int:
     out.mkdir(parents=True, exist_ok=True)
     procs = []
     t0 = time.monotonic()
@@ -161,7 +165,7 @@ def drive(tools: list[str], scope: str, shards: int, tokens: list[int], timeout:
             if tool == "racecheck":
                 cmd += ["--kernel-name", "kns=mxf"]
             cmd += [sys.executable, __file__, "--worker", "--scope", scope, "--shard", f"{s}/{shards}",
-                    "--tokens", ",".join(map(str, tokens)), "--only", only]
+                    "--tokens", ",".join(map(str, tokens)), "--only", only] + ["--direct"] * direct
             procs.append((tool, s, log, subprocess.Popen(cmd, stdout=open(log, "w"),
                                                           stderr=subprocess.STDOUT, cwd=ROOT)))
     tallies = {t: Tally(t) for t in tools}
@@ -183,7 +187,7 @@ def drive(tools: list[str], scope: str, shards: int, tokens: list[int], timeout:
         tl.reports += sum(int(n) for _, n, _ in sums)
         if rc != 0 or not done or not sums:
             tl.failed.append(f"shard {s}: exit {rc}" + ("" if sums else ", no sanitizer summary"))
-    print(f"\ncompute-sanitizer, scope {scope}, instances {only}, T = {tokens} (+ T=256 on one expert per GEMM; `runs` counts a stage instance once per routing: "
+    print(f"\ncompute-sanitizer, scope {scope}, instances {only}{' (direct routing only)' * direct}, T = {tokens} (+ T=256 on one expert per GEMM; `runs` counts a stage instance once per routing: "
           f"sorted, and direct twice where it takes it)")
     print(f"| tool | instances | runs | reports | wall s | status |\n|---|---:|---:|---:|---:|---|")
     bad = 0
@@ -203,15 +207,17 @@ def main() -> int:
     ap.add_argument("--timeout", type=int, default=540, help="seconds for the whole sweep")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "sanitize")
     ap.add_argument("--only", default="*", help="glob over instance names (default: all)")
+    ap.add_argument("--direct", action="store_true",
+                    help="only the stage instances that take direct routing (the decode tiles)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--shard", default="0/1", help=argparse.SUPPRESS)
     args = ap.parse_args()
     tokens = [int(t) for t in args.tokens.split(",")] if args.tokens else TOKENS[args.scope]
     if args.worker:
         shard, shards = map(int, args.shard.split("/"))
-        return worker(args.scope, shard, shards, tokens, args.only)
+        return worker(args.scope, shard, shards, tokens, args.only, args.direct)
     return drive(args.tools.split(","), args.scope, args.shards, tokens, args.timeout, args.out,
-                 args.only)
+                 args.only, args.direct)
 
 
 if __name__ == "__main__":

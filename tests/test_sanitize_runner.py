@@ -45,3 +45,15 @@ def test_sanitize_scopes_pick_stage_instances():
     assert coarse and all(i.op in sanitize.GEMM_OPS for i in coarse)
     assert len({(i.op, i.a, i.b) for i in coarse}) == len(coarse)
     assert len(sanitize.chosen_instances("all", target="cpu")) == len(instances(target="cpu"))
+
+
+def test_sanitize_direct_picks_the_direct_routing_instances():
+    """--direct (the sweep of direct routing alone): only stage instances that take it, in
+    every scope; with it off the scope also has the non-stage ops (scope all)."""
+    sanitize = load_sanitize()
+    for scope in ("all", "subset", "coarse"):
+        picked = sanitize.chosen_instances(scope, target="cpu", direct=True)
+        assert picked and all(direct_supported(i) for i in picked), scope
+    every = sanitize.chosen_instances("all", target="cpu", direct=True)
+    assert len(every) == sum(direct_supported(i) for i in instances(target="cpu"))
+    assert len(every) < len(sanitize.chosen_instances("all", target="cpu"))

@@ -29,11 +29,11 @@ TORCH_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "f
 OUT_TORCH = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 TOKEN_LIMIT = 1 << 24  # sorted rows encode the token in 24 bits
 ROUTINGS = ("auto", "sorted", "direct")
-# fused_moe's routing "auto" takes direct routing up to this many routes T * topk, for
-# experts whose w1 has at most this many elements (layer_routing; measured on an H200:
-# benchmarks/README.md, session 35)
-DIRECT_ROUTING_AUTO_MAX = 32
-DIRECT_ROUTING_AUTO_W1_ELEMS = 1 << 22
+# fused_moe's routing "auto" takes direct routing with 16-bit activations up to this many
+# w1 elements over all routes, T * topk * (w1's N * K per expert): ~100M, 53 MB of fp4 weights
+# and scales that stage 1 reads (layer_routing; measured on an H200: benchmarks/README.md,
+# sessions 35 to 37)
+DIRECT_ROUTING_AUTO_ELEMS = 3 << 25
 
 
 _POISON = False
@@ -464,7 +464,8 @@ def moe_routes(topk_ids: torch.Tensor, topk_weights: torch.Tensor, E: int, block
     reads in one round trip, so a decode layer runs without the sort launch. Each route's
     row is the one the sorted blocks give, bit for bit; an expert's weights are read once
     per route instead of once per block, so this is for decode (fused_moe's routing="auto"
-    takes it up to DIRECT_ROUTING_AUTO_MAX routes with 16-bit activations). block_m is the
+    takes it up to DIRECT_ROUTING_AUTO_ELEMS w1 elements over the routes with 16-bit
+    activations: layer_routing). block_m is the
     instances' (each block pads one route to block_m rows). docs/ops.md, "Direct routing"."""
     _check_block_m(block_m)
     T, k = _check_routing(topk_ids, topk_weights, E, expert_mask, validate)
@@ -850,25 +851,26 @@ def layer_routing(routing: str, w1: MoeWeight, T: int, topk: int, a_dtype: str) 
     before the stages) or "direct" (moe_routes: a block per route, no sort launch).
 
     auto = direct where the activations are 16-bit (the sort is then a launch of its own,
-    which direct routing removes: three launches become two), T * topk <= 32
-    (DIRECT_ROUTING_AUTO_MAX: experts rarely share a route, so a block per route costs few
-    extra weight reads) and w1 has at most 2^22 elements per expert
-    (DIRECT_ROUTING_AUTO_W1_ELEMS): each GEMM CTA pays ~0.5 us more to start under direct
-    routing (its rows are not laid out for it), which the launch saved outweighs only where
-    the stages run few waves of CTAs. H200, sessions 35 and 36 (benchmarks/README.md):
-    MiniMax TP=8 a16w4 (w1 1.2M elements per expert) 0.89x / 0.92x / 0.95x / 0.97x / 1.05x
-    the sorted layer at T = 1 / 2 / 4 / 8 / 16, TP=4 (2.4M) 0.92x / 0.93x / 0.98x / 1.06x at
-    T = 1 / 2 / 4 / 8; gpt-oss-120b a16w4 (16.6M) 0.99x ... 1.19x. MX activations keep the
-    one quant+sort launch (they need a launch to quantize anyway; direct measured 1.02x ...
-    1.24x there). fused_moe then keeps auto's direct only where both stages' own picks take
-    direct routing (dispatch.direct_supported: the GPU decode tiles) and stage 2 adds."""
+    which direct routing removes: three launches become two) and the routes' w1 elements,
+    T * topk * w1.N * w1.K, are at most DIRECT_ROUTING_AUTO_ELEMS (~100M). Under direct
+    routing each route is a block of its own: its CTAs read their expert's w1 even where
+    another route has the same expert, and each CTA pays ~0.5 us more to start (its rows
+    are not laid out for it); both grow with routes x w1 (the CTAs, the waves, the bytes),
+    while the launch saved is fixed. H200, direct / sorted, a16w4 (benchmarks/README.md,
+    sessions 35 to 37), by that product: MiniMax TP=8 (w1 1.2M elements per expert)
+    0.89x / 0.92x / 0.95x / 0.97-0.98x at T = 1 / 2 / 4 / 8 (9M ... 75M), 1.04-1.05x at T = 16
+    (151M); TP=4 (2.4M) 0.92x / 0.93x / 0.97-0.98x at T = 1 / 2 / 4 (19M ... 75M), 1.06x at
+    T = 8 (151M); gpt-oss-120b (16.6M) 0.99x at T = 1 (66M), 1.00x ... 1.19x at T = 2 ... 16
+    (133M ... 1062M). MX activations keep the one quant+sort launch (they need a launch to
+    quantize anyway; direct measured 1.02x ... 1.24x there). fused_moe then keeps auto's
+    direct only where both stages' own picks take direct routing
+    (dispatch.direct_supported: the GPU decode tiles) and stage 2 adds."""
     if routing not in ROUTINGS:
         raise InputError(f"routing {routing!r} (allowed: {', '.join(ROUTINGS)})")
     if routing != "auto":
         return routing
-    small = w1.N * w1.K <= DIRECT_ROUTING_AUTO_W1_ELEMS
-    return ("direct" if small and T * topk <= DIRECT_ROUTING_AUTO_MAX and a_dtype not in MX_DTYPES
-            else "sorted")
+    few = T * topk * w1.N * w1.K <= DIRECT_ROUTING_AUTO_ELEMS
+    return "direct" if few and a_dtype not in MX_DTYPES else "sorted"
 
 
 def _common_block_m(keys: list[Key], shape: Shape, wheres: list[Any] | None = None) -> int:

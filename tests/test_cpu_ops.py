@@ -334,11 +334,12 @@ def test_direct_routing_matches_sorted(inst, case, rng):
     check_direct_routing(inst, 4, case, rng, CPU)
 
 
-@pytest.mark.parametrize("T", [1, 4, 9])
+@pytest.mark.parametrize("T", [1, 4, 11])
 @pytest.mark.parametrize("a_dtype, stage2_input", [("bf16", "bf16"), ("pk_fp4", "pk_fp4")])
 def test_fused_moe_direct_routing(T, a_dtype, stage2_input, rng):
     """routing="direct" (the out buffer is poisoned: stage 1 must zero it) and "auto" (direct
-    for bf16 activations at T = 1 and 4) against the reference; T * topk = 8, 32, 72."""
+    for bf16 activations at T = 1 and 4, sorted at 11) against the reference; T * topk = 8,
+    32, 88."""
     for routing in ("direct", "auto", "sorted"):
         check_fused_moe("minimax-m2.1-tp8", T, a_dtype, stage2_input, "two_stage", rng, CPU,
                         routing=routing)
@@ -348,9 +349,13 @@ def test_layer_routing_rule(rng):
     from mxforge.ops import layer_routing
     small = make_layer(PRESETS["minimax-m2.1-tp8"], 1, rng, CPU, E=8).w1  # 384 x 3072 per expert
     big = make_layer(PRESETS["gpt-oss-20b"], 1, rng, CPU, E=4).w1  # 5760 x 2880
-    assert layer_routing("auto", small, 4, 8, "bf16") == "direct"
-    assert layer_routing("auto", small, 5, 8, "bf16") == "sorted"  # 40 routes
-    assert layer_routing("auto", big, 1, 4, "bf16") == "sorted"  # many CTAs per route
+    # (the routes' w1 elements: T * topk * 1,179,648 here, at most 3 * 2^25 for direct)
+    assert layer_routing("auto", small, 8, 8, "bf16") == "direct"  # 75M
+    assert layer_routing("auto", small, 10, 8, "bf16") == "direct"  # 94M
+    assert layer_routing("auto", small, 11, 8, "bf16") == "sorted"  # 104M
+    assert layer_routing("auto", small, 16, 8, "bf16") == "sorted"  # 151M (measured 1.05x)
+    assert layer_routing("auto", big, 1, 4, "bf16") == "direct"  # 66M (measured 0.99x)
+    assert layer_routing("auto", big, 2, 4, "bf16") == "sorted"  # 133M: many CTAs per route
     assert layer_routing("auto", small, 1, 8, "pk_fp4") == "sorted"  # one quant+sort launch anyway
     assert layer_routing("direct", small, 1, 8, "pk_fp4") == "direct"
     assert layer_routing("direct", big, 300, 4, "bf16") == "direct"  # (asked for: any T)

@@ -324,7 +324,8 @@ def test_fused_moe_cuda_graph(grng):
 
 
 # (the one-stage path where it has instances: MiniMax, a bf16 intermediate; auto routes bf16
-# activations directly at T * topk <= 32, and direct routing is asked for pk_fp4 ones)
+# activations directly at MiniMax T = 1 and gpt-oss T = 1 (ops.layer_routing), and direct
+# routing is asked for pk_fp4 ones)
 BACK_TO_BACK = [(m, T, a, s2, path)
                 for m, T in [("minimax-m2.1-tp8", 1), ("gpt-oss-120b", 1), ("gpt-oss-120b", 4), ("minimax-m2.1-tp8", 64)]
                 for a, s2 in [("pk_fp4", "pk_fp4"), ("bf16", "bf16")]

@@ -8,6 +8,10 @@
 #   call B: BENCH=1 TESTS=1      MiniMax TP=8 and TP=4 on both routings with per-stage
 #           timings (bench --stages picks block_m among the direct-routing instances under
 #           direct routing since session 36's review), then the direct-routing GPU tests
+#   call C: BUILD=1 AUTO=1 TESTS=1   after auto's rule became one product (ops.layer_routing:
+#           T * topk * w1 elements <= 3 * 2^25): the a16w4 layer on routings sorted and
+#           direct for four presets (auto takes one of the two), then the GPU tests of the
+#           layer on the new rule (TESTS_K="direct or back_to_back or (test_fused_moe and not split and not graph and not slots)")
 #   (run) BUILD=1 SANITIZE=1 bash benchmarks/2026-12-04-h200-session37/calls/call-s37.sh
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
@@ -36,6 +40,14 @@ if [ "${BENCH:-0}" = 1 ]; then
       --routing sorted direct --stages --out "$OUT/$m" > "$OUT/bench-$m.txt" 2>&1; echo "bench $m rc $?"
   done
   echo "bench: $(( $(date +%s) - t0 )) s"
+fi
+if [ "${AUTO:-0}" = 1 ]; then
+  for spec in "minimax-m2.1-tp8:1 2 4 8 10 11 16" "minimax-m2.1-tp4:1 2 4 5 8" "gpt-oss-120b:1 2 4" "gpt-oss-20b:1 2 4"; do
+    m=${spec%%:*}
+    timeout "${AUTO_S:-75}" python3 -m mxforge bench --model $m --T ${spec#*:} --pipelines a16w4 \
+      --routing sorted direct --out "$OUT/auto-$m" > "$OUT/auto-$m.txt" 2>&1; echo "bench auto $m rc $?"
+  done
+  echo "auto: $(( $(date +%s) - t0 )) s"
 fi
 if [ "${TESTS:-0}" = 1 ]; then
   export MXFORGE_GPU_TOKENS=${MXFORGE_GPU_TOKENS:-1,2,3,4}

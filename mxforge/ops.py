@@ -858,13 +858,14 @@ def layer_routing(routing: str, w1: MoeWeight, T: int, topk: int, a_dtype: str) 
     are not laid out for it); both grow with routes x w1 (the CTAs, the waves, the bytes),
     while the launch saved is fixed. H200, direct / sorted, a16w4 (benchmarks/README.md,
     sessions 35 to 37), by that product: MiniMax TP=8 (w1 1.2M elements per expert)
-    0.89x / 0.92x / 0.95x / 0.97-0.98x at T = 1 / 2 / 4 / 8 (9M ... 75M), 1.04-1.05x at T = 16
-    (151M); TP=4 (2.4M) 0.92x / 0.93x / 0.97-0.98x at T = 1 / 2 / 4 (19M ... 75M), 1.06x at
-    T = 8 (151M); gpt-oss-120b (16.6M) 0.99x at T = 1 (66M), 1.00x ... 1.19x at T = 2 ... 16
-    (133M ... 1062M). MX activations keep the one quant+sort launch (they need a launch to
-    quantize anyway; direct measured 1.02x ... 1.24x there). fused_moe then keeps auto's
-    direct only where both stages' own picks take direct routing
-    (dispatch.direct_supported: the GPU decode tiles) and stage 2 adds."""
+    0.89x / 0.92-0.93x / 0.95x / 0.97-0.98x / 0.99x at T = 1 / 2 / 4 / 8 / 10 (9M ... 94M),
+    0.98x at T = 11 (104M, just past the line), 1.04-1.05x at T = 16 (151M); TP=4 (2.4M)
+    0.92-0.93x / 0.93x / 0.97-0.98x / 0.95x at T = 1 / 2 / 4 / 5 (19M ... 94M), 1.06x at
+    T = 8 (151M); gpt-oss-120b and -20b (16.6M) 0.98-1.00x at T = 1 (66M), 1.00x at T = 2
+    (133M), 1.02-1.19x at T = 4 ... 16 (265M ... 1062M). MX activations keep the one
+    quant+sort launch (they need a launch to quantize anyway; direct measured 1.02x ...
+    1.24x there). fused_moe then keeps auto's direct only where both stages' own picks take
+    direct routing (dispatch.direct_supported: the GPU decode tiles) and stage 2 adds."""
     if routing not in ROUTINGS:
         raise InputError(f"routing {routing!r} (allowed: {', '.join(ROUTINGS)})")
     if routing != "auto":

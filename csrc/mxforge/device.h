@@ -541,9 +541,9 @@ inline Status allow_dynamic_smem(const void* kernel, size_t bytes) {
 
 // Whether launches allow programmatic dependent launch (wait_prior_grids): only where the
 // environment sets MXFORGE_PDL=1 (read once per process). Off by default: on an H200 it
-// made layers run back to back faster at decode but, with a torch kernel between layers
-// (as in a model), gpt-oss-120b's a4w4 layer ~10 µs slower at T = 1 for a reason not found
-// yet (benchmarks/README.md, 2026-11-30 session 12).
+// makes decode layers faster (T = 1 ... 8: 0.90-0.99x back to back, 0.94-1.01x with a torch
+// kernel between layers) but gpt-oss-120b's a4w4 layer 1.02-1.04x slower at T = 32 ... 128
+// (benchmarks/README.md, sessions 12 and 37).
 inline bool dependent_launch_enabled() {
   static const bool on = [] {
     const char* v = getenv("MXFORGE_PDL");

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Session 37 (device machine, H200): compute-sanitizer on direct routing, and the review's
-# Python fixes of session 36 on a GPU. One script, two calls (the build is kept while the
-# machine stays warm):
-#   call A: BUILD=1 SANITIZE=1   the default set for sm90; memcheck + initcheck over the 30
-#           decode tiles of scripts/sanitize.py's subset scope on direct routing (--direct:
-#           sorted, direct, direct with dropped routes), racecheck over one per (op, pair)
-#   call B: BENCH=1 TESTS=1      MiniMax TP=8 and TP=4 on both routings with per-stage
-#           timings (bench --stages picks block_m among the direct-routing instances under
-#           direct routing since session 36's review), then the direct-routing GPU tests
-#   call C: BUILD=1 AUTO=1 TESTS=1   after auto's rule became one product (ops.layer_routing:
-#           T * topk * w1 elements <= 3 * 2^25): the a16w4 layer on routings sorted and
-#           direct for four presets (auto takes one of the two), then the GPU tests of the
-#           layer on the new rule (TESTS_K="direct or back_to_back or (test_fused_moe and not split and not graph and not slots)")
-#   (run) BUILD=1 SANITIZE=1 bash benchmarks/2026-12-04-h200-session37/calls/call-s37.sh
+# Session 37 (device machine, H200): compute-sanitizer on direct routing, session 36's
+# review fixes on a GPU, auto's routing rule, programmatic dependent launch again. The calls
+# as run ($OUT the device's output folder; a build is kept while the machine stays warm,
+# ~30 s after a call):
+#   A:  BUILD=1 SANITIZE=1 bash calls/call-s37.sh
+#       the default set for sm90; memcheck + initcheck over the 30 decode tiles of the
+#       subset scope on direct routing (--direct: sorted, direct, direct with dropped
+#       routes), racecheck over one per (op, pair)
+#   A2: python3 scripts/sanitize.py --tools memcheck,initcheck --scope all --direct --shards 6 --timeout 420
+#   B:  python3 scripts/sanitize.py --tools racecheck --scope subset --direct --shards 6 --timeout 150
+#       then BENCH=1 TESTS=1 TEST_S=170 bash calls/call-s37.sh: MiniMax TP=8 and TP=4 on
+#       both routings with per-stage timings, then the direct-routing and layer GPU tests
+#   C:  BUILD=1 AUTO=1 TESTS=1 TEST_S=200 TESTS_K="direct or back_to_back or (test_fused_moe and not split and not graph and not slots)"
+#       after auto's rule became one product (ops.layer_routing: T * topk * w1 elements
+#       <= 3 * 2^25): the a16w4 layer on both routings for four presets, then the GPU
+#       tests of the layer on the new rule
+#   D:  (build) MXFORGE_PDL=0 / 1 python3 scripts/pdl_separated.py --model M --T 1 2 4 8
+#       --pipelines a16w4 a4w4, M = minimax-m2.1-tp8, gpt-oss-120b
+#   E:  the same, PDL 1 then 0, three models, three pipelines; then MXFORGE_PDL=1
+#       MXFORGE_GPU_TOKENS=1,3,64 pytest -m gpu -k "fused_moe or graph or compile or split_quant_sort"
+#   F:  (build) the same at T = 64 512 2048, a4w4 a16w4, gpt-oss-120b and MiniMax TP=8
+#   G:  gpt-oss-120b a4w4 and a4w4-bf16inter at T = 32 64 128, PDL 0 / 1 twice
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:-build/s37}

@@ -174,8 +174,12 @@ def test_direct_routing_needs_a_decode_tile(grng):
 @pytest.mark.parametrize("layout", ["plain", "pairbits"])
 def test_fused_moe_direct_routing(model, a_dtype, stage2_input, layout, grng):
     """The layer on direct routing (out poisoned: stage 1 zeroes it) at every T that auto
-    takes it for, and at two larger T (asked for: any T works)."""
-    for T in [*range(1, 32 // PRESETS[model].topk + 1), 37, 300]:
+    takes it for (ops.layer_routing: MiniMax TP=8 T <= 10, gpt-oss T = 1), and at two larger
+    T (asked for: any T works)."""
+    from mxforge.ops import DIRECT_ROUTING_AUTO_ELEMS
+    sh = PRESETS[model]
+    auto_max = DIRECT_ROUTING_AUTO_ELEMS // (sh.topk * 2 * sh.I * sh.H)
+    for T in [*range(1, auto_max + 1), 37, 300]:
         check_fused_moe(model, T, a_dtype, stage2_input, "two_stage", grng, GPU, layout=layout,
                         routing="direct")
 

@@ -146,7 +146,8 @@ def test_gemm_instance_all_token_counts(inst, grng):
 # Direct routing (moe_routes: a block per route, read from topk_ids; no sort launch) on
 # every stage instance, one edge case each in turn (op_checks.direct_case: duplicates, a
 # masked expert and ids outside [0, E), every route on one expert), at T * topk = 32 routes
-# (the most fused_moe's auto takes it for) and at T = 1.
+# (a decode count: fused_moe's auto takes direct routing up to 80 routes on MiniMax TP=8's
+# shape, 4 on gpt-oss', ops.layer_routing; the layer test below runs all of them) and T = 1.
 @pytest.mark.parametrize("inst", [i for i in GEMMS if direct_supported(i)], ids=lambda i: i.name)
 def test_gemm_instance_direct_routing(inst, grng):
     from .op_checks import shape_for

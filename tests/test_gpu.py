@@ -177,10 +177,14 @@ def test_fused_moe_direct_routing(model, a_dtype, stage2_input, layout, grng):
     """The layer on direct routing (out poisoned: stage 1 zeroes it) at every T that auto
     takes it for (ops.layer_routing: MiniMax TP=8 T <= 10, gpt-oss T = 1), and at two larger
     T (asked for: any T works)."""
-    from mxforge.ops import DIRECT_ROUTING_AUTO_ELEMS
+    from types import SimpleNamespace
+
+    from mxforge.ops import layer_routing
     sh = PRESETS[model]
-    auto_max = DIRECT_ROUTING_AUTO_ELEMS // (sh.topk * 2 * sh.I * sh.H)
-    for T in [*range(1, auto_max + 1), 37, 300]:
+    w1 = SimpleNamespace(N=2 * sh.I, K=sh.H)  # (the rule reads w1's N and K only)
+    auto = [T for T in range(1, 65) if layer_routing("auto", w1, T, sh.topk, a_dtype="bf16") == "direct"]
+    assert auto, f"auto takes direct routing at no T <= 64 for {model}"
+    for T in [*auto, 37, 300]:
         check_fused_moe(model, T, a_dtype, stage2_input, "two_stage", grng, GPU, layout=layout,
                         routing="direct")
 

@@ -39,8 +39,10 @@ const mxf::TargetRegistry* find_target(const std::string& name) {
   return nullptr;
 }
 
+// Runs instance `index` on `args`; `dependent_launch` allows programmatic dependent launch
+// for the kernels it launches (registry.h; Python decides it per op).
 template <class Args>
-void launch(int64_t index, const Args& args, const char* args_type) {
+void launch(int64_t index, const Args& args, bool dependent_launch, const char* args_type) {
   auto& rows = table();
   if (index < 0 || index >= int64_t(rows.size()))
     throw std::out_of_range("instance index " + std::to_string(index) + " out of range [0, " +
@@ -52,9 +54,23 @@ void launch(int64_t index, const Args& args, const char* args_type) {
   mxf::Status st;
   {
     py::gil_scoped_release release;
+    bool& allowed = mxf::dependent_launch_allowed();
+    allowed = dependent_launch;
     st = info->launch(&args);
+    allowed = false;
   }
   if (st.code != 0) throw std::runtime_error(std::string(info->name) + ": " + st.message);
+}
+
+// _C.launch(index, args, dependent_launch=False): the overload for one argument struct.
+template <class Args>
+void def_launch(py::module_& m, const char* args_type) {
+  m.def(
+      "launch",
+      [args_type](int64_t i, const Args& a, bool dependent_launch) {
+        launch(i, a, dependent_launch, args_type);
+      },
+      py::arg("index"), py::arg("args"), py::arg("dependent_launch") = false);
 }
 
 // Pointer fields travel as Python ints (tensor.data_ptr()).
@@ -186,11 +202,9 @@ PYBIND11_MODULE(_C, m) {
   ptr_field(ga, "topk_ids", &mxf::MoeGemmArgs::topk_ids);
   ptr_field(ga, "expert_mask", &mxf::MoeGemmArgs::expert_mask);
 
-  m.def("launch", [](int64_t i, const mxf::QuantArgs& a) { launch(i, a, "QuantArgs"); });
-  m.def("launch", [](int64_t i, const mxf::PackArgs& a) { launch(i, a, "PackArgs"); });
-  m.def("launch", [](int64_t i, const mxf::SortArgs& a) { launch(i, a, "SortArgs"); });
-  m.def("launch", [](int64_t i, const mxf::FusedQuantSortArgs& a) {
-    launch(i, a, "FusedQuantSortArgs");
-  });
-  m.def("launch", [](int64_t i, const mxf::MoeGemmArgs& a) { launch(i, a, "MoeGemmArgs"); });
+  def_launch<mxf::QuantArgs>(m, "QuantArgs");
+  def_launch<mxf::PackArgs>(m, "PackArgs");
+  def_launch<mxf::SortArgs>(m, "SortArgs");
+  def_launch<mxf::FusedQuantSortArgs>(m, "FusedQuantSortArgs");
+  def_launch<mxf::MoeGemmArgs>(m, "MoeGemmArgs");
 }

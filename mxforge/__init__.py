@@ -17,7 +17,8 @@ from .errors import (InputError, MxforgeError, NoInstanceError, NotBuiltError,
 from .library import (dequantize, fused_moe, fused_quant_sort, moe_1stage, moe_routes, moe_sort,
                       moe_stage1, moe_stage2, mx_weight, pack_weight, quantize, shuffle_scales,
                       unpack_weight, unshuffle_scales)
-from .ops import ROUNDING_MODES, MoeWeight, MXTensor, SortResult, reference_weight
+from .ops import (ROUNDING_MODES, MoeWeight, MXTensor, SortResult, reference_weight,
+                  set_dependent_launch)
 
 __version__ = "0.1.0"
 
@@ -44,5 +45,5 @@ __all__ = [
     "MxforgeError", "NoInstanceError", "NotBuiltError", "Shape", "SortResult",
     "TargetUnavailableError", "dequantize", "fused_moe", "fused_quant_sort", "instances",
     "manifest", "moe_1stage", "moe_routes", "moe_sort", "moe_stage1", "moe_stage2", "mx_weight",
-    "pack_weight", "quantize", "select", "shuffle_scales", "unpack_weight", "unshuffle_scales",
+    "pack_weight", "quantize", "select", "set_dependent_launch", "shuffle_scales", "unpack_weight", "unshuffle_scales",
 ]

@@ -255,7 +255,8 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
     g = torch.Generator(device="cuda").manual_seed(seed)
     ceil = measure_ceilings()
     dev = torch.cuda.get_device_name()
-    log(f"# {dev}: copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.bf16_tflops:.0f} TFLOP/s")
+    log(f"# {dev}: copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.bf16_tflops:.0f} TFLOP/s; "
+        f"programmatic dependent launch {ops.describe_dependent_launch()}")
     t0 = time.time()
     L0 = make_layer(shape, g)
     packed = {lay: L0.in_layout(lay) for lay in layouts}

@@ -38,21 +38,57 @@ DIRECT_ROUTING_AUTO_ELEMS = 3 << 25
 
 _POISON = False
 _GEMM_DELAY_NS = 0
-# Programmatic dependent launch on sm90 (csrc/mxforge/device.h reads the variable once per
-# process; only "1" turns it on).
+# Programmatic dependent launch on sm90 (csrc/mxforge/device.h): a kernel's CTAs may start
+# while the kernel before it on the stream finishes. Modes: "auto" (the default) allows it
+# for ops on at most PDL_AUTO_MAX_TOKENS tokens, "on" for every op, "off" for none. The
+# environment's MXFORGE_PDL sets the mode a process starts in; set_dependent_launch changes it.
 PDL_ENV = "MXFORGE_PDL"
+PDL_MODES = ("auto", "on", "off")
+_PDL_ENV_VALUES = {"": "auto", "auto": "auto", "on": "on", "1": "on", "off": "off", "0": "off"}
+# auto's limit: on an H200, with layers back to back and with a torch kernel between them,
+# PDL made every layer measured at T = 1 ... 16 faster or no slower (~1 %), and gpt-oss-120b's
+# a4w4 layer 2-4 % slower at T = 32 ... 128 (benchmarks/README.md, sessions 37 and 38).
+PDL_AUTO_MAX_TOKENS = 16
 
 
-def check_pdl_env() -> None:
-    """Warn, naming the allowed values, where MXFORGE_PDL is set to something other than
-    0 or 1 (the launcher would quietly keep it off)."""
-    value = os.environ.get(PDL_ENV)
-    if value not in (None, "", "0", "1"):
-        warnings.warn(f"{PDL_ENV}={value!r} is not a setting (allowed: 0, off, the default; 1, "
-                      "programmatic dependent launch on sm90): it stays off", stacklevel=2)
+def pdl_mode_from_env() -> str:
+    """The mode MXFORGE_PDL names (unset: auto); any other value warns, naming the allowed
+    ones, and gives auto."""
+    value = os.environ.get(PDL_ENV, "")
+    if value.strip().lower() in _PDL_ENV_VALUES:
+        return _PDL_ENV_VALUES[value.strip().lower()]
+    warnings.warn(f"{PDL_ENV}={value!r} is not a setting (allowed: auto, the default; 1 or on; "
+                  "0 or off): programmatic dependent launch stays on auto", stacklevel=2)
+    return "auto"
 
 
-check_pdl_env()
+_PDL_MODE = pdl_mode_from_env()
+
+
+def set_dependent_launch(mode: str) -> str:
+    """Set where programmatic dependent launch is allowed (sm90): "auto" (ops on at most
+    PDL_AUTO_MAX_TOKENS tokens: decode), "on" or "off"; returns the mode before. It applies
+    to launches from then on (a CUDA graph keeps what it captured)."""
+    global _PDL_MODE
+    if mode not in PDL_MODES:
+        raise InputError(f"dependent launch mode {mode!r} (allowed: {', '.join(PDL_MODES)})")
+    before, _PDL_MODE = _PDL_MODE, mode
+    return before
+
+
+def describe_dependent_launch() -> str:
+    """The mode of programmatic dependent launch now (auto, on, off; set_dependent_launch)."""
+    if _PDL_MODE == "auto":
+        return f"auto (on at T <= {PDL_AUTO_MAX_TOKENS})"
+    return _PDL_MODE
+
+
+def dependent_launch(tokens: int | None) -> bool:
+    """Whether an op on `tokens` tokens launches its kernels with programmatic dependent
+    launch allowed; None: an op with no token count (weight packing), on only in mode "on"."""
+    if _PDL_MODE != "auto":
+        return _PDL_MODE == "on"
+    return tokens is not None and tokens <= PDL_AUTO_MAX_TOKENS
 
 
 def poison_outputs(enabled: bool) -> None:
@@ -278,12 +314,13 @@ def dtype_of(a: Activation) -> str:
     raise InputError(f"activation: expected a torch.Tensor or MXTensor, got {type(a).__name__}")
 
 
-def _launch(decision: Decision | Instance, args: Any) -> None:
-    inst = decision.instance if isinstance(decision, Decision) else decision
+def _launch(decision: Decision, args: Any) -> None:
+    inst = decision.instance
     why = _loader.module().availability(inst.target)
     if why is not None:
         raise TargetUnavailableError(f"{inst.name}: target {inst.target} cannot run here: {why}")
-    _loader.module().launch(inst.index, args)
+    tokens = None if decision.key.op == "mx_pack" else decision.shape.T
+    _loader.module().launch(inst.index, args, dependent_launch(tokens))
 
 
 # ---- quantization -----------------------------------------------------------------------

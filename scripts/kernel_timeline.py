@@ -7,15 +7,14 @@ start and end, graph-launched kernels included. Replays a graph of --calls layer
 router sit between MoE layers in a model) and prints, per kernel of a call, medians over
 the middle calls of: its start relative to the call's first kernel, its duration, and the
 gap since the previous kernel ended (negative: overlap, programmatic dependent launch);
-then the period per call. Run it with MXFORGE_PDL=0 and =1, back to back and separated
+then the period per call. Run it with MXFORGE_PDL=off and =on, back to back and separated
 (benchmarks/README.md, session 13):
 
-    MXFORGE_PDL=1 python3 scripts/kernel_timeline.py --model gpt-oss-120b --T 1 --pipeline a4w4 --separated
+    MXFORGE_PDL=on python3 scripts/kernel_timeline.py --model gpt-oss-120b --T 1 --pipeline a4w4 --separated
 """
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -74,7 +73,7 @@ def main() -> None:
         sys.exit(f"{len(kernels)} kernels recorded for {args.calls} calls: this torch/CUPTI "
                  "does not trace every kernel inside CUDA graphs")
     print(f"# {torch.cuda.get_device_name()} {shape.name} T={args.T} {args.pipeline} "
-          f"separated={args.separated} MXFORGE_PDL={os.environ.get('MXFORGE_PDL', '(unset: off)')} "
+          f"separated={args.separated} dependent launch {ops.describe_dependent_launch()} "
           f"{per_call} kernels per call")
     # Per call c (skipping the first and last): each kernel's start relative to the call's
     # first kernel, its duration, and the gap since the previous kernel ended (negative:

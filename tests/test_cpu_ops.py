@@ -400,3 +400,42 @@ def test_direct_routing_with_slots_and_masks(rng):
     for how in ("slots", "atomic"):
         check_fused_moe("minimax-m2.1-tp8", 3, "bf16", "bf16", "two_stage", rng, CPU, E=16,
                         stage2_reduce=how, expert_mask=mask, routing="direct")
+
+
+@pytest.mark.parametrize("mode", ["auto", "on", "off"])
+def test_dependent_launch_per_op(mode, monkeypatch, rng):
+    """Programmatic dependent launch is decided per op (ops.dependent_launch) and reaches the
+    module's launch entry with every launch: on auto for the ops of a layer on at most
+    PDL_AUTO_MAX_TOKENS tokens (all of its launches) and not past it, never for weight
+    packing (its quantize is an op on E * N rows); "on" / "off" for every op. The CPU target ignores the flag (its results are the
+    reference's either way), so this runs the real module with it."""
+    from mxforge import _loader, ops
+    C = _loader.module()
+    seen: list[tuple[str, bool]] = []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return getattr(C, name)
+
+        def launch(self, index, args, dependent_launch):
+            seen.append((type(args).__name__, dependent_launch))
+            C.launch(index, args, dependent_launch=dependent_launch)
+
+    monkeypatch.setattr(_loader, "module", lambda: Recorder())
+    before = ops.set_dependent_launch(mode)
+    try:
+        limit = ops.PDL_AUTO_MAX_TOKENS
+        for T in (1, limit, limit + 1):
+            for a_dtype, routing in (("pk_fp4", "auto"), ("bf16", "direct"), ("bf16", "sorted")):
+                seen.clear()
+                check_fused_moe("minimax-m2.1-tp8", T, a_dtype, "bf16", "two_stage", rng, CPU,
+                                E=16, routing=routing)
+                want = mode == "on" or (mode == "auto" and T <= limit)
+                layer = [s for s in seen if s[0] != "PackArgs"]  # (make_layer packs the weights)
+                assert len(layer) >= 2 and all(d == want for _, d in layer), (T, a_dtype, routing, seen)
+        seen.clear()
+        mxforge.pack_weight(torch.randn(2, 64, 64, generator=rng).to(torch.bfloat16), layout="shuffled")
+        packs = [d for kind, d in seen if kind == "PackArgs"]
+        assert packs and all(d == (mode == "on") for d in packs), seen
+    finally:
+        ops.set_dependent_launch(before)

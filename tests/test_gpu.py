@@ -346,10 +346,10 @@ BACK_TO_BACK = [(m, T, a, s2, path)
 @pytest.mark.parametrize("model, T, a_dtype, stage2_input, path", BACK_TO_BACK)
 @pytest.mark.parametrize("delay_ns", [0, 20_000])
 def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, delay_ns, path, grng):
-    """Programmatic dependent launch (device.h, wait_prior_grids; opt-in, MXFORGE_PDL=1,
-    which scripts/gpu-check runs these tests with too): a kernel may start before the one
-    before it has finished and must wait before it reads what that one (or any earlier one)
-    wrote. Three layers, each on the previous one's
+    """Programmatic dependent launch (device.h, wait_prior_grids; on here at every T, as
+    mxforge.set_dependent_launch("on"); the default, auto, takes it at T <= 16): a kernel may
+    start before the one before it has finished and must wait before it reads what that one
+    (or any earlier one) wrote. Three layers, each on the previous one's
     output, captured in one CUDA graph with nothing between their kernels (outputs not
     poisoned, as in production), replayed on two inputs: each layer's output matches the
     reference on the input that layer got. A kernel reading early would see the previous
@@ -378,6 +378,7 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
 
     x = L.x.clone()
     mxforge.ops.delay_gemm_epilogues(delay_ns)
+    pdl_before = mxforge.set_dependent_launch("on")
     try:
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
@@ -389,6 +390,7 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
             ys = layers(x)
     finally:
         mxforge.ops.delay_gemm_epilogues(0)
+        mxforge.set_dependent_launch(pdl_before)
     tol = ACCUM_TOL if stage2_input == "bf16" else 3e-2
     for replay in range(2):
         x.copy_((torch.randn(x.shape, generator=grng, device=GPU) * 2).to(torch.bfloat16))
@@ -401,6 +403,53 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
                                  stage2_input=stage2_input, out_dtype=torch.float32)
             err = rel_l2(y, want)
             assert err <= tol, f"replay {replay}, layer {layer}: rel. L2 {err:.3e}"
+
+
+def _programmatic_edges(graph: torch.cuda.CUDAGraph) -> int:
+    """Edges of a captured CUDA graph that are programmatic dependencies (a kernel launched
+    with programmatic dependent launch after another), read with the driver's
+    cuGraphGetEdges_v2 (CUgraphEdgeData: from_port, to_port, type, 5 reserved bytes)."""
+    import ctypes
+    get = ctypes.CDLL("libcuda.so.1").cuGraphGetEdges_v2
+    get.argtypes = [ctypes.c_void_p] * 4 + [ctypes.POINTER(ctypes.c_size_t)]
+    get.restype = ctypes.c_int
+    raw = ctypes.c_void_p(graph.raw_cuda_graph())
+    n = ctypes.c_size_t(0)
+    assert get(raw, None, None, None, ctypes.byref(n)) == 0
+    src, dst = (ctypes.c_void_p * n.value)(), (ctypes.c_void_p * n.value)()
+    data = (ctypes.c_uint8 * (8 * n.value))()
+    assert get(raw, src, dst, data, ctypes.byref(n)) == 0
+    return sum(1 for i in range(n.value) if data[8 * i + 2] != 0 or data[8 * i] != 0)
+
+
+@pytest.mark.parametrize("mode, T, wanted", [("auto", 1, True), ("auto", 16, True), ("auto", 17, False),
+                                             ("off", 1, False), ("on", 64, True)])
+def test_dependent_launch_reaches_the_launches(mode, T, wanted, grng):
+    """mxforge.set_dependent_launch's decision (per op, ops.dependent_launch) reaches the
+    kernels' launches: a fused_moe layer captured in a CUDA graph has programmatic edges
+    between its kernels where it is allowed and none where it is not."""
+    if not hasattr(torch.cuda.CUDAGraph, "raw_cuda_graph"):
+        pytest.skip("this torch's CUDAGraph has no keep_graph / raw_cuda_graph")
+    shape = PRESETS["minimax-m2.1-tp8"]
+    L = make_layer(shape, T, grng, GPU)
+    before = mxforge.set_dependent_launch(mode)
+    try:
+        for a_dtype in ("pk_fp4", "bf16"):
+            def layer() -> torch.Tensor:
+                return mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids,
+                                         activation=shape.activation, a_dtype=a_dtype)
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                layer()  # warm-up
+            torch.cuda.current_stream().wait_stream(s)
+            graph = torch.cuda.CUDAGraph(keep_graph=True)
+            with torch.cuda.graph(graph):
+                layer()
+            edges = _programmatic_edges(graph)
+            assert (edges > 0) == wanted, f"{a_dtype}: {edges} programmatic edges"
+    finally:
+        mxforge.set_dependent_launch(before)
 
 
 # ---- torch integration: opcheck, CUDA-graph capture of every op, torch.compile -------------

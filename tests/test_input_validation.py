@@ -217,17 +217,33 @@ def test_gemm_delay_hook_rejects_out_of_range(ns):
     assert ops._GEMM_DELAY_NS == 0
 
 
-@pytest.mark.parametrize("value, warns", [("1", False), ("0", False), ("", False), ("on", True), ("2", True)])
-def test_pdl_env_names_its_allowed_values(monkeypatch, value, warns):
-    """MXFORGE_PDL other than 0 / 1 would leave programmatic dependent launch off without a
-    word from the launcher (device.h): the op layer warns, naming what is allowed."""
+@pytest.mark.parametrize("value, mode", [(None, "auto"), ("", "auto"), ("auto", "auto"), ("1", "on"),
+                                         ("on", "on"), ("0", "off"), ("OFF", "off"), ("2", None),
+                                         ("yes", None)])
+def test_pdl_env_names_its_allowed_values(monkeypatch, value, mode):
+    """MXFORGE_PDL sets the mode of programmatic dependent launch a process starts in; a value
+    that is not a setting warns, naming the allowed ones, and gives the default (auto)."""
     import warnings
-    monkeypatch.setenv("MXFORGE_PDL", value)
+    if value is None:
+        monkeypatch.delenv("MXFORGE_PDL", raising=False)
+    else:
+        monkeypatch.setenv("MXFORGE_PDL", value)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ops.check_pdl_env()
+        got = ops.pdl_mode_from_env()
     msgs = [str(w.message) for w in caught]
-    if warns:
-        assert len(msgs) == 1 and f"MXFORGE_PDL='{value}'" in msgs[0] and "allowed: 0" in msgs[0], msgs
+    if mode is None:
+        assert got == "auto"
+        assert len(msgs) == 1 and f"MXFORGE_PDL='{value}'" in msgs[0] and "allowed: auto" in msgs[0], msgs
     else:
-        assert msgs == []
+        assert (got, msgs) == (mode, [])
+
+
+def test_set_dependent_launch_names_its_modes():
+    with pytest.raises(InputError, match=r"dependent launch mode 'yes' \(allowed: auto, on, off\)"):
+        ops.set_dependent_launch("yes")
+    before = ops.set_dependent_launch("off")
+    try:
+        assert ops.set_dependent_launch("on") == "off"
+    finally:
+        ops.set_dependent_launch(before)

@@ -84,18 +84,18 @@ MXF_DEV const float* cluster_peer(const float* p, int rank) {
   asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
   return reinterpret_cast<const float*>(out);
 }
-// Programmatic dependent launch (sm_90; opt-in, MXFORGE_PDL=1, launch_cluster below): the
-// next kernel on the stream may start its CTAs before this one ends, once every CTA of this
-// one has called launch_dependents (or exited). So every kernel calls wait_prior_grids
-// before its first global memory access: it returns once the kernels before it have
-// finished and their memory is visible to this grid. No read goes before it, not even of
-// data written two kernels back: a first version's stage 2 read its routes before the wait
-// and gave wrong results on an H200 (benchmarks/README.md, 2026-11-30 session 11);
+// Programmatic dependent launch (sm_90; allowed per op, mxforge.ops.dependent_launch;
+// launch_cluster below): the next kernel on the stream may start its CTAs before this one ends,
+// once every CTA of this one has called launch_dependents (or exited). So every kernel calls
+// wait_prior_grids before its first global memory access: it returns once the kernels before it
+// have finished and their memory is visible to this grid. No read goes before it, not even of
+// data written two kernels back: a first version's stage 2 read its routes before the wait and
+// gave wrong results on an H200 (benchmarks/README.md, 2026-11-30 session 11);
 // scripts/check_sass.py fails any global access before the wait in SASS. Where
-// launch_dependents goes decides the overlap: small kernels call it right after the wait;
-// the GEMMs after their main loop, so the next kernel's CTAs land on SMs as this one's
-// finish (spread over the SMs, not piled onto the few idle at its start, which measured
-// slower). Without the launch attribute both instructions do nothing.
+// launch_dependents goes decides the overlap: small kernels call it right after the wait; the
+// GEMMs after their main loop, so the next kernel's CTAs land on SMs as this one's finish
+// (spread over the SMs, not piled onto the few idle at its start, which measured slower).
+// Without the launch attribute both instructions do nothing.
 MXF_DEV void wait_prior_grids() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -539,23 +539,11 @@ inline Status allow_dynamic_smem(const void* kernel, size_t bytes) {
   return Status::ok();
 }
 
-// Whether launches allow programmatic dependent launch (wait_prior_grids): only where the
-// environment sets MXFORGE_PDL=1 (read once per process). Off by default: on an H200 it
-// makes decode layers faster (T = 1 ... 8: 0.90-0.99x back to back, 0.94-1.01x with a torch
-// kernel between layers) but gpt-oss-120b's a4w4 layer 1.02-1.04x slower at T = 32 ... 128
-// (benchmarks/README.md, sessions 12 and 37).
-inline bool dependent_launch_enabled() {
-  static const bool on = [] {
-    const char* v = getenv("MXFORGE_PDL");
-    return v != nullptr && strcmp(v, "1") == 0;
-  }();
-  return on;
-}
-
 // Launch `kernel<<<grid, block, smem, stream>>>(args...)` as thread block clusters of
 // `cluster` CTAs (the grid a multiple of it in each dimension; the CTAs of one cluster run
 // at the same time; 1 x 1 x 1: no clusters), allowing programmatic dependent launch where
-// it is on, and report the launch error. An empty grid launches nothing (that is not an
+// the op's caller allowed it (dependent_launch_allowed, registry.h), and report the launch
+// error. An empty grid launches nothing (that is not an
 // error for a zero-sized problem).
 template <class... P, class... A>
 inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
@@ -577,7 +565,7 @@ inline Status launch_cluster(void (*kernel)(P...), dim3 grid, dim3 block, dim3 c
     attr[n].val.clusterDim.z = cluster.z;
     ++n;
   }
-  if (dependent_launch_enabled()) {
+  if (dependent_launch_allowed()) {
     attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[n].val.programmaticStreamSerializationAllowed = 1;
     ++n;

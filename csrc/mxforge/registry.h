@@ -15,6 +15,16 @@ struct Status {
 
 using LaunchFn = Status (*)(const void* args);
 
+// Whether the kernels the op now running on this thread launches may use programmatic
+// dependent launch (sm_90: a kernel's CTAs may start before the one before it on the stream
+// ends; device.h, launch_cluster). The module's launch entry sets it for the duration of one
+// op, as Python decides per call (mxforge.ops.dependent_launch), and clears it after; targets
+// without the feature ignore it. Thread-local: ops on other threads decide for themselves.
+inline bool& dependent_launch_allowed() {
+  static thread_local bool allowed = false;
+  return allowed;
+}
+
 struct InstanceInfo {
   const char* name;  // canonical name (encodes every field below)
   const char* target;

@@ -45,10 +45,13 @@ _GEMM_DELAY_NS = 0
 PDL_ENV = "MXFORGE_PDL"
 PDL_MODES = ("auto", "on", "off")
 _PDL_ENV_VALUES = {"": "auto", "auto": "auto", "on": "on", "1": "on", "off": "off", "0": "off"}
-# auto's limit: on an H200, with layers back to back and with a torch kernel between them,
-# PDL made every layer measured at T = 1 ... 16 faster or no slower (~1 %), and gpt-oss-120b's
-# a4w4 layer 2-4 % slower at T = 32 ... 128 (benchmarks/README.md, sessions 37 and 38).
-PDL_AUTO_MAX_TOKENS = 16
+# auto's limit: on an H200 (benchmarks/README.md, sessions 37 and 38), with layers back to
+# back in a CUDA graph PDL made every layer measured at T = 1 ... 8 faster (MiniMax TP=8,
+# TP=4, gpt-oss-120b, three pipelines: 0.90-0.995x; with a torch kernel between layers
+# 0.94-1.01x, one 1.03x reading that four rounds put at 1.00x), but gpt-oss-120b's a16w4
+# layer 1.03x slower at T = 16 and its a4w4 layer 1.02-1.04x at T = 32 ... 128 (MiniMax TP=8
+# still gained 3 % at T = 16).
+PDL_AUTO_MAX_TOKENS = 8
 
 
 def pdl_mode_from_env() -> str:

@@ -347,7 +347,7 @@ BACK_TO_BACK = [(m, T, a, s2, path)
 @pytest.mark.parametrize("delay_ns", [0, 20_000])
 def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, delay_ns, path, grng):
     """Programmatic dependent launch (device.h, wait_prior_grids; on here at every T, as
-    mxforge.set_dependent_launch("on"); the default, auto, takes it at T <= 16): a kernel may
+    mxforge.set_dependent_launch("on"); the default, auto, takes it at decode, T <= 8): a kernel may
     start before the one before it has finished and must wait before it reads what that one
     (or any earlier one) wrote. Three layers, each on the previous one's
     output, captured in one CUDA graph with nothing between their kernels (outputs not
@@ -422,8 +422,12 @@ def _programmatic_edges(graph: torch.cuda.CUDAGraph) -> int:
     return sum(1 for i in range(n.value) if data[8 * i + 2] != 0 or data[8 * i] != 0)
 
 
-@pytest.mark.parametrize("mode, T, wanted", [("auto", 1, True), ("auto", 16, True), ("auto", 17, False),
-                                             ("off", 1, False), ("on", 64, True)])
+_PDL_LIMIT = mxforge.ops.PDL_AUTO_MAX_TOKENS
+
+
+@pytest.mark.parametrize("mode, T, wanted", [("auto", 1, True), ("auto", _PDL_LIMIT, True),
+                                             ("auto", _PDL_LIMIT + 1, False), ("off", 1, False),
+                                             ("on", 64, True)])
 def test_dependent_launch_reaches_the_launches(mode, T, wanted, grng):
     """mxforge.set_dependent_launch's decision (per op, ops.dependent_launch) reaches the
     kernels' launches: a fused_moe layer captured in a CUDA graph has programmatic edges

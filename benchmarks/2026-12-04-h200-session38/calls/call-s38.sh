@@ -10,6 +10,16 @@
 #          for the models in $AB_MODELS at T in $AB_T, every pipeline
 #   TESTS  the GPU tests of the layer on the default mode (auto), tokens $MXFORGE_GPU_TOKENS
 #   BENCH  mxforge bench on the default mode for $BENCH_MODELS at $BENCH_T
+# The calls as run (the limit PDL_AUTO_MAX_TOKENS 16 in A and B, 8 from C on):
+#   A: BUILD=1 EDGES=1 AB=1 AB_S=260                  (MiniMax TP=8; stopped after T = 16)
+#   B: BUILD=1 AB=1 AB_MODELS=gpt-oss-120b AB_T="16 32" AB_S=150 TESTS=1
+#      MXFORGE_GPU_TOKENS=1,16,17 TEST_S=220
+#   C: BUILD=1 EDGES=1 EDGES_S=60 AB=1 AB_MODELS=gpt-oss-120b AB_T="4 8" AB_MODES="off auto"
+#      AB_S=100 BENCH=1 BENCH_T="1 2 4 8 16" BENCH_S=105   (B's build in place)
+#   D: TESTS=1 MXFORGE_GPU_TOKENS=1,8,9 TEST_S=200 AB=1 AB_MODELS=minimax-m2.1-tp4 AB_T="1 8"
+#      AB_MODES="off auto" AB_S=120
+#   E: python3 scripts/pdl_separated.py --model minimax-m2.1-tp4 --T 4 8 --pipelines a4w4 a16w4
+#      --modes off auto --rounds 4; the same for gpt-oss-120b --T 8 --pipelines a4w4
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:-build/s38}
@@ -30,7 +40,7 @@ fi
 if [ "${AB:-0}" = 1 ]; then
   for m in ${AB_MODELS:-minimax-m2.1-tp8}; do
     timeout "${AB_S:-240}" python3 scripts/pdl_separated.py --model "$m" --T ${AB_T:-1 2 4 8 16 32 64} \
-      --modes off auto on --rounds "${AB_ROUNDS:-2}" 2>&1 | tee "$OUT/pdl-$m.txt"; echo "ab $m rc ${PIPESTATUS[0]}"
+      --modes ${AB_MODES:-off auto on} --rounds "${AB_ROUNDS:-2}" 2>&1 | tee "$OUT/pdl-$m.txt"; echo "ab $m rc ${PIPESTATUS[0]}"
   done
   echo "ab: $(( $(date +%s) - t0 )) s"
 fi

@@ -317,12 +317,16 @@ def dtype_of(a: Activation) -> str:
     raise InputError(f"activation: expected a torch.Tensor or MXTensor, got {type(a).__name__}")
 
 
-def _launch(decision: Decision, args: Any) -> None:
-    inst = decision.instance
+def _launch(decision: Decision | Instance, args: Any) -> None:
+    """Launch a selected instance; a Decision carries the token count that decides programmatic
+    dependent launch (a bare Instance has none: on only in mode "on")."""
+    inst = decision.instance if isinstance(decision, Decision) else decision
     why = _loader.module().availability(inst.target)
     if why is not None:
         raise TargetUnavailableError(f"{inst.name}: target {inst.target} cannot run here: {why}")
-    tokens = None if decision.key.op == "mx_pack" else decision.shape.T
+    tokens = None
+    if isinstance(decision, Decision) and inst.op != "mx_pack":
+        tokens = decision.shape.T
     _loader.module().launch(inst.index, args, dependent_launch(tokens))
 
 

@@ -407,8 +407,9 @@ def test_dependent_launch_per_op(mode, monkeypatch, rng):
     """Programmatic dependent launch is decided per op (ops.dependent_launch) and reaches the
     module's launch entry with every launch: on auto for the ops of a layer on at most
     PDL_AUTO_MAX_TOKENS tokens (all of its launches) and not past it, never for weight
-    packing (its quantize is an op on E * N rows); "on" / "off" for every op. The CPU target ignores the flag (its results are the
-    reference's either way), so this runs the real module with it."""
+    packing (its quantize is an op on E * N rows); "on" / "off" for every op. The CPU target
+    ignores the flag (its results are the reference's either way), so this runs the real
+    module with it."""
     from mxforge import _loader, ops
     C = _loader.module()
     seen: list[tuple[str, bool]] = []

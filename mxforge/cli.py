@@ -164,17 +164,22 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     from .bench import PIPELINES
     from .models import preset
-    from .tune import tune, write_table
+    from .tune import tune, untimed_list_tokens, write_table
+    for t, skipped in untimed_list_tokens(tuple(args.T)).items():
+        print(f"note: the T = {t} rows will also serve T = {', '.join(map(str, skipped))}, which are not "
+              "tuned: add them to --T (picks timed at one T can be slower at another)")
     choices = []
     for m in args.model:
         choices += tune(m, tuple(args.T), tuple(args.pipelines or PIPELINES), verbose=args.verbose,
                         only=tuple(args.only or ()), layout=args.layout)
     out = Path(args.out)
     write_table(out, choices, {m: preset(m) for m in args.model}, "sm90")
-    faster = [c for c in choices if c.stage1_us + c.stage2_us < c.heuristic_us]
+    same = sum(c.tuned_layer_us != c.tuned_layer_us for c in choices)  # (nan: dispatch's pair won per stage)
+    kept = sum(c.kept_dispatch for c in choices)
     one = [c for c in choices if c.one_stage]
-    print(f"wrote {out}: {2 * len(choices) + len(one)} rows; tuned beats the heuristic in "
-          f"{len(faster)}/{len(choices)} cases; the one-stage kernel's layer wins in "
+    print(f"wrote {out}: {2 * len(choices) + len(one)} rows; dispatch's pair: fastest per stage in "
+          f"{same}/{len(choices)} cases, kept on the layer time in {kept}, replaced in "
+          f"{len(choices) - same - kept}; the one-stage kernel's layer wins in "
           f"{sum(c.one_stage_wins for c in one)}/{len(one)}")
     return 0
 

@@ -4,7 +4,15 @@ tuned table that dispatch reads (README: dispatch and tuning).
 Per model, pipeline and token count T: for every block_m that stage 1 and stage 2 both have
 (the sort's padding unit is shared), each stage-1 and each stage-2 candidate is timed on
 its own (CUDA-graph replay over rotating inputs, as `mxforge bench`); the block_m whose
-best pair is fastest wins and both instances are written as rows with T_max = T. Every
+best pair is fastest gives the tuned pair. That pair and the pair dispatch takes without
+the new rows (the tables' rows it reads, else the heuristic) are then timed as the whole
+layer (quant+sort, stage 1, stage 2 in one graph, as fused_moe runs them): stage sums can
+disagree with the layer (MiniMax TP=4 at T = 4 on an H200: the tuned pair 0.93x the
+dispatch pair's stage sum, 1.03x its layer time), so dispatch's pair is kept unless the
+tuned one's layer is faster by more than LAYER_MARGIN. The winner's two instances are
+written as rows with T_max = T. A row serves every T above the next smaller row's T_max,
+so tune every T of the list (the default): MiniMax TP=4's T = 4 rows took 1.20x the
+heuristic's layer time at T = 2 (H200, 2026-12-04). Every
 timed instance is also run end to end (quant+sort, its stage, the best instance of the
 other stage) and compared with `mxforge.reference.fused_moe` on the same inputs: a result
 off by more than the tests' tolerance stops the tuning with an error naming the instance,
@@ -23,7 +31,7 @@ import torch
 from . import ops
 from . import reference as ref
 from .bench import PIPELINES, _routings, _time_graph, make_layer
-from .dispatch import KEY_FIELDS, SPLIT, TUNED_COLUMNS, TWO_STAGE, Key, candidates
+from .dispatch import KEY_FIELDS, SPLIT, TUNED_COLUMNS, TWO_STAGE, Key, candidates, select
 from .errors import MxforgeError
 from .models import MoeShape, preset
 
@@ -31,6 +39,24 @@ DEFAULT_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 # rel. L2 against the fp32 reference: tests/helpers.py ACCUM_TOL for a bf16 intermediate;
 # a re-quantized (pk_fp4) intermediate may flip codes by one step in <= 1% of elements.
 TOLERANCE = {"bf16": 1.6e-2, "pk_fp4": 3e-2}
+# The tuned pair replaces dispatch's pair only where its layer time is below (1 - this) x
+# that pair's: one pair's layer timings agree within ~0.5 % from run to run (H200), and a
+# row that gains nothing measurable should not move dispatch.
+LAYER_MARGIN = 0.01
+
+
+def untimed_list_tokens(tokens: tuple[int, ...]) -> dict[int, list[int]]:
+    """For each T of `tokens`, the T of DEFAULT_TOKENS that its rows would serve without
+    having been timed (those between it and the next smaller T tuned): tuned at T = 1, 4, 16,
+    the T = 4 rows serve T = 2 and the T = 16 rows T = 8. Empty when none."""
+    out: dict[int, list[int]] = {}
+    below = 0
+    for t in sorted(set(tokens)):
+        skipped = [d for d in DEFAULT_TOKENS if below < d < t]
+        if skipped:
+            out[t] = skipped
+        below = t
+    return out
 
 
 @dataclass
@@ -43,9 +69,18 @@ class Choice:
     stage2: str
     stage1_us: float
     stage2_us: float
-    heuristic_us: float  # stage1 + stage2 of the heuristic's choice, same run
+    dispatch_us: float  # stage1 + stage2 of dispatch's pair (table rows, else heuristic), same run
     err: float
     layout: str = "plain"  # the weights' layout the instances read
+    # Dispatch's pair (dispatch_stage1 / dispatch_stage2) and, where it differs from the pair
+    # the stage sums chose, both as the whole layer (quant+sort included, one graph), same
+    # run: tuned_layer_us, dispatch_layer_us. kept_dispatch: dispatch's pair won and is now
+    # block_m / stage1 / stage2.
+    tuned_layer_us: float = float("nan")
+    dispatch_layer_us: float = float("nan")
+    dispatch_stage1: str = ""
+    dispatch_stage2: str = ""
+    kept_dispatch: bool = False
     # Pipelines with a bf16 intermediate: the whole layer both ways, same run (quant+sort
     # included): the chosen stages (two_stage_us) and the fastest one-stage instance.
     two_stage_us: float = float("nan")
@@ -153,7 +188,7 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
                 if best is None or c.stage1_us + c.stage2_us < best.stage1_us + best.stage2_us:
                     best = c
             assert best is not None
-            best.heuristic_us = _heuristic_us(L, xs, routes, k1, k2, a_dtype, s2, rot)
+            _layer_check(best, L, xs, routes, want, k1, k2, a_dtype, s2, rot)
             if c_one:
                 _tune_one_stage(best, c_one, L, xs, routes, want, shape, a_dtype, rot, verbose, log)
             if a_dtype in ops.MX_DTYPES:
@@ -164,9 +199,12 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
                    f" -> {'one' if best.one_stage_wins else 'two'}" if best.one_stage else "")
             qs = (f"; quant+sort fused {best.fused_quant_sort_us:.1f} vs split {best.split_quant_sort_us:.1f} us"
                   f" -> {'split' if best.quant_sort == SPLIT else 'fused'}" if best.quant_sort else "")
+            lay = ("; = dispatch's pair" if best.tuned_layer_us != best.tuned_layer_us else
+                   f"; layer {best.tuned_layer_us:.1f} us vs dispatch's {best.dispatch_layer_us:.1f} "
+                   f"-> {'dispatch' if best.kept_dispatch else 'tuned'}")
             log(f"{shape.name:18s} {p:15s} T={T:5d} block_m={best.block_m:3d} "
-                f"{best.stage1_us + best.stage2_us:8.1f} us (heuristic {best.heuristic_us:8.1f}) "
-                f"err {best.err:.4f}  {best.stage1} + {best.stage2}{one}{qs}")
+                f"{best.stage1_us + best.stage2_us:8.1f} us (dispatch {best.dispatch_us:8.1f}) "
+                f"err {best.err:.4f}  {best.stage1} + {best.stage2}{lay}{one}{qs}")
     return out
 
 
@@ -175,20 +213,12 @@ def _tune_one_stage(best: Choice, c_one: list, L, xs, routes, want: torch.Tensor
     """The whole layer through each one-stage instance (ops.one_stage_layer, verified against
     the reference) and through the chosen two stages, same run, into best."""
     T = xs[0].shape[0]
-    E = shape.E
-
-    def two(j: int) -> torch.Tensor:
-        out = torch.empty(T, shape.H, dtype=torch.bfloat16, device="cuda")
-        a, sort = ops._quant_sort(xs[j], routes[j][0], routes[j][1], E, best.block_m, a_dtype, "round_up",
-                                  None, out)
-        inter = ops.moe_stage1(a, L.w1, sort, shape.activation, "bf16", instance=best.stage1)
-        return ops.moe_stage2(inter, L.w2, sort, out=out, instance=best.stage2)
 
     def one(j: int, n: str) -> torch.Tensor:
         return ops.one_stage_layer(xs[j], L.w1, L.w2, routes[j][1], routes[j][0], shape.activation,
                                    a_dtype, "stage2", instance=n)
 
-    best.two_stage_us = _time_graph(two, rot)
+    best.two_stage_us = _layer_us(L, xs, routes, best.block_m, best.stage1, best.stage2, a_dtype, "bf16", rot)
     times = {i.name: _time_graph(lambda j, n=i.name: one(j, n), rot) for i in c_one}
     for n in times:  # every timed instance against the reference
         err = float((one(0, n).double() - want).norm() / want.norm().clamp_min(1e-30)) if T else 0.0
@@ -263,16 +293,52 @@ def _verify(L, prep, s1: str, s2n: str, want: torch.Tensor, shape: MoeShape, s2:
     return err
 
 
-def _heuristic_us(L, xs, routes, k1: Key, k2: Key, a_dtype: str, s2: str, rot: int) -> float:
-    """Stage 1 + stage 2 as dispatch picks them without a tuned table."""
+def _layer_us(L, xs, routes, bm: int, s1: str, s2n: str, a_dtype: str, s2: str, rot: int) -> float:
+    """The whole layer as fused_moe's two stages run it -- quant+sort at block_m bm (zeroing
+    out), stage 1, stage 2 adding into out -- with these instances, one graph over the
+    rotating inputs (programmatic dependent launch as the runtime decides it)."""
     shape = L.shape
-    s1 = ops.Shape(T=xs[0].shape[0], N=2 * shape.I, K=shape.H, E=shape.E, topk=shape.topk)
+    T = xs[0].shape[0]
+
+    def run(j: int) -> torch.Tensor:
+        out = torch.empty(T, shape.H, dtype=torch.bfloat16, device="cuda")
+        a, sort = ops._quant_sort(xs[j], routes[j][0], routes[j][1], shape.E, bm, a_dtype, "round_up",
+                                  None, out)
+        inter = ops.moe_stage1(a, L.w1, sort, shape.activation, s2, instance=s1)
+        return ops.moe_stage2(inter, L.w2, sort, out=out, instance=s2n)
+
+    return _time_graph(run, rot)
+
+
+def _layer_check(best: Choice, L, xs, routes, want: torch.Tensor, k1: Key, k2: Key, a_dtype: str,
+                 s2: str, rot: int) -> None:
+    """Dispatch's pair without the rows being tuned (the tables' rows it reads, else the
+    heuristic) timed per stage (dispatch_us) and, where it differs from best's pair, both
+    pairs as the whole layer, same run; best becomes dispatch's pair (verified against the
+    reference) unless the tuned pair's layer is faster by more than LAYER_MARGIN."""
+    shape = L.shape
+    T = xs[0].shape[0]
+    s1 = ops.Shape(T=T, N=2 * shape.I, K=shape.H, E=shape.E, topk=shape.topk)
     bm = ops._common_block_m([k1, k2], s1)
+    n1 = select(k1, s1, block_m=bm).instance.name
+    n2 = select(k2, ops.Shape(T=T, N=shape.H, K=shape.I, E=shape.E, topk=shape.topk), block_m=bm).instance.name
     prep = [_prepare(xs[i], routes[i], shape.E, bm, a_dtype) for i in range(rot)]
-    t1 = _time_graph(lambda j: ops.moe_stage1(prep[j][0], L.w1, prep[j][1], shape.activation, s2), rot)
-    inter = [ops.moe_stage1(prep[j][0], L.w1, prep[j][1], shape.activation, s2) for j in range(rot)]
-    t2 = _time_graph(lambda j: ops.moe_stage2(inter[j], L.w2, prep[j][1]), rot)
-    return t1 + t2
+    t1 = _time_graph(lambda j: ops.moe_stage1(prep[j][0], L.w1, prep[j][1], shape.activation, s2,
+                                              instance=n1), rot)
+    inter = [ops.moe_stage1(prep[j][0], L.w1, prep[j][1], shape.activation, s2, instance=n1)
+             for j in range(rot)]
+    t2 = _time_graph(lambda j: ops.moe_stage2(inter[j], L.w2, prep[j][1], instance=n2), rot)
+    best.dispatch_us, best.dispatch_stage1, best.dispatch_stage2 = t1 + t2, n1, n2
+    if (bm, n1, n2) == (best.block_m, best.stage1, best.stage2):
+        return
+    best.tuned_layer_us = _layer_us(L, xs, routes, best.block_m, best.stage1, best.stage2, a_dtype, s2, rot)
+    best.dispatch_layer_us = _layer_us(L, xs, routes, bm, n1, n2, a_dtype, s2, rot)
+    if best.tuned_layer_us < (1 - LAYER_MARGIN) * best.dispatch_layer_us:
+        return
+    best.err = max(best.err, _verify(L, prep[0], n1, n2, want, shape, s2, best.pipeline, T))
+    best.block_m, best.stage1, best.stage2 = bm, n1, n2
+    best.stage1_us, best.stage2_us = t1, t2
+    best.kept_dispatch = True
 
 
 def write_table(path: Path, choices: list[Choice], shapes: dict[str, MoeShape], target: str) -> None:

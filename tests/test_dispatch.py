@@ -271,6 +271,63 @@ def test_tune_table_is_what_dispatch_reads(tuned_file, layout):
         == "heuristic"  # past T_max = 4
 
 
+@pytest.mark.parametrize("tuned_layer, dispatch_layer, kept", [(90.0, 100.0, False), (99.5, 100.0, True),
+                                                         (103.0, 100.0, True)])
+def test_tune_keeps_dispatchs_pair_unless_the_layer_is_faster(monkeypatch, tuned_layer, dispatch_layer, kept):
+    """mxforge tune's layer check (tune._layer_check): the pair the stage sums chose replaces
+    the one dispatch takes only where its whole-layer time is faster by more than
+    LAYER_MARGIN; otherwise dispatch's pair (verified against the reference) is the choice.
+    The timings are scripted; select, the keys and the candidates are the real ones."""
+    from types import SimpleNamespace
+
+    from mxforge import ops
+    from mxforge import tune as tn
+    from mxforge.models import preset
+    shape = preset("minimax-m2.1-tp8")
+    T = 4
+    k1, k2 = tn._keys("cpu", shape, "pk_fp4", "bf16")
+    s1 = Shape(T=T, N=2 * shape.I, K=shape.H, E=shape.E, topk=shape.topk)
+    s2 = Shape(T=T, N=shape.H, K=shape.I, E=shape.E, topk=shape.topk)
+    bm = ops._common_block_m([k1, k2], s1)
+    n1, n2 = select(k1, s1, block_m=bm).instance.name, select(k2, s2, block_m=bm).instance.name
+    both = {i.block_m for i in dispatch.candidates(k2)}
+    o1 = next(i for i in dispatch.candidates(k1) if i.name != n1 and i.block_m in both)
+    o2 = next(i.name for i in dispatch.candidates(k2) if i.block_m == o1.block_m)
+    layer = {(o1.block_m, o1.name, o2): tuned_layer, (bm, n1, n2): dispatch_layer}
+    verified = []
+    monkeypatch.setattr(tn, "_prepare", lambda *a: (None, None))
+    monkeypatch.setattr(tn, "_time_graph", lambda fn, rot: 10.0)
+    monkeypatch.setattr(ops, "moe_stage1", lambda *a, **k: None)
+    monkeypatch.setattr(tn, "_layer_us", lambda L, xs, r, b, i1, i2, *a: layer[(b, i1, i2)])
+    monkeypatch.setattr(tn, "_verify", lambda L, prep, i1, i2, *a: verified.append((i1, i2)) or 0.002)
+    best = tn.Choice(shape.name, "a4w4-bf16inter", T, o1.block_m, o1.name, o2, 3.0, 4.0, 0.0, 0.001)
+    L = SimpleNamespace(shape=shape, w1=None, w2=None)
+    tn._layer_check(best, L, [torch.zeros(T, 1)], [None], None, k1, k2, "pk_fp4", "bf16", 1)
+    assert (best.tuned_layer_us, best.dispatch_layer_us, best.dispatch_us) == (tuned_layer, dispatch_layer, 20.0)
+    assert (best.dispatch_stage1, best.dispatch_stage2) == (n1, n2)
+    assert best.kept_dispatch == kept
+    want = (bm, n1, n2, 10.0, 10.0, 0.002) if kept else (o1.block_m, o1.name, o2, 3.0, 4.0, 0.001)
+    assert (best.block_m, best.stage1, best.stage2, best.stage1_us, best.stage2_us, best.err) == want
+    assert verified == ([(n1, n2)] if kept else [])
+    # the stage sums chose dispatch's own pair: no layer timings, nothing to decide
+    same = tn.Choice(shape.name, "a4w4-bf16inter", T, bm, n1, n2, 3.0, 4.0, 0.0, 0.0)
+    tn._layer_check(same, L, [torch.zeros(T, 1)], [None], None, k1, k2, "pk_fp4", "bf16", 1)
+    assert same.tuned_layer_us != same.tuned_layer_us and not same.kept_dispatch
+
+
+def test_tune_names_the_list_tokens_its_rows_serve_untimed():
+    """A row serves every T above the next smaller row's T_max: mxforge tune says which T of
+    the default list a sparser --T list leaves to rows timed elsewhere (MiniMax TP=4's T = 4
+    rows at T = 2: 1.20x the heuristic's layer, benchmarks/README.md, session 39)."""
+    from mxforge.tune import DEFAULT_TOKENS, untimed_list_tokens
+    assert untimed_list_tokens(DEFAULT_TOKENS) == {}
+    assert untimed_list_tokens((16, 1, 4)) == {4: [2], 16: [8]}
+    assert untimed_list_tokens((4,)) == {4: [1, 2]}
+    assert untimed_list_tokens((1, 3, 64)) == {3: [2], 64: [4, 8, 16, 32]}
+    assert untimed_list_tokens((8192, 1024)) == {1024: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+                                                 8192: [2048, 4096]}
+
+
 def test_one_stage_rows_steer_fused_moe_auto(tuned_file, monkeypatch, rng):
     """mxforge tune times the one-stage kernel's layer against the two stages' and writes a
     moe_1stage row: the instance where it won, dispatch.TWO_STAGE where it lost. fused_moe's

@@ -17,8 +17,8 @@ from .errors import (InputError, MxforgeError, NoInstanceError, NotBuiltError,
 from .library import (dequantize, fused_moe, fused_quant_sort, moe_1stage, moe_routes, moe_sort,
                       moe_stage1, moe_stage2, mx_weight, pack_weight, quantize, shuffle_scales,
                       unpack_weight, unshuffle_scales)
-from .ops import (ROUNDING_MODES, MoeWeight, MXTensor, SortResult, reference_weight,
-                  set_dependent_launch)
+from .ops import (ROUNDING_MODES, MoeWeight, MXTensor, SortResult, dependent_launch_mode,
+                  reference_weight, set_dependent_launch)
 
 __version__ = "0.1.0"
 
@@ -43,7 +43,7 @@ def manifest() -> dict[str, Any]:
 __all__ = [
     "ROUNDING_MODES", "Decision", "InputError", "Instance", "Key", "MXTensor", "MoeWeight",
     "MxforgeError", "NoInstanceError", "NotBuiltError", "Shape", "SortResult",
-    "TargetUnavailableError", "dequantize", "fused_moe", "fused_quant_sort", "instances",
+    "TargetUnavailableError", "dependent_launch_mode", "dequantize", "fused_moe", "fused_quant_sort", "instances",
     "manifest", "moe_1stage", "moe_routes", "moe_sort", "moe_stage1", "moe_stage2", "mx_weight",
     "pack_weight", "quantize", "select", "set_dependent_launch", "shuffle_scales", "unpack_weight", "unshuffle_scales",
 ]

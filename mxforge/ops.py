@@ -9,8 +9,10 @@ layout can only reach instances built for that layout.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Union
 
@@ -77,6 +79,18 @@ def set_dependent_launch(mode: str) -> str:
         raise InputError(f"dependent launch mode {mode!r} (allowed: {', '.join(PDL_MODES)})")
     before, _PDL_MODE = _PDL_MODE, mode
     return before
+
+
+@contextlib.contextmanager
+def dependent_launch_mode(mode: str) -> Iterator[str]:
+    """`with dependent_launch_mode("off"):` -- set_dependent_launch(mode) for the block (a bad
+    mode raises before it), the mode before restored after it, also when it raises; yields
+    the mode before."""
+    before = set_dependent_launch(mode)
+    try:
+        yield before
+    finally:
+        set_dependent_launch(before)
 
 
 def describe_dependent_launch() -> str:

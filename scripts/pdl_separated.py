@@ -43,8 +43,7 @@ def main() -> None:
           f"{args.rounds} rounds of {', '.join(args.modes)}; medians; ratios over {args.modes[0]}")
     print(f"{'model':18} {'pipeline':16} {'T':>5} {'mode':>5} {'back-to-back us':>16} "
           f"{'separated us':>13} {'b2b x':>6} {'sep x':>6}")
-    before = ops.set_dependent_launch(args.modes[0])
-    try:
+    with ops.dependent_launch_mode(args.modes[0]):  # (the mode before, restored after)
         for T in args.T:
             rot = 32
             routes = _routings(T, shape.E, shape.topk, rot, g)
@@ -71,8 +70,6 @@ def main() -> None:
                     med = [statistics.median(c) for c in us[mode]]
                     print(f"{shape.name:18} {name:16} {T:5d} {mode:>5} {med[0]:16.1f} {med[1]:13.1f} "
                           f"{med[0] / base[0]:6.3f} {med[1] / base[1]:6.3f}", flush=True)
-    finally:
-        ops.set_dependent_launch(before)
 
 
 if __name__ == "__main__":

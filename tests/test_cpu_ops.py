@@ -423,8 +423,7 @@ def test_dependent_launch_per_op(mode, monkeypatch, rng):
             C.launch(index, args, dependent_launch=dependent_launch)
 
     monkeypatch.setattr(_loader, "module", lambda: Recorder())
-    before = ops.set_dependent_launch(mode)
-    try:
+    with ops.dependent_launch_mode(mode):
         limit = ops.PDL_AUTO_MAX_TOKENS
         for T in (1, limit, limit + 1):
             for a_dtype, routing in (("pk_fp4", "auto"), ("bf16", "direct"), ("bf16", "sorted")):
@@ -438,5 +437,3 @@ def test_dependent_launch_per_op(mode, monkeypatch, rng):
         mxforge.pack_weight(torch.randn(2, 64, 64, generator=rng).to(torch.bfloat16), layout="shuffled")
         packs = [d for kind, d in seen if kind == "PackArgs"]
         assert packs and all(d == (mode == "on") for d in packs), seen
-    finally:
-        ops.set_dependent_launch(before)

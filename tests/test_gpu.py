@@ -273,11 +273,13 @@ def test_fused_moe_slots_deterministic(model, a_dtype, stage2_input, T, grng):
         assert err <= (ACCUM_TOL if stage2_input == "bf16" else 3e-2), err
 
 
-@pytest.mark.parametrize("model", ["minimax-m2.1-tp8", "minimax-m2.1-tp4", "gpt-oss-120b"])
+@pytest.mark.parametrize("model", sorted(PRESETS))
 @pytest.mark.parametrize("a_dtype, stage2_input", [("pk_fp4", "bf16"), ("pk_fp4", "pk_fp4"),
                                                     ("bf16", "bf16"), ("fp8", "bf16")])
 @pytest.mark.parametrize("layout", ["plain", "pairbits"])
 def test_fused_moe(model, a_dtype, stage2_input, layout, grng):
+    """The layer (path and routing auto: the tuned table's picks where it has rows for the
+    preset, the heuristic's elsewhere) at every T of TOKENS, on every model preset."""
     for T in TOKENS:
         check_fused_moe(model, T, a_dtype, stage2_input, "auto", grng, GPU, layout=layout)
 
@@ -347,7 +349,7 @@ BACK_TO_BACK = [(m, T, a, s2, path)
 @pytest.mark.parametrize("delay_ns", [0, 20_000])
 def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_input, delay_ns, path, grng):
     """Programmatic dependent launch (device.h, wait_prior_grids; on here at every T, as
-    mxforge.set_dependent_launch("on"); the default, auto, takes it at decode, T <= 8): a kernel may
+    mxforge.dependent_launch_mode("on"); the default, auto, takes it at decode, T <= 8): a kernel may
     start before the one before it has finished and must wait before it reads what that one
     (or any earlier one) wrote. Three layers, each on the previous one's
     output, captured in one CUDA graph with nothing between their kernels (outputs not
@@ -378,19 +380,18 @@ def test_fused_moe_layers_back_to_back_in_a_graph(model, T, a_dtype, stage2_inpu
 
     x = L.x.clone()
     mxforge.ops.delay_gemm_epilogues(delay_ns)
-    pdl_before = mxforge.set_dependent_launch("on")
     try:
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            layers(x)  # warm-up
-        torch.cuda.current_stream().wait_stream(s)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            ys = layers(x)
+        with mxforge.dependent_launch_mode("on"):
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                layers(x)  # warm-up
+            torch.cuda.current_stream().wait_stream(s)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                ys = layers(x)
     finally:
         mxforge.ops.delay_gemm_epilogues(0)
-        mxforge.set_dependent_launch(pdl_before)
     tol = ACCUM_TOL if stage2_input == "bf16" else 3e-2
     for replay in range(2):
         x.copy_((torch.randn(x.shape, generator=grng, device=GPU) * 2).to(torch.bfloat16))
@@ -436,8 +437,7 @@ def test_dependent_launch_reaches_the_launches(mode, T, wanted, grng):
         pytest.skip("this torch's CUDAGraph has no keep_graph / raw_cuda_graph")
     shape = PRESETS["minimax-m2.1-tp8"]
     L = make_layer(shape, T, grng, GPU)
-    before = mxforge.set_dependent_launch(mode)
-    try:
+    with mxforge.dependent_launch_mode(mode):
         for a_dtype in ("pk_fp4", "bf16"):
             def layer() -> torch.Tensor:
                 return mxforge.fused_moe(L.x, L.w1, L.w2, L.topk_weights, L.topk_ids,
@@ -452,8 +452,6 @@ def test_dependent_launch_reaches_the_launches(mode, T, wanted, grng):
                 layer()
             edges = _programmatic_edges(graph)
             assert (edges > 0) == wanted, f"{a_dtype}: {edges} programmatic edges"
-    finally:
-        mxforge.set_dependent_launch(before)
 
 
 # ---- torch integration: opcheck, CUDA-graph capture of every op, torch.compile -------------

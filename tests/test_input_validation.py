@@ -242,8 +242,32 @@ def test_pdl_env_names_its_allowed_values(monkeypatch, value, mode):
 def test_set_dependent_launch_names_its_modes():
     with pytest.raises(InputError, match=r"dependent launch mode 'yes' \(allowed: auto, on, off\)"):
         ops.set_dependent_launch("yes")
+    with pytest.raises(InputError, match=r"dependent launch mode 'yes' \(allowed: auto, on, off\)"):
+        with ops.dependent_launch_mode("yes"):
+            pass
+    start = ops.describe_dependent_launch()
     before = ops.set_dependent_launch("off")
     try:
         assert ops.set_dependent_launch("on") == "off"
+    finally:
+        ops.set_dependent_launch(before)
+    assert ops.describe_dependent_launch() == start
+
+
+def test_dependent_launch_mode_restores_the_mode_before():
+    """mxforge.dependent_launch_mode: the mode for its block, the one before after it, also
+    when the block raises."""
+    before = ops.set_dependent_launch("off")
+    try:
+        with mxforge.dependent_launch_mode("on") as was:
+            assert was == "off" and ops.dependent_launch(10 ** 6)
+            with ops.dependent_launch_mode("auto"):
+                assert ops.dependent_launch(1) and not ops.dependent_launch(ops.PDL_AUTO_MAX_TOKENS + 1)
+            assert ops.dependent_launch(10 ** 6)
+        assert not ops.dependent_launch(1)
+        with pytest.raises(ValueError, match="in the block"):
+            with ops.dependent_launch_mode("on"):
+                raise ValueError("in the block")
+        assert not ops.dependent_launch(1)
     finally:
         ops.set_dependent_launch(before)

@@ -37,7 +37,7 @@ def main() -> None:
     rows = list(csv.DictReader(open(args.table)))
     insts = instances(args.set, rows[0]["target"])
     by_name = {i.name: i for i in insts}
-    bm_ok = bm_n = tile_ok = path_ok = 0
+    bm_ok = bm_n = tile_ok = path_ok = gemm_n = 0
     for r in rows:
         if r["op"] in ("moe_1stage", "fused_quant_sort"):  # (path choices: one or two stages,
             continue                                        # fused or split quant+sort)
@@ -45,6 +45,7 @@ def main() -> None:
         if tuned is None:
             print(f"skipped (not in set {args.set}): {r['instance']}")
             continue
+        gemm_n += 1
         shape = D.Shape(T=int(r["T_max"]), N=int(r["N"]), K=int(r["K"]), E=int(r["E"]), topk=int(r["topk"]))
         cands = [i for i in insts if i.key() == tuned.key()]
         rank = lambda c: D.heuristic_rank(c, shape)[0]  # noqa: E731
@@ -68,8 +69,8 @@ def main() -> None:
                   f"ck{pick.cluster_k} nt{pick.n_tiles}, tuned n{tuned.block_n} k{tuned.block_k} "
                   f"sk{tuned.split_k} ck{tuned.cluster_k} nt{tuned.n_tiles}")
     print(f"{args.table}: stage-1 block_m agrees in {bm_ok}/{bm_n} rows; "
-          f"tile (block_n, block_k, split_k, cluster_k, n_tiles) at the tuned block_m in {tile_ok}/{len(rows)} rows; "
-          f"b_path there in {path_ok}/{len(rows)} rows")
+          f"tile (block_n, block_k, split_k, cluster_k, n_tiles) at the tuned block_m in {tile_ok}/{gemm_n} "
+          f"GEMM rows; b_path there in {path_ok}/{gemm_n}")
 
 
 if __name__ == "__main__":

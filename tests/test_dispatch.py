@@ -500,13 +500,21 @@ def test_bench_and_tune_need_a_gpu():
 
 def test_heuristic_agreement_script_reads_the_shipped_table():
     """scripts/heuristic_agreement.py (the README's measure of the heuristic against a tuned
-    table) runs without a GPU and counts every row of the table it reads."""
+    table) runs without a GPU and counts every GEMM row of the table it reads (not the rows
+    that choose a path: moe_1stage, fused_quant_sort; until session 39 those were in its
+    denominators)."""
     table = ROOT / "mxforge" / "tuned" / "sm90-h100.csv"
-    rows = len(table.read_text().strip().splitlines()) - 1
+    with open(table, newline="") as fh:
+        ops_ = [r["op"] for r in csv.DictReader(fh)]
+    gemms = sum(op in ("moe_stage1", "moe_stage2") for op in ops_)
+    stage1 = ops_.count("moe_stage1")
+    assert 0 < gemms < len(ops_)
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "heuristic_agreement.py"), str(table)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "at the tuned block_m in " in out.stdout and f"/{rows} rows" in out.stdout, out.stdout
+    assert f"/{stage1} rows;" in out.stdout and "at the tuned block_m in " in out.stdout, out.stdout
+    assert f"/{gemms} GEMM rows; b_path there in " in out.stdout and out.stdout.rstrip().endswith(f"/{gemms}"), \
+        out.stdout
 
 
 def test_heuristic_prefers_the_shared_memory_path():

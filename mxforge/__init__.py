@@ -43,7 +43,8 @@ def manifest() -> dict[str, Any]:
 __all__ = [
     "ROUNDING_MODES", "Decision", "InputError", "Instance", "Key", "MXTensor", "MoeWeight",
     "MxforgeError", "NoInstanceError", "NotBuiltError", "Shape", "SortResult",
-    "TargetUnavailableError", "dependent_launch_mode", "dequantize", "fused_moe", "fused_quant_sort", "instances",
-    "manifest", "moe_1stage", "moe_routes", "moe_sort", "moe_stage1", "moe_stage2", "mx_weight",
-    "pack_weight", "quantize", "select", "set_dependent_launch", "shuffle_scales", "unpack_weight", "unshuffle_scales",
+    "TargetUnavailableError", "dependent_launch_mode", "dequantize", "fused_moe",
+    "fused_quant_sort", "instances", "manifest", "moe_1stage", "moe_routes", "moe_sort",
+    "moe_stage1", "moe_stage2", "mx_weight", "pack_weight", "quantize", "select",
+    "set_dependent_launch", "shuffle_scales", "unpack_weight", "unshuffle_scales",
 ]

@@ -174,7 +174,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                         only=tuple(args.only or ()), layout=args.layout)
     out = Path(args.out)
     write_table(out, choices, {m: preset(m) for m in args.model}, "sm90")
-    same = sum(c.tuned_layer_us != c.tuned_layer_us for c in choices)  # (nan: dispatch's pair won per stage)
+    same = sum(c.same_as_dispatch for c in choices)
     kept = sum(c.kept_dispatch for c in choices)
     one = [c for c in choices if c.one_stage]
     print(f"wrote {out}: {2 * len(choices) + len(one)} rows; dispatch's pair: fastest per stage in "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -93,6 +94,11 @@ class Choice:
     split_quant_sort_us: float = float("nan")
 
     @property
+    def same_as_dispatch(self) -> bool:
+        """The stage sums chose dispatch's own pair (no layer timings were needed)."""
+        return math.isnan(self.tuned_layer_us)
+
+    @property
     def one_stage_wins(self) -> bool:
         return bool(self.one_stage) and self.one_stage_us < self.two_stage_us
 
@@ -115,8 +121,8 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
          log: Callable[[str], None] = print, verbose: bool = False,
          only: tuple[str, ...] = (), layout: str = "plain") -> list[Choice]:
     """verbose: log every timed instance (per stage and block_m), not only the choice.
-    only: time just the instances whose names match one of these globs (experiments; the
-    heuristic's choice is still timed for comparison). layout: the weights' layout (its
+    only: time just the instances whose names match one of these globs (experiments;
+    dispatch's pair is still timed, and still kept where the layer check says so). layout: the weights' layout (its
     rows are keyed by it; pairbits without rows of its own takes plain's, dispatch.py).
     Pipelines with a bf16 intermediate also time the one-stage kernels (moe_1stage) against
     the chosen two stages, each as the whole layer (quant+sort included). Pipelines with MX
@@ -199,8 +205,9 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
                    f" -> {'one' if best.one_stage_wins else 'two'}" if best.one_stage else "")
             qs = (f"; quant+sort fused {best.fused_quant_sort_us:.1f} vs split {best.split_quant_sort_us:.1f} us"
                   f" -> {'split' if best.quant_sort == SPLIT else 'fused'}" if best.quant_sort else "")
-            lay = ("; = dispatch's pair" if best.tuned_layer_us != best.tuned_layer_us else
+            lay = ("; = dispatch's pair" if best.same_as_dispatch else
                    f"; layer {best.tuned_layer_us:.1f} us vs dispatch's {best.dispatch_layer_us:.1f} "
+                   f"({best.dispatch_stage1} + {best.dispatch_stage2}) "
                    f"-> {'dispatch' if best.kept_dispatch else 'tuned'}")
             log(f"{shape.name:18s} {p:15s} T={T:5d} block_m={best.block_m:3d} "
                 f"{best.stage1_us + best.stage2_us:8.1f} us (dispatch {best.dispatch_us:8.1f}) "

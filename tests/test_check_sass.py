@@ -1,8 +1,9 @@
 """scripts/check_sass.py's check that every sm90 kernel waits for the grids before it
 (griddepcontrol.wait, SASS ACQBULK) ahead of its first global memory access: with
 programmatic dependent launch allowed (by default for ops on at most 8 tokens,
-mxforge.ops.dependent_launch; csrc/mxforge/device.h) a load before the wait may read what the previous kernel has not written yet. CI runs the check on the compiled sm90
-kernels; here it runs on listings in cuobjdump's format, written to pass or to fail."""
+mxforge.ops.dependent_launch; csrc/mxforge/device.h) a load before the wait may read what the
+previous kernel has not written yet. CI runs the check on the compiled sm90 kernels; here it
+runs on listings in cuobjdump's format, written to pass or to fail."""
 from __future__ import annotations
 
 import importlib.util

@@ -312,7 +312,7 @@ def test_tune_keeps_dispatchs_pair_unless_the_layer_is_faster(monkeypatch, tuned
     # the stage sums chose dispatch's own pair: no layer timings, nothing to decide
     same = tn.Choice(shape.name, "a4w4-bf16inter", T, bm, n1, n2, 3.0, 4.0, 0.0, 0.0)
     tn._layer_check(same, L, [torch.zeros(T, 1)], [None], None, k1, k2, "pk_fp4", "bf16", 1)
-    assert same.tuned_layer_us != same.tuned_layer_us and not same.kept_dispatch
+    assert same.same_as_dispatch and not same.kept_dispatch and not best.same_as_dispatch
 
 
 def test_tune_names_the_list_tokens_its_rows_serve_untimed():

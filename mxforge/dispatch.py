@@ -8,17 +8,22 @@ activations. Among the candidates:
 1. the tuned table (CSV, see `TUNED_COLUMNS`) picks one for this shape if it has a row;
 2. otherwise the heuristic (`heuristic_rank`) ranks them;
 3. no candidate at all raises NoInstanceError naming the key and the nearest instances.
+
+Every eager op call selects (fused_moe ~7 times), so the table is indexed once, the tuned
+rows once per version of the files, and decisions are memoized (`select`).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import functools
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from . import _loader
 from .errors import InputError, NoInstanceError
@@ -94,14 +99,25 @@ class Shape:
     topk: int = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
+    """What select chose and why. Decisions are memoized (select): treat them as read-only."""
     instance: Instance
     source: str  # "tuned", "heuristic" or "named"
     key: Key
     shape: Shape
-    ranked: list[tuple[Instance, str]] = field(default_factory=list)  # (candidate, why)
-    notes: list[str] = field(default_factory=list)
+    candidates: tuple[Instance, ...] = ()  # what the heuristic ranked (the call's candidates)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ranked(self) -> list[tuple[Instance, str]]:
+        """The candidates best first by the heuristic, each with its reason (explain's list;
+        worked out on request: a launch needs only `instance`)."""
+        if self.source == "named":
+            return [(self.instance, "named by the caller")]
+        ranked = sorted(((c, *heuristic_rank(c, self.shape)) for c in self.candidates),
+                        key=lambda t: t[1])
+        return [(c, why) for c, _, why in ranked]
 
     def explain(self) -> str:
         lines = [f"request: {self.key.describe()}",
@@ -109,11 +125,12 @@ class Decision:
                  f"E={self.shape.E} topk={self.shape.topk}"]
         lines += [f"note:    {n}" for n in self.notes]
         lines.append(f"chosen:  {self.instance.name}  (by {self.source})")
-        for inst, why in self.ranked[:6]:
+        ranked = self.ranked
+        for inst, why in ranked[:6]:
             mark = "*" if inst is self.instance else " "
             lines.append(f"  {mark} {inst.name}: {why}")
-        if len(self.ranked) > 6:
-            lines.append(f"    ... {len(self.ranked) - 6} more candidates")
+        if len(ranked) > 6:
+            lines.append(f"    ... {len(ranked) - 6} more candidates")
         return "\n".join(lines)
 
 
@@ -121,6 +138,22 @@ class Decision:
 def table() -> tuple[Instance, ...]:
     rows = _loader.module().instances()
     return tuple(Instance(index=i, **{k: r[k] for k in r}) for i, r in enumerate(rows))
+
+
+@dataclass(frozen=True)
+class _Index:
+    by_name: dict[str, Instance]
+    by_key: dict[Key, tuple[Instance, ...]]
+
+
+@functools.cache
+def _index() -> _Index:
+    """The table by name and by key, built once: a call's dispatch looks up, not scans (an
+    eager fused_moe call selects ~7 times among the ~800 instances of the sm90 default set)."""
+    by_key: dict[Key, list[Instance]] = {}
+    for inst in table():
+        by_key.setdefault(inst.key(), []).append(inst)
+    return _Index({i.name: i for i in table()}, {k: tuple(v) for k, v in by_key.items()})
 
 
 def instances(**filters: Any) -> list[Instance]:
@@ -133,9 +166,9 @@ def instances(**filters: Any) -> list[Instance]:
 
 
 def by_name(name: str) -> Instance:
-    for inst in table():
-        if inst.name == name:
-            return inst
+    inst = _index().by_name.get(name)
+    if inst is not None:
+        return inst
     raise NoInstanceError(f"no compiled instance named {name!r}; "
                           f"{len(table())} compiled (mxforge.instances())")
 
@@ -182,7 +215,16 @@ class TunedRow:
 def tuned_paths() -> list[Path]:
     """$MXFORGE_TUNED (os.pathsep-separated files) first, then mxforge/tuned/*.csv."""
     env = [Path(p) for p in os.environ.get("MXFORGE_TUNED", "").split(os.pathsep) if p]
-    return env + sorted(TUNED_DIR.glob("*.csv"))
+    try:
+        listed = TUNED_DIR.stat().st_mtime_ns  # (changes when a file is added or removed)
+    except OSError:
+        listed = None
+    return env + list(_shipped_tables(TUNED_DIR, listed))
+
+
+@functools.lru_cache(maxsize=8)
+def _shipped_tables(folder: Path, listed: int | None) -> tuple[Path, ...]:
+    return tuple(sorted(folder.glob("*.csv"))) if listed is not None else ()
 
 
 def _warn(message: str) -> None:
@@ -245,27 +287,70 @@ def _load_tuned(path: Path, mtime_ns: int) -> tuple[TunedRow, ...]:
 def table_block_m(name: str) -> int | None:
     """block_m of a compiled instance (None if not compiled): stage 2 of two pipelines may
     hold one row per block_m for the same key and shape."""
-    inst = next((i for i in table() if i.name == name), None)
+    inst = _index().by_name.get(name)
     return inst.block_m if inst else None
 
 
-def tuned_rows() -> list[TunedRow]:
-    out: list[TunedRow] = []
+TunedFiles = tuple[tuple[Path, int], ...]  # (path, mtime_ns) of each table read
+
+
+_PINNED_FILES: contextvars.ContextVar[TunedFiles | None] = contextvars.ContextVar(
+    "mxforge_tuned_files", default=None)
+
+
+@contextlib.contextmanager
+def one_tuned_version() -> Iterator[None]:
+    """Within it every select reads the tuned tables as they were on entering (fused_moe: a
+    layer's stages decide from one version of the tables, whose block_m they must share,
+    and the files are looked at once per layer call instead of once per select)."""
+    token = _PINNED_FILES.set(_PINNED_FILES.get() or tuned_files())
+    try:
+        yield
+    finally:
+        _PINNED_FILES.reset(token)
+
+
+def tuned_files() -> TunedFiles:
+    """The tuned tables dispatch reads now, each with its modification time: what its parsed
+    rows and memoized decisions are keyed on, so an edited, added or removed table takes
+    effect on the next call (a few stat calls per select; once per layer inside
+    one_tuned_version)."""
+    pinned = _PINNED_FILES.get()
+    if pinned is not None:
+        return pinned
+    out = []
     for p in tuned_paths():
         try:
-            mtime = p.stat().st_mtime_ns
+            out.append((p, p.stat().st_mtime_ns))
         except OSError as e:
             _warn(f"ignoring tuned table {p}: {e.strerror}")
-            continue
-        out.extend(_load_tuned(p, mtime))
-    return out
+    return tuple(out)
 
 
-def _tuned_rows_for(key: Key, shape: Shape) -> list[TunedRow]:
+def tuned_rows() -> list[TunedRow]:
+    return [r for p, mtime in tuned_files() for r in _load_tuned(p, mtime)]
+
+
+ShapeKey = tuple[Key, int, int, int, int]  # (key, N, K, E, topk): what a tuned row is for
+
+
+@functools.lru_cache(maxsize=8)
+def _tuned_index(files: TunedFiles) -> dict[ShapeKey, tuple[TunedRow, ...]]:
+    """The rows of `files` by key and shape, in reading order ($MXFORGE_TUNED first)."""
+    index: dict[ShapeKey, list[TunedRow]] = {}
+    for p, mtime in files:
+        for r in _load_tuned(p, mtime):
+            index.setdefault((r.key, r.N, r.K, r.E, r.topk), []).append(r)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+def _tuned_rows_for(key: Key, shape: Shape, files: TunedFiles | None = None) -> list[TunedRow]:
     """The tuned rows for (key, shape) with T_max >= T."""
+    index = _tuned_index(tuned_files() if files is None else files)
+
     def rows_for(k: Key) -> list[TunedRow]:
-        return [r for r in tuned_rows() if r.key == k and (r.N, r.K, r.E, r.topk) ==
-                (shape.N, shape.K, shape.E, shape.topk) and r.T_max >= shape.T]
+        return [r for r in index.get((k, shape.N, shape.K, shape.E, shape.topk), ())
+                if r.T_max >= shape.T]
     rows = rows_for(key)
     if not rows and key.layout == "pairbits":
         # pairbits kernels differ from plain ones only in how they convert each weight
@@ -273,7 +358,7 @@ def _tuned_rows_for(key: Key, shape: Shape) -> list[TunedRow]:
         # tuned for the plain layout (the same instance name with the layout swapped),
         # where that twin is compiled (instances/sets/default.yaml leaves out one that
         # spills registers); otherwise the heuristic decides.
-        compiled = {i.name for i in table()}
+        compiled = _index().by_name
         rows = [replace(r, key=key, instance=r.instance.replace("_plain", "_pairbits"),
                         origin=f"{r.origin}, the plain layout's row")
                 for r in rows_for(replace(key, layout="plain"))]
@@ -309,7 +394,8 @@ def _nearest_row_instance(key: Key, shape: Shape) -> str | None:
     return min(rows, key=lambda r: r.T_max).instance if rows else None
 
 
-def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[Instance | None, str]:
+def tuned_choice(key: Key, shape: Shape, candidates: Iterable[Instance],
+                 files: TunedFiles | None = None) -> tuple[Instance | None, str]:
     """The tuned row for (key, shape) with the smallest T_max >= T among rows whose instance
     is a candidate here. A table may hold rows for several block_m (stage 2 of two
     pipelines shares one key): rows for a block_m the caller excluded are skipped; a row
@@ -317,8 +403,8 @@ def tuned_choice(key: Key, shape: Shape, candidates: list[Instance]) -> tuple[In
     table), is skipped with a warning naming the row. (A moe_1stage row saying TWO_STAGE or
     a fused_quant_sort row saying SPLIT names no instance: one_stage_choice and
     quant_sort_split read them.)"""
-    rows = [r for r in _tuned_rows_for(key, shape) if r.instance not in DECISIONS]
-    compiled = {i.name: i for i in table()}
+    rows = [r for r in _tuned_rows_for(key, shape, files) if r.instance not in DECISIONS]
+    compiled = _index().by_name
     if not rows:
         return None, "no tuned row for this key and shape"
     by = {c.name: c for c in candidates}
@@ -369,8 +455,9 @@ WGMMA_RES_K_TILES = {64: 7, 128: 3}
 WGMMA_CTAS_PER_SM = 2    # sm90: the ring tile's CTAs per SM (WgmmaTile::kCtasPerSm)
 
 
-def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
-    """Sort key (smaller is better) and a one-line reason.
+def heuristic_rank(inst: Instance, shape: Shape, explain: bool = True) -> tuple[tuple[Any, ...], str]:
+    """Sort key (smaller is better) and a one-line reason ('' with explain=False: select
+    needs only the key).
 
     - block_m: the smallest compiled block_m that holds BLOCK_M_ROWS_FACTOR x the average
       rows per active expert (T*topk / min(E, T*topk)), at most BLOCK_M_CAP; if none
@@ -478,6 +565,9 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     nt_cost = (0, -inst.n_tiles) if inst.n_tiles <= want_nt else (1, inst.n_tiles)
     k_cost = abs(inst.block_k - 128)
     path_cost = int(inst.b_path == "regs")  # the register path only where the tuner chose it
+    rank = (lead, bm_cost, sk_cost, n_cost, nt_cost, k_cost, path_cost, inst.name)
+    if not explain:
+        return rank, ""
     why = (f"block_m {inst.block_m} {'holds' if bm_cost[0] == 0 else 'is not'} "
            f"{BLOCK_M_ROWS_FACTOR} x {rpe:.1f} rows/expert (cap {BLOCK_M_CAP}); "
            f"split_k {inst.split_k} x cluster_k {inst.cluster_k} (wanted {want_split} K parts); "
@@ -495,7 +585,7 @@ def heuristic_rank(inst: Instance, shape: Shape) -> tuple[tuple[Any, ...], str]:
     if swap:
         why += (f"; swapped tile ({'few rows' if few_rows else 'too many rows'}: {rpe:.1f} rows/expert, "
                 f"up to {SWAP_MAX_ROWS})")
-    return (lead, bm_cost, sk_cost, n_cost, nt_cost, k_cost, path_cost, inst.name), why
+    return rank, why
 
 
 def wanted_n_tiles(inst: Instance, shape: Shape) -> int:
@@ -579,52 +669,81 @@ def stage2_reduce(inst: Instance, requested: str = "auto") -> str:
 
 def candidates(key: Key) -> list[Instance]:
     """Every compiled instance whose key matches exactly."""
-    return [i for i in table() if i.key() == key]
+    return list(_index().by_key.get(key, ()))
+
+
+Where = Optional[Callable[[Instance], bool]]
+
+
+@functools.lru_cache(maxsize=1024)
+def compiled_block_m(key: Key, where: Where = None) -> frozenset[int]:
+    """The block_m values of the instances for `key` that pass `where`."""
+    return frozenset(i.block_m for i in candidates(key) if where is None or where(i))
 
 
 def select(key: Key, shape: Shape, instance: str | None = None, block_m: int | None = None,
-           allowed_block_m: Iterable[int] | None = None,
-           where: Callable[[Instance], bool] | None = None) -> Decision:
+           allowed_block_m: Iterable[int] | None = None, where: Where = None) -> Decision:
     """Choose the instance for `key` at `shape` (or check a named one against the key).
 
     `block_m` pins the sort's block size (a GEMM must use the block_m its input was sorted
     with); `allowed_block_m` restricts the choice (a pipeline's stages must agree); `where`
-    keeps only the instances that have a feature the call needs (slots_supported)."""
-    allowed = set(allowed_block_m) if allowed_block_m is not None else None
+    keeps only the instances that have a feature the call needs (slots_supported; a
+    function, compared by identity: ops.all_of gives the same one for the same conditions).
+
+    Decisions are memoized (the last SELECT_MEMO calls' arguments with the tuned tables'
+    paths and modification times): a serving loop's repeated calls look up their decision
+    instead of ranking the candidates again; an edited table is a new memo entry."""
+    allowed = frozenset(allowed_block_m) if allowed_block_m is not None else None
     if block_m is not None:
-        allowed = {block_m} if allowed is None else allowed & {block_m}
+        allowed = frozenset({block_m}) if allowed is None else allowed & {block_m}
+    if instance is not None:
+        return _named(key, shape, instance, allowed)
+    return _decide(key, shape, allowed, where, tuned_files())
+
+
+def _named(key: Key, shape: Shape, instance: str, allowed: frozenset[int] | None) -> Decision:
+    inst = by_name(instance)
+    if inst.key() != key:
+        diff = [f"{f}: instance has {getattr(inst, f)!r}, request needs {getattr(key, f)!r}"
+                for f in KEY_FIELDS if getattr(inst, f) != getattr(key, f)]
+        raise NoInstanceError(f"instance {instance} does not serve this request: " + "; ".join(diff))
+    if allowed is not None and inst.block_m not in allowed:
+        raise NoInstanceError(f"instance {instance} has block_m {inst.block_m}; this call "
+                              f"needs block_m in {sorted(allowed)}")
+    return Decision(inst, "named", key, shape, (inst,))
+
+
+SELECT_MEMO = 8192  # decisions kept: a few model shapes x every T of a serving run
+
+
+@functools.lru_cache(maxsize=SELECT_MEMO)
+def _decide(key: Key, shape: Shape, allowed: frozenset[int] | None, where: Where,
+            files: TunedFiles) -> Decision:
+    """select's choice among the candidates: the tuned row, else the heuristic's best."""
     all_candidates = [c for c in candidates(key) if where is None or where(c)]
     if where is not None and not all_candidates and candidates(key):
         raise NoInstanceError(f"none of the {len(candidates(key))} compiled instances for "
                               f"{key.describe()} passes {where.__name__} (mxforge.dispatch)")
-    candidates_ = [c for c in all_candidates if allowed is None or c.block_m in allowed]
-    if instance is not None:
-        inst = by_name(instance)
-        if inst.key() != key:
-            diff = [f"{f}: instance has {getattr(inst, f)!r}, request needs {getattr(key, f)!r}"
-                    for f in KEY_FIELDS if getattr(inst, f) != getattr(key, f)]
-            raise NoInstanceError(f"instance {instance} does not serve this request: " + "; ".join(diff))
-        if allowed is not None and inst.block_m not in allowed:
-            raise NoInstanceError(f"instance {instance} has block_m {inst.block_m}; this call "
-                                  f"needs block_m in {sorted(allowed)}")
-        return Decision(inst, "named", key, shape, [(inst, "named by the caller")])
+    candidates_ = tuple(c for c in all_candidates if allowed is None or c.block_m in allowed)
     if not candidates_:
         if all_candidates and allowed is not None:
             raise NoInstanceError(
                 f"no compiled instance for {key.describe()} with block_m in {sorted(allowed)}; "
                 f"compiled block_m: {sorted({c.block_m for c in all_candidates})}")
         raise no_instance(key, shape)
-    ranked = sorted(((c, *heuristic_rank(c, shape)) for c in candidates_), key=lambda t: t[1])
-    ranked_pairs = [(c, why) for c, _, why in ranked]
-    chosen, note = tuned_choice(key, shape, candidates_)
+    chosen, note = tuned_choice(key, shape, candidates_, files)
     if chosen is not None:
-        return Decision(chosen, "tuned", key, shape, ranked_pairs, [note])
-    return Decision(ranked[0][0], "heuristic", key, shape, ranked_pairs, [note])
+        return Decision(chosen, "tuned", key, shape, candidates_, (note,))
+    best = min(candidates_, key=lambda c: heuristic_rank(c, shape, explain=False)[0])
+    return Decision(best, "heuristic", key, shape, candidates_, (note,))
 
 
 def clear_caches() -> None:
-    table.cache_clear()
-    _load_tuned.cache_clear()
+    """Forget the compiled table, the parsed tuned tables and every memoized decision (after
+    loading another module; tests that swap tables)."""
+    for cached in (table, _index, _load_tuned, _shipped_tables, _tuned_index, compiled_block_m,
+                   _decide):
+        cached.cache_clear()
 
 
 def describe_instances(rows: Iterable[Instance]) -> str:

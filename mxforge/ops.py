@@ -10,6 +10,7 @@ layout can only reach instances built for that layout.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from collections.abc import Iterator
@@ -19,9 +20,9 @@ from typing import Any, NamedTuple, Union
 import torch
 
 from . import _loader
-from .dispatch import (STAGE2_REDUCES, Decision, Instance, Key, Shape, by_name, candidates,
-                       direct_supported, no_instance, one_stage_choice, quant_sort_split, select,
-                       slots_supported, stage2_reduce)
+from .dispatch import (STAGE2_REDUCES, Decision, Instance, Key, Shape, by_name, compiled_block_m,
+                       direct_supported, no_instance, one_stage_choice, one_tuned_version,
+                       quant_sort_split, select, slots_supported, stage2_reduce)
 from .errors import InputError, NoInstanceError, TargetUnavailableError
 
 ROUNDING_MODES = ("round_up", "floor", "ceil", "even")
@@ -939,11 +940,11 @@ def _common_block_m(keys: list[Key], shape: Shape, wheres: list[Any] | None = No
     wheres = wheres or [None] * len(keys)
     sets = []
     for k, where in zip(keys, wheres):
-        bms = {i.block_m for i in candidates(k) if where is None or where(i)}
+        bms = compiled_block_m(k, where)
         if not bms:
             raise no_instance(k, shape)
         sets.append(bms)
-    common = set.intersection(*sets)
+    common = frozenset.intersection(*sets)
     if not common:
         raise NoInstanceError("no block_m is compiled for every stage of this pipeline: " +
                               "; ".join(f"{k.op} has {sorted(s)}" for k, s in zip(keys, sets)))
@@ -986,8 +987,10 @@ def two_stage_block_m(w1: MoeWeight, w2: MoeWeight, T: int, topk: int, a_dtype: 
     return _common_block_m([k1, k2], Shape(T=T, N=w1.N, K=w1.K, E=w1.E, topk=topk), wheres)
 
 
+@functools.cache
 def all_of(*preds: Any) -> Any:
-    """One select `where` that holds where every given predicate does (None: no condition)."""
+    """One select `where` that holds where every given predicate does (None: no condition);
+    the same function for the same predicates, so that select's memo recognises it."""
     ps = [p for p in preds if p is not None]
     if len(ps) < 2:
         return ps[0] if ps else None
@@ -997,6 +1000,7 @@ def all_of(*preds: Any) -> Any:
     return where
 
 
+@one_tuned_version()  # (every stage decides from one version of the tuned tables)
 def fused_moe(x: torch.Tensor, w1: MoeWeight, w2: MoeWeight, topk_weights: torch.Tensor,
               topk_ids: torch.Tensor, activation: str = "silu", a_dtype: str = "pk_fp4",
               stage2_input: str = "bf16", routed_weight: str = "stage2",

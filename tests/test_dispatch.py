@@ -809,3 +809,148 @@ def test_tune_only_globs_accumulate():
     args = parser().parse_args(["tune", "--model", "gpt-oss-120b", "--only", "a*", "b*", "--only", "c*"])
     assert args.only == ["a*", "b*", "c*"]
     assert parser().parse_args(["tune", "--model", "gpt-oss-120b"]).only is None
+
+
+# ---- dispatch's memo and indexes (host cost per call: scripts/host_overhead.py) ----------
+
+def sm90_default_table() -> tuple[dispatch.Instance, ...]:
+    """The default set's sm90 instances as dispatch sees them (from the specs: no module)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from heuristic_agreement import instances
+    return tuple(instances("default", "sm90"))
+
+
+@pytest.fixture
+def sm90_table(monkeypatch):
+    """dispatch searching the sm90 default set's ~800 instances with the shipped tuned table
+    (what it searches on an H100/H200), caches cleared before and after."""
+    import functools
+    rows = sm90_default_table()
+    monkeypatch.setattr(dispatch, "table", functools.cache(lambda: rows))
+    dispatch.clear_caches()
+    yield rows
+    dispatch.clear_caches()
+
+
+def test_dispatch_indexes_match_a_scan_of_the_table(sm90_table):
+    """candidates() and by_name() look up an index built once; it must hold exactly what a
+    scan of the table finds, for every key of the table (and nothing for a key it lacks)."""
+    keys = {i.key() for i in sm90_table}
+    assert len(keys) > 50
+    for key in keys:
+        assert dispatch.candidates(key) == [i for i in sm90_table if i.key() == key]
+    for inst in sm90_table[::37]:
+        assert dispatch.by_name(inst.name) is inst
+    assert dispatch.candidates(dataclasses.replace(A4W4_S1, target="sm90", layout="none")) == []
+
+
+def _presets_stage_keys() -> list[tuple[Key, Shape]]:
+    from mxforge.models import PRESETS
+    out = []
+    for m in PRESETS.values():
+        for a, s2 in (("pk_fp4", "pk_fp4"), ("pk_fp4", "bf16"), ("bf16", "bf16")):
+            for layout in ("plain", "pairbits"):
+                k1 = Key("sm90", "moe_stage1", a=a, b="pk_fp4", out=s2, activation=m.activation,
+                         gate_up=m.gate_up, routed_weight="none", bias=m.bias, layout=layout)
+                k2 = Key("sm90", "moe_stage2", a=s2, b="pk_fp4", out="bf16",
+                         routed_weight="stage2", bias=m.bias, layout=layout)
+                out += [(k1, Shape(N=2 * m.I, K=m.H, E=m.E, topk=m.topk)),
+                        (k2, Shape(N=m.H, K=m.I, E=m.E, topk=m.topk))]
+    return out
+
+
+def test_memoized_decisions_are_the_ranked_ones(sm90_table):
+    """Every preset's stage keys (both layouts), T = 1 ... 8192 and a pinned block_m: select's
+    answer, asked twice (the second from the memo), is the shipped tuned row where one
+    serves the call and the heuristic's first otherwise, worked out here by a scan of the
+    table and of the parsed rows — the memo and the indexes change the cost, not the
+    answer."""
+    rows = dispatch.tuned_rows()
+    assert rows, "the shipped tuned table"
+    tuned_hits = 0
+    for key, base in _presets_stage_keys():
+        cands = [i for i in sm90_table if i.key() == key]
+        for T in (1, 2, 3, 8, 33, 100, 512, 1000, 4096, 8192):
+            shape = dataclasses.replace(base, T=T)
+            for bm in (None, 32):
+                among = [c for c in cands if bm is None or c.block_m == bm]
+                if not among:
+                    continue
+                names = {c.name for c in among}
+                plain = dataclasses.replace(key, layout="plain")
+                fits = [r for r in rows if (r.N, r.K, r.E, r.topk) == (shape.N, shape.K, shape.E, shape.topk)
+                        and r.T_max >= T]
+                own = [r for r in fits if r.key == key and r.instance in names]
+                twin = [r for r in fits if r.key == plain and key.layout == "pairbits"
+                        and r.instance.replace("_plain", "_pairbits") in names]
+                usable = own or ([] if [r for r in fits if r.key == key] else twin)
+                if usable:
+                    want = min(usable, key=lambda r: r.T_max).instance.replace("_plain", f"_{key.layout}")
+                    tuned_hits += 1
+                else:
+                    want = min(among, key=lambda i: dispatch.heuristic_rank(i, shape)[0]).name
+                for _ in range(2):
+                    got = select(key, shape, block_m=bm)
+                    assert got.instance.name == want, (key, shape, bm, got.explain())
+    assert tuned_hits > 100  # (the shipped rows were exercised, not only the heuristic)
+
+
+def test_a_memo_hit_ranks_nothing(sm90_table, monkeypatch):
+    """The second identical select is a lookup: the heuristic is not run again (what made an
+    eager fused_moe call cost ~12 ms of host time on the sm90 table before the memo)."""
+    calls = []
+    rank = dispatch.heuristic_rank
+    monkeypatch.setattr(dispatch, "heuristic_rank", lambda *a, **k: calls.append(1) or rank(*a, **k))
+    key, shape = _presets_stage_keys()[0]
+    shape = dataclasses.replace(shape, T=77)
+    first = select(key, shape)
+    assert calls, "the first call ranks the candidates"
+    calls.clear()
+    assert select(key, shape) is first and not calls
+    # explain() still ranks them all, on request
+    assert first.instance.name in first.explain() and len(calls) == len(first.candidates) > 6
+
+
+def test_memoized_decisions_follow_an_edited_tuned_table(tuned_file):
+    """The memo is keyed on the tables' paths and modification times: a row written, changed
+    or removed after a decision was memoized is what the next call sees."""
+    import os
+    cands = sorted(dispatch.candidates(A4W4_S1), key=lambda i: i.name)
+    write_tuned(tuned_file, [])  # (a header, no rows)
+    assert select(A4W4_S1, TP8_S1).source == "heuristic"  # (memoized)
+    for n, inst in enumerate((cands[0], cands[-1])):
+        write_tuned(tuned_file, [tuned_row(A4W4_S1, TP8_S1, 64, inst.name)])
+        os.utime(tuned_file, ns=(1, 10**9 * (n + 1)))  # (distinct times however fast the writes)
+        d = select(A4W4_S1, TP8_S1)
+        assert (d.source, d.instance.name) == ("tuned", inst.name)
+    write_tuned(tuned_file, [])
+    os.utime(tuned_file, ns=(1, 10**9 * 3))
+    assert select(A4W4_S1, TP8_S1).source == "heuristic"
+
+
+def test_fused_moe_reads_one_version_of_the_tuned_tables(monkeypatch, rng):
+    """A layer's stages share a block_m: inside fused_moe every select reads the tables as
+    they were when the call began (dispatch.one_tuned_version), so the files are looked at
+    once per call, however many decisions it makes."""
+    looked = []
+    paths = dispatch.tuned_paths
+    monkeypatch.setattr(dispatch, "tuned_paths", lambda: looked.append(1) or paths())
+    E, H, I, k, T = 4, 64, 32, 2, 3
+    w1 = mxforge.pack_weight(torch.randn(E, 2 * I, H, generator=rng).bfloat16())
+    w2 = mxforge.pack_weight(torch.randn(E, H, I, generator=rng).bfloat16())
+    x = torch.randn(T, H, generator=rng).bfloat16()
+    ids = torch.randint(0, E, (T, k), generator=rng, dtype=torch.int32)
+    for a in ("pk_fp4", "bf16"):
+        looked.clear()
+        mxforge.fused_moe(x, w1, w2, torch.rand(T, k, generator=rng), ids, a_dtype=a)
+        assert len(looked) == 1, a
+    assert ops_all_of_is_stable()
+
+
+def ops_all_of_is_stable() -> bool:
+    """ops.all_of gives the same function for the same conditions (select's memo compares
+    `where` by identity: a new closure per call would make every call a miss)."""
+    from mxforge import ops
+    a = ops.all_of(ops.no_atomic_splits, dispatch.direct_supported)
+    return a is ops.all_of(ops.no_atomic_splits, dispatch.direct_supported) and \
+        ops.all_of(None, dispatch.direct_supported) is dispatch.direct_supported

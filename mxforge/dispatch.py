@@ -9,7 +9,7 @@ activations. Among the candidates:
 2. otherwise the heuristic (`heuristic_rank`) ranks them;
 3. no candidate at all raises NoInstanceError naming the key and the nearest instances.
 
-Every eager op call selects (fused_moe ~7 times), so the table is indexed once, the tuned
+Every eager op call selects (fused_moe 5-7 times), so the table is indexed once, the tuned
 rows once per version of the files, and decisions are memoized (`select`).
 """
 from __future__ import annotations
@@ -149,7 +149,7 @@ class _Index:
 @functools.cache
 def _index() -> _Index:
     """The table by name and by key, built once: a call's dispatch looks up, not scans (an
-    eager fused_moe call selects ~7 times among the ~800 instances of the sm90 default set)."""
+    eager fused_moe call selects 5-7 times among the ~800 instances of the sm90 default set)."""
     by_key: dict[Key, list[Instance]] = {}
     for inst in table():
         by_key.setdefault(inst.key(), []).append(inst)

@@ -720,11 +720,14 @@ SELECT_MEMO = 8192  # decisions kept: a few model shapes x every T of a serving 
 def _decide(key: Key, shape: Shape, allowed: frozenset[int] | None, where: Where,
             files: TunedFiles) -> Decision:
     """select's choice among the candidates: the tuned row, else the heuristic's best."""
-    all_candidates = [c for c in candidates(key) if where is None or where(c)]
-    if where is not None and not all_candidates and candidates(key):
-        raise NoInstanceError(f"none of the {len(candidates(key))} compiled instances for "
+    pool = _index().by_key.get(key, ())
+    all_candidates = pool if where is None else tuple(c for c in pool if where(c))
+    if where is not None and not all_candidates and pool:
+        raise NoInstanceError(f"none of the {len(pool)} compiled instances for "
                               f"{key.describe()} passes {where.__name__} (mxforge.dispatch)")
-    candidates_ = tuple(c for c in all_candidates if allowed is None or c.block_m in allowed)
+    # (memoized with the decision: the index's own tuple where nothing narrows it)
+    candidates_ = all_candidates if allowed is None else tuple(
+        c for c in all_candidates if c.block_m in allowed)
     if not candidates_:
         if all_candidates and allowed is not None:
             raise NoInstanceError(

@@ -989,7 +989,7 @@ def two_stage_block_m(w1: MoeWeight, w2: MoeWeight, T: int, topk: int, a_dtype: 
     return _common_block_m([k1, k2], Shape(T=T, N=w1.N, K=w1.K, E=w1.E, topk=topk), wheres)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def all_of(*preds: Any) -> Any:
     """One select `where` that holds where every given predicate does (None: no condition);
     the same function for the same predicates, so that select's memo recognises it."""

@@ -954,3 +954,21 @@ def ops_all_of_is_stable() -> bool:
     a = ops.all_of(ops.no_atomic_splits, dispatch.direct_supported)
     return a is ops.all_of(ops.no_atomic_splits, dispatch.direct_supported) and \
         ops.all_of(None, dispatch.direct_supported) is dispatch.direct_supported
+
+
+def test_a_table_added_to_the_tuned_folder_is_read_by_the_next_call(tuned_file):
+    """mxforge/tuned/ is listed again when its modification time changes (a file added or
+    removed), so a table dropped into it steers the next select, memo or not."""
+    import os
+    write_tuned(tuned_file, [])
+    folder = dispatch.TUNED_DIR
+    folder.mkdir()
+    assert select(A4W4_S1, TP8_S1).source == "heuristic"
+    inst = sorted(dispatch.candidates(A4W4_S1), key=lambda i: i.name)[-1]
+    write_tuned(folder / "new.csv", [tuned_row(A4W4_S1, TP8_S1, 64, inst.name)])
+    os.utime(folder, ns=(1, 10**9))  # (a listing time of its own however fast the writes)
+    d = select(A4W4_S1, TP8_S1)
+    assert (d.source, d.instance.name) == ("tuned", inst.name)
+    (folder / "new.csv").unlink()
+    os.utime(folder, ns=(1, 2 * 10**9))
+    assert select(A4W4_S1, TP8_S1).source == "heuristic"

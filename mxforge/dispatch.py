@@ -20,6 +20,7 @@ import csv
 import functools
 import math
 import os
+import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -216,15 +217,19 @@ def tuned_paths() -> list[Path]:
     """$MXFORGE_TUNED (os.pathsep-separated files) first, then mxforge/tuned/*.csv."""
     env = [Path(p) for p in os.environ.get("MXFORGE_TUNED", "").split(os.pathsep) if p]
     try:
-        listed = TUNED_DIR.stat().st_mtime_ns  # (changes when a file is added or removed)
+        st = TUNED_DIR.stat()  # (its mtime changes when a file is added or removed)
     except OSError:
-        listed = None
-    return env + list(_shipped_tables(TUNED_DIR, listed))
+        return env
+    if time.time_ns() - st.st_mtime_ns < 2_000_000_000:
+        # a listing this recent may share its time stamp with a change still to come (coarse
+        # file-system clocks): list it again rather than trust the cache
+        return env + sorted(TUNED_DIR.glob("*.csv"))
+    return env + list(_shipped_tables(TUNED_DIR, st.st_mtime_ns, st.st_ino))
 
 
 @functools.lru_cache(maxsize=8)
-def _shipped_tables(folder: Path, listed: int | None) -> tuple[Path, ...]:
-    return tuple(sorted(folder.glob("*.csv"))) if listed is not None else ()
+def _shipped_tables(folder: Path, mtime_ns: int, inode: int) -> tuple[Path, ...]:
+    return tuple(sorted(folder.glob("*.csv")))
 
 
 def _warn(message: str) -> None:
@@ -692,16 +697,20 @@ def select(key: Key, shape: Shape, instance: str | None = None, block_m: int | N
 
     Decisions are memoized (the last SELECT_MEMO calls' arguments with the tuned tables'
     paths and modification times): a serving loop's repeated calls look up their decision
-    instead of ranking the candidates again; an edited table is a new memo entry."""
+    instead of ranking the candidates again; an edited table is a new memo entry. So a
+    tuned row that names an instance this module lacks is warned about once per decision,
+    not per call; and `where` should be a module-level function (a new closure per call
+    would miss the memo every time, and the memo would keep it alive)."""
     allowed = frozenset(allowed_block_m) if allowed_block_m is not None else None
     if block_m is not None:
         allowed = frozenset({block_m}) if allowed is None else allowed & {block_m}
     if instance is not None:
-        return _named(key, shape, instance, allowed)
+        return _named(key, shape, instance, allowed, where)
     return _decide(key, shape, allowed, where, tuned_files())
 
 
-def _named(key: Key, shape: Shape, instance: str, allowed: frozenset[int] | None) -> Decision:
+def _named(key: Key, shape: Shape, instance: str, allowed: frozenset[int] | None,
+           where: Where) -> Decision:
     inst = by_name(instance)
     if inst.key() != key:
         diff = [f"{f}: instance has {getattr(inst, f)!r}, request needs {getattr(key, f)!r}"
@@ -710,6 +719,9 @@ def _named(key: Key, shape: Shape, instance: str, allowed: frozenset[int] | None
     if allowed is not None and inst.block_m not in allowed:
         raise NoInstanceError(f"instance {instance} has block_m {inst.block_m}; this call "
                               f"needs block_m in {sorted(allowed)}")
+    if where is not None and not where(inst):
+        raise NoInstanceError(f"instance {instance} does not pass {where.__name__}, which this "
+                              "call needs (mxforge.dispatch)")
     return Decision(inst, "named", key, shape, (inst,))
 
 

@@ -909,6 +909,17 @@ def test_a_memo_hit_ranks_nothing(sm90_table, monkeypatch):
     assert select(key, shape) is first and not calls
     # explain() still ranks them all, on request
     assert first.instance.name in first.explain() and len(calls) == len(first.candidates) > 6
+    # a tuned decision: the second call reads no rows again
+    key, shape = next((k, dataclasses.replace(s, T=1)) for k, s in _presets_stage_keys()
+                      if select(k, dataclasses.replace(s, T=1)).source == "tuned")
+    dispatch.clear_caches()
+    looked = []
+    rows_for = dispatch._tuned_rows_for
+    monkeypatch.setattr(dispatch, "_tuned_rows_for", lambda *a: looked.append(1) or rows_for(*a))
+    first = select(key, shape)
+    assert first.source == "tuned" and looked
+    looked.clear()
+    assert select(key, shape) is first and not looked
 
 
 def test_memoized_decisions_follow_an_edited_tuned_table(tuned_file):
@@ -952,8 +963,7 @@ def ops_all_of_is_stable() -> bool:
     `where` by identity: a new closure per call would make every call a miss)."""
     from mxforge import ops
     a = ops.all_of(ops.no_atomic_splits, dispatch.direct_supported)
-    return a is ops.all_of(ops.no_atomic_splits, dispatch.direct_supported) and \
-        ops.all_of(None, dispatch.direct_supported) is dispatch.direct_supported
+    return a is ops.all_of(ops.no_atomic_splits, dispatch.direct_supported)
 
 
 def test_a_table_added_to_the_tuned_folder_is_read_by_the_next_call(tuned_file):
@@ -972,3 +982,31 @@ def test_a_table_added_to_the_tuned_folder_is_read_by_the_next_call(tuned_file):
     (folder / "new.csv").unlink()
     os.utime(folder, ns=(1, 2 * 10**9))
     assert select(A4W4_S1, TP8_S1).source == "heuristic"
+
+
+def test_a_named_instance_must_pass_the_calls_condition(sm90_table):
+    """select(instance=...) with a `where` (a feature the call needs, e.g. direct routing)
+    refuses a named instance without it, naming both."""
+    key, shape = _presets_stage_keys()[0]
+    swap = next(i for i in dispatch.candidates(key) if i.b_path == "swap")
+    wgmma = next(i for i in dispatch.candidates(key) if i.b_path == "wgmma")
+    assert select(key, shape, swap.name, where=dispatch.direct_supported).source == "named"
+    with pytest.raises(mxforge.NoInstanceError, match=f"{wgmma.name} does not pass direct_supported"):
+        select(key, shape, wgmma.name, where=dispatch.direct_supported)
+
+
+def test_a_tuned_folder_changed_just_now_is_listed_again(tuned_file):
+    """A folder whose modification time is under 2 s old is listed on every call: a file added
+    in the same tick of a coarse file-system clock as the cached listing is not missed."""
+    import os
+    import time
+    write_tuned(tuned_file, [])
+    folder = dispatch.TUNED_DIR
+    folder.mkdir()
+    now = time.time_ns()
+    os.utime(folder, ns=(now, now))
+    assert select(A4W4_S1, TP8_S1).source == "heuristic"
+    inst = sorted(dispatch.candidates(A4W4_S1), key=lambda i: i.name)[-1]
+    write_tuned(folder / "new.csv", [tuned_row(A4W4_S1, TP8_S1, 64, inst.name)])
+    os.utime(folder, ns=(now, now))  # (the same time stamp as the listing before)
+    assert select(A4W4_S1, TP8_S1).instance.name == inst.name

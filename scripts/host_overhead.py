@@ -25,6 +25,7 @@ import contextlib
 import functools
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -140,7 +141,6 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, python "
           f"{platform.python_version()}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    import subprocess
     rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
                          capture_output=True, text=True).stdout.strip() or "(no git)"
     print(f"# {' '.join(sys.argv)} at {rev}")

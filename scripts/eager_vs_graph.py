@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""One `fused_moe` layer on the GPU, eager against CUDA-graph replay, in one process (the
+benchmarks in benchmarks/ are graph replays, which hide the host's share of an eager call;
+scripts/host_overhead.py times that share with the launches stubbed, on any CPU).
+
+For each model, pipeline and T, on the same weights, routes and inputs (pairbits weights,
+rotating over 32 inputs as `mxforge bench` does):
+  graph        µs per layer, CUDA-graph replay (bench's timing)
+  eager        µs per layer, `--calls` eager calls back to back, one synchronize at the end
+               (validate=False: no host read-back); max(host, GPU) per call in steady state
+  eager+val    the same with validate=True (fused_moe's default: one read-back per call)
+  host         median µs the host spends in one eager call (validate=False), call to return
+  sync'd       median µs of one eager call and a synchronize (a layer's latency alone)
+
+    python3 scripts/eager_vs_graph.py [--models ...] [--T 1 8 64 512] [--calls 200]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch
+
+from mxforge import bench, ops
+from mxforge.models import preset
+
+
+def per_call_us(fn: Callable[[int], object], calls: int, rot: int) -> float:
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(calls):
+        fn(i % rot)
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / calls * 1e6
+
+
+def host_us(fn: Callable[[int], object], calls: int, rot: int, sync: bool) -> float:
+    times = []
+    for i in range(calls):
+        if sync:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn(i % rot)
+        if sync:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["minimax-m2.1-tp8", "gpt-oss-120b"])
+    ap.add_argument("--pipelines", nargs="+", default=["a4w4", "a16w4"])
+    ap.add_argument("--T", type=int, nargs="+", default=[1, 8, 64, 512])
+    ap.add_argument("--calls", type=int, default=200)
+    args = ap.parse_args()
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+          f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {' '.join(sys.argv)}; programmatic dependent "
+          f"launch {ops.describe_dependent_launch()}")
+    print(f"{'model':18s} {'pipeline':15s} {'T':>5s} {'graph':>8s} {'eager':>8s} "
+          f"{'eager+val':>9s} {'host':>8s} {'sync_d':>8s}  (us per layer)", flush=True)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for model in args.models:
+        shape = preset(model)
+        L = bench.make_layer(shape, g).in_layout("pairbits")
+        for T in args.T:
+            rot = 32
+            routes = bench._routings(T, shape.E, shape.topk, rot, g)
+            xs = [(torch.randn(T, shape.H, generator=g, device="cuda") * 2).to(torch.bfloat16)
+                  for _ in range(rot)]
+            for p in args.pipelines:
+                a_dtype, s2 = bench.PIPELINES[p]
+
+                def layer(validate: bool) -> Callable[[int], object]:
+                    return lambda i: ops.fused_moe(
+                        xs[i], L.w1, L.w2, routes[i][1], routes[i][0],
+                        activation=shape.activation, a_dtype=a_dtype, stage2_input=s2,
+                        validate=validate)
+                fast, checked = layer(False), layer(True)
+                for i in range(rot):  # (warm: allocator, dispatch memo)
+                    fast(i)
+                    checked(i)
+                graph = bench._time_graph(fast, rot)
+                eager = per_call_us(fast, args.calls, rot)
+                eager_val = per_call_us(checked, args.calls, rot)
+                host = host_us(fast, args.calls, rot, sync=False)
+                torch.cuda.synchronize()
+                synced = host_us(fast, min(args.calls, 100), rot, sync=True)
+                print(f"{model:18s} {p:15s} {T:5d} {graph:8.1f} {eager:8.1f} {eager_val:9.1f} "
+                      f"{host:8.1f} {synced:8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

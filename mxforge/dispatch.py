@@ -20,6 +20,7 @@ import csv
 import functools
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
@@ -40,6 +41,7 @@ TWO_STAGE = "two_stage"
 SPLIT = "split"
 DECISIONS = (TWO_STAGE, SPLIT)  # rows that name a path, not an instance
 TUNED_DIR = Path(__file__).resolve().parent / "tuned"
+_PACKAGE_DIR = str(Path(__file__).parent) + os.sep
 # Multiprocessors per GPU target (H100: 132 SMs; MI300X: 304 CUs; MI355X: 256 CUs); the CPU
 # target never splits K (threads already cover N tiles).
 GPU_PARALLELISM = {"sm90": 132, "gfx942": 304, "gfx950": 256}
@@ -233,7 +235,12 @@ def _shipped_tables(folder: Path, mtime_ns: int, inode: int) -> tuple[Path, ...]
 
 
 def _warn(message: str) -> None:
-    warnings.warn(f"mxforge: {message}", RuntimeWarning, stacklevel=4)
+    """A RuntimeWarning attributed to the caller's code: the first frame outside mxforge
+    (a table is read, and a row found stale, at various depths below select)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"mxforge: {message}", RuntimeWarning, stacklevel=level)
 
 
 def _parse_tuned_row(cells: list[str]) -> tuple[Key, tuple[int, ...], str]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import subprocess
 import sys
@@ -87,9 +86,11 @@ def test_tuned_table_hit_and_t_ranges(tuned_file):
 
 def test_tuned_row_for_missing_instance_warns_and_falls_to_heuristic(tuned_file):
     write_tuned(tuned_file, [tuned_row(A4W4_S1, TP8_S1, 64, "cpu_not_an_instance")])
-    with pytest.warns(RuntimeWarning, match="cpu_not_an_instance"):
+    with pytest.warns(RuntimeWarning, match="cpu_not_an_instance") as caught:
         d = select(A4W4_S1, TP8_S1)
     assert d.source == "heuristic"
+    # (attributed to the caller's line, not to a line of mxforge)
+    assert [w.filename for w in caught] == [__file__], [(w.filename, w.lineno) for w in caught]
 
 
 def test_pairbits_weights_take_the_plain_rows_tile(tuned_file):
@@ -137,9 +138,10 @@ def test_tuned_rows_for_other_block_m_are_skipped(tuned_file):
                                   ",".join(dispatch.TUNED_COLUMNS) + "\n" + "x," * 15 + "notint\n"])
 def test_malformed_tuned_table_is_ignored_with_warning(tuned_file, text):
     tuned_file.write_text(text)
-    with pytest.warns(RuntimeWarning, match=str(tuned_file)):
+    with pytest.warns(RuntimeWarning, match=str(tuned_file)) as caught:
         d = select(A4W4_S1, TP8_S1)
     assert d.source == "heuristic"
+    assert {w.filename for w in caught} == {__file__}
 
 
 def test_no_instance_error_names_key_and_nearest():

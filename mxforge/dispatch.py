@@ -458,6 +458,11 @@ WGMMA_REGS_MIN_ROWS_A16 = 8  # ... from 8 with 16-bit activations, at a block_m 
 SWAP_MAX_ROWS = 32       # sm90: up to 32 rows per active expert the swapped tiles first ...
 SWAP_ROWS_FACTOR = 1     # ... with block_m >= 1 x the rows (16 up to 16 rows, then 32), not 2x
 SWAP_CTAS_PER_SM = 2     # sm90: the swapped tile's CTAs per SM (SwapTile::kCtasPerSm)
+# sm90, the swapped stage-1 tiles with MX activations at up to one row per active expert, a
+# grid of at least one wave: a tile ranks after the one half as wide where the half's grid
+# ends its last wave so much fuller that its waves x columns are below this fraction of the
+# tile's (benchmarks/README.md, session 41; 0 turns the rule off)
+SWAP_STAGE1_WAVE_GAIN = 0.95
 N_TILES_MIN_WAVES = 1.5  # stage 2's N loop: the most N tiles per CTA that keep 1.5 waves of CTAs ...
 N_TILES_MIN_WAVES_SHORT_K = 1  # ... 1 where K is at most 2 k-tiles (per-tile work is small)
 SWAP_SMEM_A = 100 * 1024  # sm90: the swapped tile's activation bytes per CTA (SwapTile::kSmemBudgetA)
@@ -562,7 +567,7 @@ def heuristic_rank(inst: Instance, shape: Shape, explain: bool = True) -> tuple[
         bm_cost = (0, inst.block_m)
     else:
         bm_cost = (1, -inst.block_m)
-    want_split = 1
+    want_split, n_cost = 1, (0, -inst.block_n)
     if inst.target != "cpu" and inst.op in ("moe_stage1", "moe_stage2") and shape.N and inst.block_n:
         blocks = max(1, min(shape.E or 1, shape.T * shape.topk))
         tiles = blocks * -(-shape.N // inst.block_n)
@@ -570,9 +575,15 @@ def heuristic_rank(inst: Instance, shape: Shape, explain: bool = True) -> tuple[
         wave = GPU_PARALLELISM[inst.target] * (SWAP_CTAS_PER_SM if swap else 1)
         while tiles * want_split * 2 <= wave and k_tiles >= 4 * want_split:
             want_split *= 2
+        if (swap and inst.op == "moe_stage1" and inst.a not in ("bf16", "fp16") and rpe <= 1
+                and tiles >= wave and inst.block_n >= 32):
+            half = wave_columns(blocks, shape.N, inst.block_n // 2, wave)
+            n_cost = (int(half < SWAP_STAGE1_WAVE_GAIN * wave_columns(blocks, shape.N, inst.block_n, wave)),
+                      -inst.block_n)
     # (clusters before splits: only the swapped tiles have both)
     sk_cost = (abs(inst.split_k * inst.cluster_k - want_split), int(swap and inst.split_k > 1))
-    n_cost = abs(inst.block_n - SMALL_BLOCK_M_N) if inst.block_m == 16 and not swap else -inst.block_n
+    if inst.block_m == 16 and not swap:
+        n_cost = (0, abs(inst.block_n - SMALL_BLOCK_M_N))
     want_nt = wanted_n_tiles(inst, shape)
     nt_cost = (0, -inst.n_tiles) if inst.n_tiles <= want_nt else (1, inst.n_tiles)
     k_cost = abs(inst.block_k - 128)
@@ -598,6 +609,14 @@ def heuristic_rank(inst: Instance, shape: Shape, explain: bool = True) -> tuple[
         why += (f"; swapped tile ({'few rows' if few_rows else 'too many rows'}: {rpe:.1f} rows/expert, "
                 f"up to {SWAP_MAX_ROWS})")
     return rank, why
+
+
+def wave_columns(blocks: int, N: int, block_n: int, wave: int) -> int:
+    """The waves a grid of `blocks` x N/block_n tiles takes on `wave` CTA slots, times the
+    columns of each: a tile's time grows with its columns where the weights' bytes bound it
+    (decode), so this compares block_n's critical paths, the last wave's empty slots
+    included (384 tiles of 128 columns on 264 slots: 2 waves, 256; of 64: 3 waves, 192)."""
+    return -(-blocks * -(-N // block_n) // wave) * block_n
 
 
 def wanted_n_tiles(inst: Instance, shape: Shape) -> int:

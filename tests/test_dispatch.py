@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -583,6 +584,39 @@ def test_heuristic_takes_swapped_tiles_up_to_32_rows_per_expert():
     assert (best(2048, mx).b_path, best(2048, mx).block_m) == ("smem", 64)
 
 
+def test_heuristic_narrows_swapped_stage1_tiles_that_leave_a_wave_half_empty(monkeypatch):
+    """The swapped stage-1 tile with MX activations at up to one row per active expert, on a
+    grid of at least one wave (264 CTA slots on sm90): block_n halves where the half's waves
+    x columns (dispatch.wave_columns) are below SWAP_STAGE1_WAVE_GAIN (0.95) of the tile's,
+    else the largest as elsewhere. The cases are session 41's layer A/B (H200): 64 won at
+    MiniMax TP=1 T = 2 (0.92x / 0.98x the layer with 128), TP=4 T = 8 (0.96x / 0.99x) and
+    gpt-oss-20b T = 8 (0.90x / 0.92x), where this rule takes it, and lost or tied where it
+    keeps 128; with bf16 activations 64 lost in 14 of 15 rows (1.04-1.10x)."""
+    cands = [c for c in make_tile_candidates("pk_fp4") if c.b_path == "swap" and c.block_m == 16]
+    cands.append(dataclasses.replace(cands[0], index=99, name="sm90_swap_m16_n32", block_n=32))
+    a16 = [dataclasses.replace(c, a="bf16") for c in cands]
+    stage2 = [dataclasses.replace(c, op="moe_stage2") for c in cands]
+    tp1 = dict(N=3072, K=3072, E=256, topk=8)
+    tp4 = dict(N=768, K=3072, E=256, topk=8)
+    oss20b = dict(N=5760, K=2880, E=32, topk=4)
+
+    def block_n(T: int, dims: dict, among: list[dispatch.Instance] = cands) -> int:
+        shape = Shape(T=T, **dims)
+        return min(among, key=lambda i: dispatch.heuristic_rank(i, shape)[0]).block_n
+
+    # TP=1, T = 2: 16 experts x 24 tiles of 128 = 384 on 264 slots, 2 waves x 128 columns;
+    # of 64, 768 tiles in 3 waves x 64 = 192 (0.75x); of 32, 1536 in 6 x 32 = 192 (no gain)
+    assert dispatch.wave_columns(16, 3072, 128, 264) == 256
+    assert dispatch.wave_columns(16, 3072, 64, 264) == dispatch.wave_columns(16, 3072, 32, 264) == 192
+    assert [block_n(T, tp1) for T in (1, 2, 4, 8, 16, 32, 64)] == [128, 64, 128, 128, 128, 128, 128]
+    assert [block_n(T, tp4) for T in (8, 16, 32)] == [64, 128, 128]
+    assert [block_n(T, oss20b) for T in (4, 8, 16)] == [128, 64, 128]  # (T = 16: 2 rows per expert)
+    assert [block_n(T, tp1, a16) for T in (2, 4)] == [128, 128]
+    assert block_n(2, tp1, stage2) == 128
+    monkeypatch.setattr(dispatch, "SWAP_STAGE1_WAVE_GAIN", 0)
+    assert [block_n(T, dims) for T, dims in ((2, tp1), (8, tp4), (8, oss20b))] == [128, 128, 128]
+
+
 def test_heuristic_sizes_clusters_to_one_wave_of_swapped_tiles():
     """The swapped tiles want K parts (split_k x cluster_k) doubled while the grid stays
     within SWAP_CTAS_PER_SM CTAs per SM, clusters before splits: MiniMax TP=8 stage 1 (48
@@ -904,9 +938,9 @@ def test_a_memo_hit_ranks_nothing(sm90_table, monkeypatch):
     rank = dispatch.heuristic_rank
     monkeypatch.setattr(dispatch, "heuristic_rank", lambda *a, **k: calls.append(1) or rank(*a, **k))
     key, shape = _presets_stage_keys()[0]
-    shape = dataclasses.replace(shape, T=77)
+    shape = dataclasses.replace(shape, T=77, N=shape.N + 64)  # (a shape no tuned row answers)
     first = select(key, shape)
-    assert calls, "the first call ranks the candidates"
+    assert first.source == "heuristic" and calls, "the first call ranks the candidates"
     calls.clear()
     assert select(key, shape) is first and not calls
     # explain() still ranks them all, on request

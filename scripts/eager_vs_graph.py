@@ -13,10 +13,15 @@ rotating over 32 inputs as `mxforge bench` does):
   sync'd       median µs of one eager call and a synchronize (a layer's latency alone)
 
     python3 scripts/eager_vs_graph.py [--models ...] [--T 1 8 64 512] [--calls 200]
+    python3 scripts/eager_vs_graph.py --profile 500 --models minimax-m2.1-tp8 --T 1 \
+        --pipelines a4w4     (then where the host's time goes: cProfile of 500 eager calls,
+                              the top functions by own time, and torch.profiler's CPU ops)
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import sys
 import time
@@ -60,6 +65,8 @@ def main() -> None:
     ap.add_argument("--pipelines", nargs="+", default=["a4w4", "a16w4"])
     ap.add_argument("--T", type=int, nargs="+", default=[1, 8, 64, 512])
     ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--profile", type=int, default=0, metavar="CALLS",
+                    help="also profile this many eager calls (validate=False) of each row")
     args = ap.parse_args()
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {' '.join(sys.argv)}; programmatic dependent "
@@ -95,6 +102,27 @@ def main() -> None:
                 synced = host_us(fast, min(args.calls, 100), rot, sync=True)
                 print(f"{model:18s} {p:15s} {T:5d} {graph:8.1f} {eager:8.1f} {eager_val:9.1f} "
                       f"{host:8.1f} {synced:8.1f}", flush=True)
+                if args.profile:
+                    profile(fast, args.profile, rot)
+
+
+def profile(fn: Callable[[int], object], calls: int, rot: int) -> None:
+    """Where an eager call's host time goes: Python functions by own time (cProfile), then
+    the torch operators and CUDA runtime calls the host made (torch.profiler, CPU side)."""
+    torch.cuda.synchronize()
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(calls):
+        fn(i % rot)
+    prof.disable()
+    torch.cuda.synchronize()
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(30)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                            torch.profiler.ProfilerActivity.CUDA]) as tp:
+        for i in range(min(calls, 50)):
+            fn(i % rot)
+        torch.cuda.synchronize()
+    print(tp.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,13 @@ taking turns for `--rounds` rounds on the same weights, routes and inputs, each 
 output checked against the torch bf16 reference. Only decisions the heuristic makes
 change: rows of the tuned tables answer as before.
 
-    python3 scripts/ab_heuristic.py SWAP_STAGE1_ONE_ROW_BLOCK_N None 64 \\
+    python3 scripts/ab_heuristic.py SWAP_STAGE1_WAVE_GAIN 0 0.95 \\
         --models minimax-m2.1-tp1 minimax-m2.1-tp4 --T 2 4 8 16 32 --rounds 3 --out ab.csv
+
+(Session 41 ran it on a constant since replaced, SWAP_STAGE1_ONE_ROW_BLOCK_N None vs 64:
+benchmarks/README.md.) Decisions a tuned table answers do not change, and every model
+preset has tuned rows at every T up to 8192: `--heuristic-only` hides the tuned tables
+(dispatch.tuned_paths) so that the heuristic decides every stage on both sides.
 
 Prints, per row, each value's median over the rounds (µs), the ratio new/first and the
 GEMM instances each value launched; a row where both values launch the same instances is
@@ -68,17 +73,23 @@ def main() -> None:
     ap.add_argument("--layout", default="pairbits")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--heuristic-only", action="store_true",
+                    help="hide the tuned tables: the heuristic decides every stage")
     args = ap.parse_args()
     if not hasattr(dispatch, args.name):
         sys.exit(f"mxforge.dispatch has no constant {args.name}")
     values = [ast.literal_eval(v) for v in args.values]
+    if args.heuristic_only:
+        dispatch.tuned_paths = lambda: []
+        dispatch.clear_caches()
     original = getattr(dispatch, args.name)
     rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
                          capture_output=True, text=True).stdout.strip()
     ceil = bench.measure_ceilings()
     print(f"# {torch.cuda.get_device_name()} {time.strftime('%Y-%m-%d %H:%M %Z')} at {rev}: "
           f"copy {ceil.copy_gbps:.0f} GB/s; {args.name} {values[0]!r} vs {values[1]!r} "
-          f"(shipped: {original!r}); {' '.join(sys.argv)}", flush=True)
+          f"(shipped: {original!r}); tuned tables {'hidden' if args.heuristic_only else 'read'}; "
+          f"{' '.join(sys.argv)}", flush=True)
     g = torch.Generator(device="cuda").manual_seed(0)
     rows = []
     try:

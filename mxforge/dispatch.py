@@ -596,6 +596,9 @@ def heuristic_rank(inst: Instance, shape: Shape, explain: bool = True) -> tuple[
            f"split_k {inst.split_k} x cluster_k {inst.cluster_k} (wanted {want_split} K parts); "
            f"block_n {inst.block_n}, "
            f"block_k {inst.block_k}")
+    if n_cost[0]:
+        why += (f"; block_n {inst.block_n} after {inst.block_n // 2}, whose grid fills its last wave "
+                f"better (SWAP_STAGE1_WAVE_GAIN {SWAP_STAGE1_WAVE_GAIN})")
     if inst.n_tiles > 1 or want_nt > 1:
         why += f"; n_tiles {inst.n_tiles} (wanted up to {want_nt})"
     if wgmma or regs:

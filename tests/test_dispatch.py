@@ -611,6 +611,9 @@ def test_heuristic_narrows_swapped_stage1_tiles_that_leave_a_wave_half_empty(mon
     assert [block_n(T, tp1) for T in (1, 2, 4, 8, 16, 32, 64)] == [128, 64, 128, 128, 128, 128, 128]
     assert [block_n(T, tp4) for T in (8, 16, 32)] == [64, 128, 128]
     assert [block_n(T, oss20b) for T in (4, 8, 16)] == [128, 64, 128]  # (T = 16: 2 rows per expert)
+    n128 = next(c for c in cands if c.block_n == 128)
+    assert "block_n 128 after 64" in dispatch.heuristic_rank(n128, Shape(T=2, **tp1))[1]
+    assert "after" not in dispatch.heuristic_rank(n128, Shape(T=4, **tp1))[1]
     assert [block_n(T, tp1, a16) for T in (2, 4)] == [128, 128]
     assert block_n(2, tp1, stage2) == 128
     monkeypatch.setattr(dispatch, "SWAP_STAGE1_WAVE_GAIN", 0)

@@ -576,7 +576,7 @@ def heuristic_rank(inst: Instance, shape: Shape, explain: bool = True) -> tuple[
         while tiles * want_split * 2 <= wave and k_tiles >= 4 * want_split:
             want_split *= 2
         if (swap and inst.op == "moe_stage1" and inst.a not in ("bf16", "fp16") and rpe <= 1
-                and tiles >= wave and inst.block_n >= 32):
+                and tiles >= wave and inst.block_n >= 64):  # (the swapped tiles' narrowest: 32)
             half = wave_columns(blocks, shape.N, inst.block_n // 2, wave)
             n_cost = (int(half < SWAP_STAGE1_WAVE_GAIN * wave_columns(blocks, shape.N, inst.block_n, wave)),
                       -inst.block_n)

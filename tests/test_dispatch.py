@@ -591,7 +591,8 @@ def test_heuristic_narrows_swapped_stage1_tiles_that_leave_a_wave_half_empty(mon
     else the largest as elsewhere. The cases are session 41's layer A/B (H200): 64 won at
     MiniMax TP=1 T = 2 (0.92x / 0.98x the layer with 128), TP=4 T = 8 (0.96x / 0.99x) and
     gpt-oss-20b T = 8 (0.90x / 0.92x), where this rule takes it, and lost or tied where it
-    keeps 128; with bf16 activations 64 lost in 14 of 15 rows (1.04-1.10x)."""
+    keeps 128; with bf16 activations 64 lost in 8 of 9 rows (1.04-1.10x; 0.98x at
+    gpt-oss-20b T = 8)."""
     cands = [c for c in make_tile_candidates("pk_fp4") if c.b_path == "swap" and c.block_m == 16]
     cands.append(dataclasses.replace(cands[0], index=99, name="sm90_swap_m16_n32", block_n=32))
     a16 = [dataclasses.replace(c, a="bf16") for c in cands]

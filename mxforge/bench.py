@@ -221,6 +221,21 @@ def _routings(T: int, E: int, k: int, rot: int, g: torch.Generator) -> list[tupl
     return out
 
 
+def layer_inputs(shape: MoeShape, T: int, rot: int, g: torch.Generator
+                 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor]]:
+    """`rot` routings and activations of T tokens that timed calls rotate over (so that the
+    touched experts change from call to call and the weights do not sit in L2)."""
+    routes = _routings(T, shape.E, shape.topk, rot, g)  # (first: the generator's order as before)
+    xs = [(torch.randn(T, shape.H, generator=g, device="cuda") * 2).to(torch.bfloat16)
+          for _ in range(rot)]
+    return routes, xs
+
+
+def bench_rotation(T: int) -> int:
+    """How many inputs `mxforge bench` rotates over at T (more where a call is short)."""
+    return 32 if T <= 256 else 8 if T <= 2048 else 3
+
+
 def hbm_bytes(shape: MoeShape, T: int, ids: list[torch.Tensor]) -> float:
     """Mean bytes one call must move: touched experts' MXFP4 weights (+ biases) and the
     activations in and out (bf16)."""
@@ -265,9 +280,8 @@ def bench(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
     rows: list[Row] = []
     H, I, k = shape.H, shape.I, shape.topk
     for T in tokens:
-        rot = 32 if T <= 256 else 8 if T <= 2048 else 3
-        routes = _routings(T, shape.E, k, rot, g)
-        xs = [(torch.randn(T, H, generator=g, device="cuda") * 2).to(torch.bfloat16) for _ in range(rot)]
+        rot = bench_rotation(T)
+        routes, xs = layer_inputs(shape, T, rot, g)
         hbm_us = hbm_bytes(shape, T, [r[0] for r in routes]) / (ceil.copy_gbps * 1e3)
         flops = 2.0 * T * k * 3 * H * I
         comp_us = flops / (ceil.bf16_tflops * 1e6)

@@ -31,7 +31,7 @@ import torch
 
 from . import ops
 from . import reference as ref
-from .bench import PIPELINES, _routings, _time_graph, make_layer
+from .bench import PIPELINES, _time_graph, layer_inputs, make_layer
 from .dispatch import KEY_FIELDS, SPLIT, TUNED_COLUMNS, TWO_STAGE, Key, candidates, select
 from .errors import MxforgeError
 from .models import MoeShape, preset
@@ -138,7 +138,7 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
         L = L.in_layout(layout)
     r1, r2 = ops.reference_weight(L.w1), ops.reference_weight(L.w2)
     target = ops.target_of(torch.device("cuda"))
-    E, k = shape.E, shape.topk
+    E = shape.E
     out: list[Choice] = []
     for p in pipelines:
         a_dtype, s2 = PIPELINES[p]
@@ -158,9 +158,7 @@ def tune(model: str | MoeShape, tokens: tuple[int, ...] = DEFAULT_TOKENS,
                                + (f" matching --only {' '.join(only)}" if only else ""))
         for T in tokens:
             rot = 8 if T <= 256 else 3
-            routes = _routings(T, E, k, rot, g)
-            xs = [(torch.randn(T, shape.H, generator=g, device="cuda") * 2).to(torch.bfloat16)
-                  for _ in range(rot)]
+            routes, xs = layer_inputs(shape, T, rot, g)
             want = ref.fused_moe(xs[0], r1, r2, routes[0][1], routes[0][0],
                                  activation=shape.activation, gate_up=shape.gate_up,
                                  bias1=L.w1.bias, bias2=L.w2.bias, a_dtype=a_dtype,

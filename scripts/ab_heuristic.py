@@ -14,9 +14,10 @@ benchmarks/README.md.) Decisions a tuned table answers do not change, and every 
 preset has tuned rows at every T up to 8192: `--heuristic-only` hides the tuned tables
 (dispatch.tuned_paths) so that the heuristic decides every stage on both sides.
 
-Prints, per row, each value's median over the rounds (µs), the ratio new/first and the
+Prints, per row, each value's median over the rounds (µs), the ratio second/first and the
 GEMM instances each value launched; a row where both values launch the same instances is
-timed once per round (it measures the noise) and marked "same".
+still timed both ways and marked "same" (its ratio is the noise). Exits non-zero if the two
+sides' outputs differ by more than MAX_SIDE_DIFF anywhere (rows marked "CHECK").
 """
 from __future__ import annotations
 
@@ -97,10 +98,8 @@ def main() -> None:
             shape = preset(model)
             L = bench.make_layer(shape, g).in_layout(args.layout)
             for T in args.T:
-                rot = 32 if T <= 256 else 8
-                routes = bench._routings(T, shape.E, shape.topk, rot, g)
-                xs = [(torch.randn(T, shape.H, generator=g, device="cuda") * 2).to(torch.bfloat16)
-                      for _ in range(rot)]
+                rot = bench.bench_rotation(T)
+                routes, xs = bench.layer_inputs(shape, T, rot, g)
                 ref = bench.torch_moe(L, xs[0], *routes[0]).double()
                 hbm_us = bench.hbm_bytes(shape, T, [r[0] for r in routes]) / (ceil.copy_gbps * 1e3)
                 for p in args.pipelines:
@@ -142,6 +141,11 @@ def main() -> None:
                           + ("" if diff <= MAX_SIDE_DIFF else " CHECK")
                           + ("" if same else f"  {' '.join(names[0])} -> {' '.join(names[1])}"),
                           flush=True)
+        bad = [r for r in rows if r["side_diff"] > MAX_SIDE_DIFF]
+        if bad:
+            sys.exit(f"{len(bad)} row(s) whose two sides' outputs differ by more than "
+                     f"{MAX_SIDE_DIFF} (rel. L2): " + ", ".join(
+                         f"{r['model']} T={r['T']} {r['pipeline']}" for r in bad))
     finally:
         setattr(dispatch, args.name, original)
         dispatch.clear_caches()

@@ -78,10 +78,8 @@ def main() -> None:
         shape = preset(model)
         L = bench.make_layer(shape, g).in_layout("pairbits")
         for T in args.T:
-            rot = 32
-            routes = bench._routings(T, shape.E, shape.topk, rot, g)
-            xs = [(torch.randn(T, shape.H, generator=g, device="cuda") * 2).to(torch.bfloat16)
-                  for _ in range(rot)]
+            rot = 32  # (as bench up to T = 256; the eager loops below cycle through them)
+            routes, xs = bench.layer_inputs(shape, T, rot, g)
             for p in args.pipelines:
                 a_dtype, s2 = bench.PIPELINES[p]
 

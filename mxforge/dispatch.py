@@ -567,7 +567,7 @@ def heuristic_rank(inst: Instance, shape: Shape, explain: bool = True) -> tuple[
         bm_cost = (0, inst.block_m)
     else:
         bm_cost = (1, -inst.block_m)
-    want_split, n_cost = 1, (0, -inst.block_n)
+    want_split, narrower_fills_waves = 1, False
     if inst.target != "cpu" and inst.op in ("moe_stage1", "moe_stage2") and shape.N and inst.block_n:
         blocks = max(1, min(shape.E or 1, shape.T * shape.topk))
         tiles = blocks * -(-shape.N // inst.block_n)
@@ -577,13 +577,12 @@ def heuristic_rank(inst: Instance, shape: Shape, explain: bool = True) -> tuple[
             want_split *= 2
         if (swap and inst.op == "moe_stage1" and inst.a not in ("bf16", "fp16") and rpe <= 1
                 and tiles >= wave and inst.block_n >= 64):  # (the swapped tiles' narrowest: 32)
-            half = wave_columns(blocks, shape.N, inst.block_n // 2, wave)
-            n_cost = (int(half < SWAP_STAGE1_WAVE_GAIN * wave_columns(blocks, shape.N, inst.block_n, wave)),
-                      -inst.block_n)
+            narrower_fills_waves = (wave_columns(blocks, shape.N, inst.block_n // 2, wave)
+                                    < SWAP_STAGE1_WAVE_GAIN * wave_columns(blocks, shape.N, inst.block_n, wave))
     # (clusters before splits: only the swapped tiles have both)
     sk_cost = (abs(inst.split_k * inst.cluster_k - want_split), int(swap and inst.split_k > 1))
-    if inst.block_m == 16 and not swap:
-        n_cost = (0, abs(inst.block_n - SMALL_BLOCK_M_N))
+    n_cost = ((0, abs(inst.block_n - SMALL_BLOCK_M_N)) if inst.block_m == 16 and not swap
+              else (int(narrower_fills_waves), -inst.block_n))
     want_nt = wanted_n_tiles(inst, shape)
     nt_cost = (0, -inst.n_tiles) if inst.n_tiles <= want_nt else (1, inst.n_tiles)
     k_cost = abs(inst.block_k - 128)
@@ -596,7 +595,7 @@ def heuristic_rank(inst: Instance, shape: Shape, explain: bool = True) -> tuple[
            f"split_k {inst.split_k} x cluster_k {inst.cluster_k} (wanted {want_split} K parts); "
            f"block_n {inst.block_n}, "
            f"block_k {inst.block_k}")
-    if n_cost[0]:
+    if narrower_fills_waves:
         why += (f"; block_n {inst.block_n} after {inst.block_n // 2}, whose grid fills its last wave "
                 f"better (SWAP_STAGE1_WAVE_GAIN {SWAP_STAGE1_WAVE_GAIN})")
     if inst.n_tiles > 1 or want_nt > 1:

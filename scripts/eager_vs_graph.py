@@ -14,8 +14,9 @@ rotating over 32 inputs as `mxforge bench` does):
 
     python3 scripts/eager_vs_graph.py [--models ...] [--T 1 8 64 512] [--calls 200]
     python3 scripts/eager_vs_graph.py --profile 500 --models minimax-m2.1-tp8 --T 1 \
-        --pipelines a4w4     (then where the host's time goes: cProfile of 500 eager calls,
-                              the top functions by own time, and torch.profiler's CPU ops)
+        --pipelines a4w4     (then where the host's time goes: the host µs of each launch
+                              of one call replayed alone and of the runtime's primitives,
+                              cProfile of 500 eager calls by own time, torch.profiler's ops)
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch
 
-from mxforge import bench, ops
+from mxforge import _loader, bench, ops
+from mxforge.dispatch import Decision
 from mxforge.models import preset
 
 
@@ -101,7 +103,61 @@ def main() -> None:
                 print(f"{model:18s} {p:15s} {T:5d} {graph:8.1f} {eager:8.1f} {eager_val:9.1f} "
                       f"{host:8.1f} {synced:8.1f}", flush=True)
                 if args.profile:
+                    launch_costs(fast, xs[0].device)
                     profile(fast, args.profile, rot)
+
+
+def median_host_us(fn: Callable[[], object], calls: int = 300) -> float:
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def launch_costs(fn: Callable[[int], object], device: torch.device) -> None:
+    """The host µs of each launch one eager call makes, replayed alone with the call's own
+    arguments (its buffers kept alive, so the kernels read what the call wrote), against
+    the whole call and the runtime's primitives: is the time in the launches (the compiled
+    module, the CUDA runtime) or in the Python around them?"""
+    C = _loader.module()
+    kept: list[torch.Tensor] = []
+    launches: list[tuple[object, object]] = []
+    empty, launch = ops._empty, ops._launch
+
+    def keep_empty(*shape: int, **kw: object) -> torch.Tensor:
+        kept.append(empty(*shape, **kw))
+        return kept[-1]
+    ops._empty = keep_empty
+    ops._launch = lambda d, a: (launches.append((d, a)), launch(d, a))[1]
+    try:
+        kept.append(fn(0))
+    finally:
+        ops._empty, ops._launch = empty, launch
+    torch.cuda.synchronize()
+    print(f"# host µs, median of 300 (one call: {len(launches)} launches)")
+    print(f"  {'whole eager call (validate=False)':58s} {median_host_us(lambda: fn(0)):8.1f}")
+    torch.cuda.synchronize()
+    for d, a in launches:
+        inst = d.instance if isinstance(d, Decision) else d
+        pdl = ops.dependent_launch(d.shape.T if isinstance(d, Decision) else None)  # (as _launch)
+        us = median_host_us(lambda: launch(d, a))
+        torch.cuda.synchronize()
+        raw = median_host_us(lambda: C.launch(inst.index, a, pdl))
+        torch.cuda.synchronize()
+        print(f"  ops._launch {inst.name[:46]:46s} {us:8.1f}   _C.launch alone {raw:8.1f}")
+    prims: dict[str, Callable[[], object]] = {
+        f"torch.empty(4096, int32, {device})": lambda: torch.empty(4096, dtype=torch.int32, device=device),
+        "ops.stream_of": lambda: ops.stream_of(device),
+        "ops.capturing": lambda: ops.capturing(device),
+        "ops.target_of": lambda: ops.target_of(device),
+        "_C.availability('sm90')": lambda: C.availability("sm90"),
+        "_C.MoeGemmArgs()": lambda: C.MoeGemmArgs(),
+    }
+    for name, prim in prims.items():
+        print(f"  {name:58s} {median_host_us(prim, 1000):8.1f}")
+    torch.cuda.synchronize()
 
 
 def profile(fn: Callable[[int], object], calls: int, rot: int) -> None:

@@ -286,9 +286,22 @@ AMD_ARCHS = ("gfx942", "gfx950")  # targets named by the GPU's arch (codegen/tar
 
 
 def target_of(device: torch.device) -> str:
+    """The target whose instances run on `device` (a clear error where none does)."""
     if device.type == "cpu":
         return "cpu"
-    if device.type == "cuda" and torch.version.hip:
+    if device.type == "cuda":
+        return _gpu_target(device.index if device.index is not None else torch.cuda.current_device())
+    raise TargetUnavailableError(f"tensors on {device}: no mxforge target runs there "
+                                 "(cpu tensors use the cpu target, Hopper CUDA tensors sm90, "
+                                 "MI300X/MI355X ROCm tensors gfx942/gfx950)")
+
+
+@functools.cache
+def _gpu_target(index: int) -> str:
+    """target_of a GPU, asked of torch once per device (each op's key names its target, a
+    layer call asks ~12 times; errors are not cached)."""
+    device = torch.device("cuda", index)
+    if torch.version.hip:
         # ROCm torch shows AMD GPUs as "cuda" devices; the arch name picks the target
         # ("gfx942:sramecc+:xnack-" -> gfx942). Not exercised here: no AMD GPU to test on.
         arch = torch.cuda.get_device_properties(device).gcnArchName.split(":")[0]
@@ -296,15 +309,11 @@ def target_of(device: torch.device) -> str:
             return arch
         raise TargetUnavailableError(f"{device} is {arch}; mxforge has AMD code for "
                                      f"{', '.join(AMD_ARCHS)} only")
-    if device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(device)
-        if major == 9:
-            return "sm90"
-        raise TargetUnavailableError(f"{device} is sm_{major}{minor}; mxforge has GPU code for "
-                                     "sm90 (Hopper) only")
-    raise TargetUnavailableError(f"tensors on {device}: no mxforge target runs there "
-                                 "(cpu tensors use the cpu target, Hopper CUDA tensors sm90, "
-                                 "MI300X/MI355X ROCm tensors gfx942/gfx950)")
+    major, minor = torch.cuda.get_device_capability(device)
+    if major == 9:
+        return "sm90"
+    raise TargetUnavailableError(f"{device} is sm_{major}{minor}; mxforge has GPU code for "
+                                 "sm90 (Hopper) only")
 
 
 def stream_of(device: torch.device) -> int:

@@ -152,6 +152,8 @@ def launch_costs(fn: Callable[[int], object], device: torch.device) -> None:
         "ops.stream_of": lambda: ops.stream_of(device),
         "ops.capturing": lambda: ops.capturing(device),
         "ops.target_of": lambda: ops.target_of(device),
+        "torch.cuda.get_device_capability": lambda: torch.cuda.get_device_capability(device),
+        "torch._C._cuda_getCurrentRawStream": lambda: torch._C._cuda_getCurrentRawStream(device.index or 0),
         "_C.availability('sm90')": lambda: C.availability("sm90"),
         "_C.MoeGemmArgs()": lambda: C.MoeGemmArgs(),
     }
